@@ -1,0 +1,94 @@
+"""Erdős–Rényi connectivity: every allowed ordered pair connected with probability p."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, round_half_up
+
+#: Rows processed per chunk: bounds the temporary (chunk x n_in) random block to ~64 MB of float32.
+_CHUNK_ELEMENTS = 16_000_000
+
+
+def _check(n_out: int, n_in: int, p: float) -> None:
+    if n_out < 1 or n_in < 1:
+        raise ValueError(f"layer sizes must be >= 1, got n_out={n_out}, n_in={n_in}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"connection probability p must be in [0, 1], got {p}")
+
+
+@TOPOLOGIES.register("er")
+def erdos_renyi(
+    n_out: int,
+    n_in: int,
+    *,
+    p: float,
+    generator: torch.Generator,
+    self_connections: bool = False,
+    exact: bool = False,
+) -> Connectivity:
+    """Random (Erdős–Rényi) connectivity, as in Fruengel & Oberlaender 2025 ("every ordered pair of hidden
+    nodes is connected with probability p").
+
+    Args:
+        n_out, n_in: matrix shape (rows = postsynaptic, columns = presynaptic). Recurrent: n_out == n_in == N.
+        p: connection probability in [0, 1] (= density D = E / (N (N - 1)) without self-connections).
+        generator: explicit CPU ``torch.Generator``; same state → bit-identical mask.
+        self_connections: allow the diagonal (square matrices only). Default False: the paper's density formula
+            excludes self-connections (the authors' notebook included them).
+        exact: default False draws each allowed pair independently (Bernoulli(p), the paper's model: the
+            edge count varies by ~sqrt(E)). True places exactly ``round(p * possible)`` edges, uniformly among
+            all subsets of that size (row counts from a multivariate hypergeometric draw, then columns
+            without replacement per row).
+
+    Returns:
+        :class:`Connectivity` of shape ``(n_out, n_in)``. Memory: O(nnz) int64 plus a bounded chunk buffer;
+        no N x N array is ever created.
+    """
+    _check(n_out, n_in, p)
+    square = n_out == n_in
+    drop_diag = square and not self_connections
+    per_row = n_in - 1 if drop_diag else n_in
+    row_counts = None
+    if exact:
+        total = round_half_up(p * per_row * n_out)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        # Exact count, uniform over edge sets: the per-row counts of a uniform k-subset are multivariate
+        # hypergeometric; "marginals" handles 1e8-sized populations without enumerating them.
+        row_counts = torch.from_numpy(
+            rng.multivariate_hypergeometric(np.full(n_out, per_row), total, method="marginals")
+        ).to(torch.int64)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n_in, 1))
+    cols: list[torch.Tensor] = []
+    counts: list[torch.Tensor] = []
+    for start in range(0, n_out, chunk):
+        stop = min(n_out, start + chunk)
+        keys = torch.rand(stop - start, n_in, generator=generator)
+        if drop_diag:
+            # Diagonal keys set above every possible draw: never selected.
+            idx = torch.arange(start, stop)
+            keys[idx - start, idx] = 2.0
+        if row_counts is None:
+            selected = keys < p
+        else:
+            # Take the k_i smallest keys of row i; rank by sort order so ties cannot change the count.
+            order = keys.argsort(dim=1)
+            ranks = torch.empty_like(order)
+            ranks.scatter_(1, order, torch.arange(n_in).expand_as(order).contiguous())
+            selected = ranks < row_counts[start:stop, None]
+        counts.append(selected.sum(dim=1, dtype=torch.int64))
+        cols.append(selected.nonzero(as_tuple=True)[1].to(torch.int64))
+    crow = torch.zeros(n_out + 1, dtype=torch.int64)
+    crow[1:] = torch.cat(counts).cumsum(0)
+    return Connectivity(n_out, n_in, crow, torch.cat(cols))
+
+
+@TOPOLOGIES.register("full")
+def full(
+    n_out: int, n_in: int, *, generator: torch.Generator | None = None, self_connections: bool = False
+) -> Connectivity:
+    """All-to-all connectivity (p = 1); the diagonal is excluded for square matrices by default."""
+    _check(n_out, n_in, 1.0)
+    return Connectivity.full(n_out, n_in, self_connections=self_connections)

@@ -1,0 +1,23 @@
+"""Model assemblies reached by name: ``build_model("cortex_rnn", config, n_inputs, n_classes)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from cortexnet.models.cortex_rnn import CortexRNN, CortexRNNConfig, build_cortex_rnn
+from cortexnet.models.registry import MODEL_CONFIGS, MODELS
+
+MODEL_CONFIGS["cortex_rnn"] = CortexRNNConfig
+
+
+def build_model(name: str, config: Any, n_inputs: int, n_classes: int) -> nn.Module:
+    """Build the model registered as ``name`` from its config dataclass (or a plain dict of its fields)."""
+    factory = MODELS.get(name)
+    if isinstance(config, dict):
+        config = MODEL_CONFIGS[name](**config)
+    return factory(config, n_inputs, n_classes)
+
+
+__all__ = ["MODELS", "MODEL_CONFIGS", "CortexRNN", "CortexRNNConfig", "build_cortex_rnn", "build_model"]

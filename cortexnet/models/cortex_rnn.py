@@ -1,0 +1,146 @@
+"""The cortex-like recurrent network of Fruengel & Oberlaender 2025 (Front. Neural Circuits 19:1528309)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from cortexnet.connectivity import Connectivity, assign_inhibitory, make_connectivity
+from cortexnet.layers import RecurrentLayer
+from cortexnet.models.registry import MODELS
+from cortexnet.sparse import ACTIVATIONS, BACKENDS
+
+
+@dataclass(frozen=True)
+class CortexRNNConfig:
+    """Everything that defines a cortex-like RNN; saved in every checkpoint so it can be rebuilt exactly.
+
+    Attributes:
+        n_nodes: N, hidden (recurrent) nodes, ≥ 1 (paper: 500 ... 24,000; headline 10,000 and 20,000).
+        p: recurrent connection probability in (0, 1] (paper: 0.1 sparse vs 1.0 dense).
+        activation: "relu" (paper default) or "tanh".
+        dale: Dale's law on (each node excitatory or inhibitory).
+        inhibitory_fraction: fraction of inhibitory nodes in [0, 1] (paper 0.115; 0.5 balanced control).
+        inhibitory_scale: initial inhibitory magnitude multiplier, > 0 (paper control: 10).
+        dale_mode: "clip" (paper: wrong-sign weights zeroed after every step) or "abs" (|W|·sign).
+        sparse_to_dense: initialise with the p-mask but let every weight train (paper Fig. S5B).
+        self_connections: allow the diagonal of W_rec (default False: the paper's density excludes it).
+        exact_edges: exactly round(p·N(N-1)) synapses instead of independent Bernoulli(p) draws (default).
+        topology: connectivity generator name (registry ``cortexnet.connectivity.TOPOLOGIES``).
+        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``).
+        connectivity_seed: seed of the mask and of the E/I assignment.
+        weight_seed: seed of the weight initialisation (independent of the mask).
+    """
+
+    n_nodes: int = 10_000
+    p: float = 0.1
+    activation: str = "relu"
+    dale: bool = False
+    inhibitory_fraction: float = 0.115
+    inhibitory_scale: float = 1.0
+    dale_mode: str = "clip"
+    sparse_to_dense: bool = False
+    self_connections: bool = False
+    exact_edges: bool = False
+    topology: str = "er"
+    backend: str = "masked_dense"
+    connectivity_seed: int = 0
+    weight_seed: int = 0
+
+    def validate(self) -> CortexRNNConfig:
+        """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
+        if self.n_nodes < 1:
+            raise ValueError(f"n_nodes must be >= 1, got {self.n_nodes}")
+        if not 0.0 < self.p <= 1.0:
+            raise ValueError(f"connection probability p must be in (0, 1], got {self.p}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if not 0.0 <= self.inhibitory_fraction <= 1.0:
+            raise ValueError(f"inhibitory fraction must be in [0, 1], got {self.inhibitory_fraction}")
+        if not self.inhibitory_scale > 0:
+            raise ValueError(f"inhibitory scale must be > 0, got {self.inhibitory_scale}")
+        if self.dale_mode not in ("clip", "abs"):
+            raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
+        if self.sparse_to_dense and self.dale and self.dale_mode == "abs":
+            raise ValueError("sparse_to_dense needs dale_mode='clip': with |W|·sign, zero weights never grow")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        return self
+
+
+class CortexRNN(nn.Module):
+    """Dense input weights → one large sparse (optionally Dale) recurrent layer → linear readout of the last
+    step (Fruengel & Oberlaender 2025, Fig. 1).
+
+    Input ``(B, T, F)`` (images row by row, EEG one sample per step); output logits ``(B, n_classes)``.
+    """
+
+    def __init__(self, config: CortexRNNConfig, n_inputs: int, n_classes: int) -> None:
+        super().__init__()
+        config.validate()
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.config = config
+        self.n_inputs, self.n_classes = n_inputs, n_classes
+        g_conn = torch.Generator().manual_seed(config.connectivity_seed)
+        g_weight = torch.Generator().manual_seed(config.weight_seed)
+        n = config.n_nodes
+        sparse = make_connectivity(
+            config.topology, n, n, generator=g_conn, p=config.p,
+            self_connections=config.self_connections, exact=config.exact_edges,
+        )  # fmt: skip
+        inhibitory = (
+            assign_inhibitory(n, config.inhibitory_fraction, generator=g_conn) if config.dale else None
+        )
+        trainable = (
+            Connectivity.full(n, n, self_connections=config.self_connections)
+            if config.sparse_to_dense
+            else sparse
+        )
+        self.recurrent = RecurrentLayer(
+            n_inputs,
+            trainable,
+            activation=config.activation,
+            inhibitory=inhibitory,
+            dale_mode=config.dale_mode,  # type: ignore[arg-type]
+            inhibitory_scale=config.inhibitory_scale,
+            init_connectivity=sparse,
+            backend=config.backend,
+            generator=g_weight,
+        )
+        self.readout = nn.Linear(n, n_classes)
+        # nn.Linear's default init, but drawn from the weight generator so that seeds fully determine it.
+        bound = 1.0 / n**0.5
+        with torch.no_grad():
+            self.readout.weight.copy_(torch.rand(n_classes, n, generator=g_weight) * 2 * bound - bound)
+            self.readout.bias.copy_(torch.rand(n_classes, generator=g_weight) * 2 * bound - bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``(B, T, F)`` → logits ``(B, n_classes)``."""
+        return self.readout(self.recurrent(x))
+
+    def hidden(self, x: Tensor, *, all_steps: bool = False) -> Tensor:
+        """Hidden activations: last step ``(B, N)``, or all steps ``(B, T, N)`` when ``all_steps``."""
+        if all_steps:
+            return self.recurrent(x, return_states=True)[1]
+        return self.recurrent(x)
+
+    def describe(self) -> dict:
+        """Plain-data summary: config, synapse count, realised density, inhibitory count."""
+        conn = self.recurrent.rec.connectivity()
+        return {
+            **asdict(self.config),
+            "n_inputs": self.n_inputs,
+            "n_classes": self.n_classes,
+            "synapses": conn.nnz,
+            "density": conn.density(exclude_diagonal=not self.config.self_connections),
+            "n_inhibitory": int(self.recurrent.inhibitory.sum()),
+        }
+
+
+@MODELS.register("cortex_rnn")
+def build_cortex_rnn(config: CortexRNNConfig, n_inputs: int, n_classes: int) -> CortexRNN:
+    """Factory for :class:`CortexRNN` (registry name ``"cortex_rnn"``)."""
+    return CortexRNN(config, n_inputs, n_classes)
