@@ -108,7 +108,7 @@ class Connectivity:
 
 def round_half_up(x: float) -> int:
     """Round to the nearest integer, halves upwards (Python's ``round`` rounds halves to even)."""
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def assign_inhibitory(n: int, fraction: float, *, generator: torch.Generator) -> Tensor:

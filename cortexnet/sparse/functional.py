@@ -57,7 +57,7 @@ class DenseRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_states: Tensor):  # type: ignore[override]
         states, weight, mask = ctx.saved_tensors
-        steps, batch, n = states.shape
+        steps, _, n = states.shape
         grad_pre = torch.empty_like(states)
         carry = torch.zeros_like(states[0])
         for t in range(steps - 1, -1, -1):
