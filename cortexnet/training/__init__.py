@@ -1,0 +1,38 @@
+"""Training: fit / evaluate / history / checkpoints / callbacks for any cortexnet model."""
+
+from cortexnet.training.callbacks import Callback
+from cortexnet.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from cortexnet.training.config import OPTIMIZERS, TrainConfig
+from cortexnet.training.fit import (
+    CHECKPOINT_NAME,
+    HISTORY_NAME,
+    NonFiniteLossError,
+    TrainState,
+    evaluate,
+    fit,
+    make_optimizer,
+    resolve_device,
+)
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "HISTORY_NAME",
+    "OPTIMIZERS",
+    "Callback",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "make_optimizer",
+    "model_from_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+]

@@ -1,0 +1,37 @@
+"""Training callbacks: hooks the trainer calls so analyses can observe training without changing it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+class Callback:
+    """Base class; override any hook. ``state`` is the trainer's :class:`~cortexnet.training.fit.TrainState`.
+
+    Hooks run in this order per optimiser step: ``on_after_backward`` (gradients are populated, before the
+    step: e.g. record gradient magnitudes), then the step and the constraints, then ``on_step_end``.
+    """
+
+    def on_train_begin(self, model: nn.Module, state: Any) -> None:
+        """Before the first (or, on resume, the next) epoch."""
+
+    def on_after_backward(self, model: nn.Module, state: Any) -> None:
+        """After ``loss.backward()`` and before ``optimizer.step()``."""
+
+    def on_step_end(self, model: nn.Module, state: Any) -> None:
+        """After the optimiser step and the constraints."""
+
+    def on_evaluation(self, model: nn.Module, state: Any, record: dict) -> None:
+        """After every evaluation (epoch 0, fractional points, epoch ends) with its history record."""
+
+    def on_epoch_end(self, model: nn.Module, state: Any) -> None:
+        """After the epoch-end evaluation and checkpoint."""
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this callback (saved in the checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""
