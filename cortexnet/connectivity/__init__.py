@@ -1,5 +1,7 @@
 """Connectivity as seeded data: masks (CSR index form) and E/I identities, generators registered by name."""
 
+import torch
+
 from cortexnet.connectivity import er as _er  # noqa: F401  (registers "er", "full")
 from cortexnet.connectivity.base import (
     TOPOLOGIES,
@@ -11,8 +13,11 @@ from cortexnet.connectivity.base import (
 from cortexnet.connectivity.er import erdos_renyi
 
 
-def make_connectivity(name: str, n_out: int, n_in: int, *, generator, **params) -> Connectivity:
-    """Build a registered topology by name, e.g. ``make_connectivity("er", N, N, p=0.1, generator=g)``."""
+def make_connectivity(
+    name: str, n_out: int, n_in: int, *, generator: torch.Generator | None = None, **params
+) -> Connectivity:
+    """Build a registered topology by name, e.g. ``make_connectivity("er", N, N, p=0.1, generator=g)``.
+    Random topologies require ``generator``; deterministic ones (``"full"``) ignore it."""
     return TOPOLOGIES.get(name)(n_out, n_in, generator=generator, **params)
 
 

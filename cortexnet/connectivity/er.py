@@ -24,7 +24,7 @@ def erdos_renyi(
     n_in: int,
     *,
     p: float,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     self_connections: bool = False,
     exact: bool = False,
 ) -> Connectivity:
@@ -47,6 +47,8 @@ def erdos_renyi(
         no N x N array is ever created.
     """
     _check(n_out, n_in, p)
+    if generator is None:
+        raise ValueError("erdos_renyi needs an explicit torch.Generator (generator=torch.Generator().manual_seed(s))")
     square = n_out == n_in
     drop_diag = square and not self_connections
     per_row = n_in - 1 if drop_diag else n_in

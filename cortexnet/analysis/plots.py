@@ -1,0 +1,60 @@
+"""Figures (matplotlib, headless Agg backend): written as PNG files atomically."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+from cortexnet.io import atomic_write_bytes
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt, plt.subplots(*args, **kwargs)
+
+
+def plot_accuracy_curves(
+    path: str | os.PathLike,
+    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
+    *,
+    chance: float | None = None,
+    title: str = "",
+) -> None:
+    """Test accuracy against epoch: one panel per key of ``panels``, one line per curve label.
+
+    Args:
+        path: PNG file to write (atomically).
+        panels: ``{panel_title: {curve_label: (epochs, mean_accuracy, sd_accuracy)}}``, accuracies in [0, 1];
+            the SD is drawn as a shaded band (over seeds).
+        chance: draw a dashed chance line at this accuracy.
+        title: figure title.
+    """
+    plt, (fig, axes) = _figure(
+        1, max(1, len(panels)), figsize=(5.0 * max(1, len(panels)), 4.0), squeeze=False
+    )
+    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=False):
+        for label, (epochs, mean, sd) in curves.items():
+            pct = [100 * m for m in mean]
+            (line,) = ax.plot(epochs, pct, marker="o", ms=3, label=label)
+            lo = [100 * (m - s) for m, s in zip(mean, sd, strict=True)]
+            hi = [100 * (m + s) for m, s in zip(mean, sd, strict=True)]
+            ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        if chance is not None:
+            ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

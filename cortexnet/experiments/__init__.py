@@ -1,0 +1,1 @@
+"""Experiments: thin command lines (``python -m cortexnet.experiments.<name>``) composing the library."""

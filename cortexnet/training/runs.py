@@ -1,0 +1,173 @@
+"""Run folders ``runs/<experiment>/<timestamp>-<hash>/`` and the members (configuration × seed) inside them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cortexnet.io import atomic_write_json, atomic_write_jsonl, git_revision
+from cortexnet.models import build_model
+from cortexnet.training.callbacks import Callback
+from cortexnet.training.checkpoint import load_checkpoint
+from cortexnet.training.config import TrainConfig
+from cortexnet.training.fit import CHECKPOINT_NAME, TrainState, fit
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+
+
+def derive_seeds(seed: int) -> dict[str, int]:
+    """Independent connectivity, weight and data-order seeds from one run seed (NumPy SeedSequence spawning:
+    changing one stream never shifts another)."""
+    conn, weight, data = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint32)
+    return {"connectivity_seed": int(conn), "weight_seed": int(weight), "data_seed": int(data)}
+
+
+def check_output_writable(out: str | os.PathLike) -> Path:
+    """Raise ``ValueError`` unless ``out`` (created later if missing) can be written; nothing is created."""
+    path = Path(out).resolve()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"output folder {out} is not writable ({probe} is not a writable folder); choose --out"
+        )
+    return path
+
+
+def provenance() -> dict[str, Any]:
+    """Package version, git revision, torch/Python versions and the machine, saved beside every result."""
+    from cortexnet import __version__
+
+    return {
+        "cortexnet_version": __version__,
+        "git_revision": git_revision(),
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class RunFolder:
+    """One experiment invocation's results: ``config.json``, ``metrics.jsonl``, ``summary.json``, plots, and
+    one sub-folder per member with its checkpoint and history. Every file is written atomically."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
+        """Make ``<out>/<experiment>/<UTC timestamp>-<config hash>/`` and write ``config.json``."""
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = Path(out) / experiment / f"{stamp}-{digest}"
+        path.mkdir(parents=True, exist_ok=False)
+        folder = cls(path)
+        atomic_write_json(
+            path / CONFIG_NAME,
+            {"experiment": experiment, "config": config, "created": stamp, **provenance()},
+        )
+        return folder
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, experiment: str) -> tuple[RunFolder, dict[str, Any]]:
+        """An existing run folder (for ``--resume``) and its saved configuration."""
+        path = Path(path)
+        cfg_file = path / CONFIG_NAME
+        if not cfg_file.is_file():
+            raise ValueError(
+                f"cannot resume: {cfg_file} not found; pass the run folder printed by the first run"
+            )
+        saved = json.loads(cfg_file.read_text())
+        if saved.get("experiment") != experiment:
+            raise ValueError(
+                f"cannot resume: {path} is a {saved.get('experiment')!r} run, not {experiment!r}"
+            )
+        return cls(path), saved["config"]
+
+    def member_dir(self, label: str) -> Path:
+        return self.path / "members" / label
+
+    def write_metrics(self, records: Sequence[dict[str, Any]]) -> None:
+        atomic_write_jsonl(self.path / METRICS_NAME, records)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / SUMMARY_NAME, summary)
+
+
+class _MetricsSink(Callback):
+    """Keeps the run folder's ``metrics.jsonl`` current after every evaluation of any member."""
+
+    def __init__(self, folder: RunFolder, done: list[dict[str, Any]], tags: dict[str, Any]) -> None:
+        self.folder, self.done, self.tags = folder, done, tags
+
+    def on_evaluation(self, model, state: TrainState, record: dict[str, Any]) -> None:
+        current = [{**self.tags, **r} for r in state.history]
+        self.folder.write_metrics([*self.done, *current])
+
+
+def train_member(
+    folder: RunFolder,
+    label: str,
+    *,
+    model_name: str,
+    model_config: Any,
+    splits: Any,
+    train_config: TrainConfig,
+    tags: dict[str, Any],
+    finished_records: list[dict[str, Any]],
+    dataset_spec: dict[str, Any],
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> TrainState:
+    """Build, train (or resume) and checkpoint one member of an experiment in ``folder/members/<label>``.
+
+    A member whose checkpoint shows it finished is not trained again on resume. ``finished_records`` are the
+    metrics of members already done (they stay in ``metrics.jsonl``); ``tags`` (e.g. density, seed) are added
+    to every metrics record of this member.
+    """
+    member = folder.member_dir(label)
+    ckpt_path = member / CHECKPOINT_NAME
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        st = TrainState(**ckpt["train_state"])
+        if st.epoch >= train_config.epochs or st.stopped_early:
+            return st
+    model = build_model(model_name, model_config, splits.n_inputs, splits.n_classes)
+    meta = {
+        "model": model_name,
+        "model_config": dataclasses.asdict(model_config),
+        "n_inputs": splits.n_inputs,
+        "n_classes": splits.n_classes,
+        "dataset": dataset_spec,
+        "tags": tags,
+    }
+    return fit(
+        model,
+        splits.train,
+        splits.test,
+        train_config,
+        val=splits.val,
+        run_dir=member,
+        resume=resume,
+        callbacks=[_MetricsSink(folder, finished_records, tags), *callbacks],
+        meta=meta,
+        progress=progress,
+    )
