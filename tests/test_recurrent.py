@@ -176,7 +176,9 @@ def test_determinism_and_separate_seeds():
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
     c = CortexRNN(CortexRNNConfig(n_nodes=100, p=0.1, dale=True, connectivity_seed=3, weight_seed=5), 5, 3)
-    assert torch.equal(a.recurrent.rec.mask, c.recurrent.rec.mask)  # same connectivity seed: same mask and E/I
+    assert torch.equal(
+        a.recurrent.rec.mask, c.recurrent.rec.mask
+    )  # same connectivity seed: same mask and E/I
     assert torch.equal(a.recurrent.inhibitory, c.recurrent.inhibitory)
     assert not torch.equal(a.recurrent.rec.weight, c.recurrent.rec.weight)  # other weight seed: other weights
     d = CortexRNN(CortexRNNConfig(n_nodes=100, p=0.1, dale=True, connectivity_seed=4, weight_seed=4), 5, 3)

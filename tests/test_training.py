@@ -1,0 +1,166 @@
+"""fit / evaluate / checkpoints / resume: determinism, resume equality, non-finite loss, early stopping."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from cortexnet.io import read_jsonl
+from cortexnet.models import CortexRNNConfig, build_model
+from cortexnet.training import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+
+
+def toy_data(n=240, steps=5, feats=4, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = torch.rand(n, steps, feats, generator=g) * 0.2
+    x[torch.arange(n), :, y] += 0.8  # class is the feature that is on: learnable in a few epochs
+    return TensorDataset(x, y)
+
+
+def model(seed=0, n=40, **kw):
+    return build_model("cortex_rnn", CortexRNNConfig(n_nodes=n, p=0.2, weight_seed=seed, **kw), 4, 3)
+
+
+class ConstantLogits(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1)
+
+
+def test_evaluate_known_answer():
+    # Constant logits [0, ln 3] -> p(class 1) = 3/4; labels: three 1s, one 0.
+    m = ConstantLogits([0.0, math.log(3.0)])
+    ds = TensorDataset(torch.zeros(4, 1, 1), torch.tensor([1, 1, 1, 0]))
+    out = evaluate(m, ds, batch_size=3)
+    assert out["accuracy"] == pytest.approx(0.75)
+    assert out["loss"] == pytest.approx((3 * -math.log(0.75) - math.log(0.25)) / 4)
+
+
+def test_fit_learns_and_records_history(tmp_path):
+    train, test = toy_data(), toy_data(seed=1)
+    state = fit(model(), train, test, TrainConfig(epochs=3, batch_size=20, lr=0.01, eval_fractions=(0.5,)),
+                run_dir=tmp_path, progress=False)  # fmt: skip
+    epochs = [r["epoch"] for r in state.history]
+    assert epochs == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert state.history[0]["train_loss"] is None and state.history[2]["train_loss"] > 0
+    assert state.history[-1]["test_acc"] > 0.8
+    assert read_jsonl(tmp_path / "history.jsonl") == [{k: v for k, v in r.items()} for r in state.history]
+    assert state.step == 3 * 12
+
+
+def test_same_seed_identical_metrics(tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=30, lr=0.01)
+    a = fit(model(), toy_data(), toy_data(seed=1), cfg, progress=False)
+    b = fit(model(), toy_data(), toy_data(seed=1), cfg, progress=False)
+    strip = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in a.history]
+    assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in b.history]
+
+
+def test_resume_ends_with_same_metrics_as_uninterrupted(tmp_path):
+    full_cfg = TrainConfig(epochs=3, batch_size=25, lr=0.01, eval_fractions=(0.3,))
+    full = fit(model(), toy_data(), toy_data(seed=1), full_cfg, run_dir=tmp_path / "a", progress=False)
+    # "Killed" after 2 epochs (its last checkpoint is at epoch 2), then resumed to 3.
+    fit(model(), toy_data(), toy_data(seed=1), TrainConfig(epochs=2, batch_size=25, lr=0.01, eval_fractions=(0.3,)),
+        run_dir=tmp_path / "b", progress=False)  # fmt: skip
+    resumed_model = model()
+    resumed = fit(resumed_model, toy_data(), toy_data(seed=1), full_cfg, run_dir=tmp_path / "b", resume=True,
+                  progress=False)  # fmt: skip
+    drop = lambda h: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in h]  # noqa: E731
+    assert drop(resumed.history) == drop(full.history)
+    assert drop(read_jsonl(tmp_path / "b" / "history.jsonl")) == drop(full.history)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    fit(
+        model(),
+        toy_data(),
+        toy_data(),
+        TrainConfig(epochs=1, batch_size=50),
+        run_dir=tmp_path,
+        progress=False,
+    )
+    with pytest.raises(CheckpointError, match="batch_size"):
+        fit(model(), toy_data(), toy_data(), TrainConfig(epochs=2, batch_size=60), run_dir=tmp_path, resume=True,
+            progress=False)  # fmt: skip
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    m = model()
+    fit(m, toy_data(), toy_data(), TrainConfig(epochs=1, batch_size=40), run_dir=tmp_path, progress=False)
+    before = load_checkpoint(tmp_path / "checkpoint.pt")
+    with torch.no_grad():
+        m.readout.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        fit(m, toy_data(), toy_data(), TrainConfig(epochs=2, batch_size=40), run_dir=tmp_path, progress=False)
+    after = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert after["train_state"]["epoch"] == 1
+    assert torch.equal(after["model_state"]["readout.weight"], before["model_state"]["readout.weight"])
+
+
+def test_early_stopping_uses_validation_only(tmp_path):
+    with pytest.raises(ValueError, match="validation"):
+        fit(model(), toy_data(), toy_data(), TrainConfig(epochs=2, early_stopping_patience=1), progress=False)
+    # Learning rate zero: validation accuracy never improves after epoch 1, so patience 2 stops at epoch 3.
+    state = fit(model(), toy_data(), toy_data(), TrainConfig(epochs=10, lr=1e-12, early_stopping_patience=2),
+                val=toy_data(seed=2), progress=False)  # fmt: skip
+    assert state.stopped_early and state.epoch == 3
+    assert all(r["val_acc"] is not None for r in state.history)
+
+
+def test_checkpoint_rebuilds_model_and_dale_holds_on_disk(tmp_path):
+    m = model(dale=True)
+    meta = {"model": "cortex_rnn", "model_config": vars(m.config) | {}, "n_inputs": 4, "n_classes": 3}
+    fit(m, toy_data(), toy_data(), TrainConfig(epochs=2, batch_size=20, lr=0.05), run_dir=tmp_path, meta=meta,
+        progress=False)  # fmt: skip
+    rebuilt, ckpt = model_from_checkpoint(tmp_path / "checkpoint.pt")
+    x = toy_data().tensors[0][:7]
+    torch.testing.assert_close(rebuilt(x), m.eval()(x))
+    state = ckpt["model_state"]
+    w, mask = state["recurrent.rec.weight"], state["recurrent.rec.mask"]
+    inh = state["recurrent.inhibitory"]
+    assert torch.all(w[~mask] == 0)
+    assert torch.all(w[:, inh] <= 0) and torch.all(w[:, ~inh] >= 0)
+    assert int(inh.sum()) == round(0.115 * 40 + 0.5 - 0.5) == 5
+
+
+def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a cortexnet checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_any_torch_optimizer(tmp_path):
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    state = fit(
+        m, toy_data(), toy_data(), TrainConfig(epochs=1, batch_size=40), optimizer=opt, progress=False
+    )
+    assert state.step == 6
+
+
+@pytest.mark.parametrize("kw,msg", [({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch"), ({"lr": 0}, "learning"),
+                                    ({"eval_fractions": (1.0,)}, "fractions"), ({"device": "tpu"}, "device")])  # fmt: skip
+def test_train_config_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(**kw).validate()
