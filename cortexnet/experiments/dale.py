@@ -161,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options or missing data)."""
     config, parser = _resolve(argv)
     if config.resume is not None:
-        folder, saved = RunFolder.open(config.resume, "dale")
+        try:
+            folder, saved = RunFolder.open(config.resume, "dale")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         given = {k for k in vars(parser.parse_args(argv)) if k in RESUME_OVERRIDES}
         saved.update({k: getattr(config, k) for k in given})
         try:
