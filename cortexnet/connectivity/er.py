@@ -48,7 +48,9 @@ def erdos_renyi(
     """
     _check(n_out, n_in, p)
     if generator is None:
-        raise ValueError("erdos_renyi needs an explicit torch.Generator (generator=torch.Generator().manual_seed(s))")
+        raise ValueError(
+            "erdos_renyi needs an explicit torch.Generator (generator=torch.Generator().manual_seed(s))"
+        )
     square = n_out == n_in
     drop_diag = square and not self_connections
     per_row = n_in - 1 if drop_diag else n_in
