@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from cortexnet.connectivity import Connectivity
 from cortexnet.registry import Registry
 
-#: Backends by name: ``cls(connectivity, *, dale=..., column_sign=...)``.
+#: Backends by name: ``factory(connectivity, *, dale=..., column_sign=..., **options) -> SparseWeight``
+#: ("masked_dense", "csr", and "auto", a factory returning one of them).
 BACKENDS: Registry = Registry("sparse backend")
 
 DaleMode = Literal["none", "clip", "abs"]
@@ -112,6 +113,32 @@ class SparseWeight(nn.Module, ABC):
             states.append(h)
         return torch.stack(states)
 
+    def set_connectivity_(self, connectivity: Connectivity, optimizer: torch.optim.Optimizer | None = None):
+        """Replace the active set (same shape, same synapse count for compressed backends) for rewiring,
+        keeping the parameter object so an optimiser keeps working. Weights of removed synapses vanish, new
+        synapses start at exactly zero; pass ``optimizer`` to reset its per-element state at every changed
+        synapse (and, for compressed storage, move it along with the values)."""
+        raise NotImplementedError(f"backend {self.backend!r} does not support rewiring")
+
+    # -- checkpoints: any backend's state_dict loads into any other ---------------------------------------
+    def _prepare_load(self, state_dict: dict, prefix: str) -> None:
+        """Hook: adapt storage (e.g. its synapse count) to the incoming state before it is copied."""
+
+    def _after_load(self) -> None:
+        """Hook: refresh derived structures after a state_dict was loaded."""
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        from cortexnet.sparse.checkpoint import convert_layout_
+
+        convert_layout_(state_dict, prefix, self.backend, n_in=self.n_in)
+        self._prepare_load(state_dict, prefix)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._after_load()
+
     @property
     def nnz(self) -> int:
         """Number of active synapses."""
@@ -127,7 +154,17 @@ class SparseWeight(nn.Module, ABC):
 
 
 def make_sparse_weight(
-    backend: str, connectivity: Connectivity, *, dale: DaleMode = "none", column_sign: Tensor | None = None
+    backend: str,
+    connectivity: Connectivity,
+    *,
+    dale: DaleMode = "none",
+    column_sign: Tensor | None = None,
+    **options,
 ) -> SparseWeight:
-    """Build a :class:`SparseWeight` with the backend registered as ``backend`` (all weights zero)."""
-    return BACKENDS.get(backend)(connectivity, dale=dale, column_sign=column_sign)
+    """Build a :class:`SparseWeight` with the backend registered as ``backend`` (all weights zero).
+
+    ``backend`` is ``"masked_dense"``, ``"csr"`` or ``"auto"`` (picks one of them, see
+    :func:`cortexnet.sparse.auto.choose_backend`). ``options`` go to the backend (e.g. ``batch_hint`` and
+    ``device`` for ``"auto"``, ``panel_cols`` for ``"csr"``).
+    """
+    return BACKENDS.get(backend)(connectivity, dale=dale, column_sign=column_sign, **options)

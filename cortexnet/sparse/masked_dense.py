@@ -81,9 +81,19 @@ class MaskedDenseWeight(SparseWeight):
             self.weight.abs_()
 
     @torch.no_grad()
-    def set_connectivity_(self, connectivity: Connectivity) -> None:
-        """Replace the active set (same shape); newly inactive weights are zeroed. For rewiring."""
+    def set_connectivity_(
+        self, connectivity: Connectivity, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Replace the active set (same shape); newly inactive weights are zeroed, new synapses start at zero.
+        For rewiring. With ``optimizer``, its per-element state of ``weight`` (e.g. Adam's moments) is reset
+        to zero at every synapse that was added or removed."""
         if connectivity.shape != (self.n_out, self.n_in):
             raise ValueError(f"connectivity shape {connectivity.shape} != {(self.n_out, self.n_in)}")
-        self.mask.copy_(connectivity.to_dense())
+        new = connectivity.to_dense().to(self.mask.device)
+        if optimizer is not None:
+            kept = new & self.mask
+            for state in optimizer.state.get(self.weight, {}).values():
+                if isinstance(state, Tensor) and state.shape == self.weight.shape:
+                    state.mul_(kept)
+        self.mask.copy_(new)
         self.apply_constraints_()
