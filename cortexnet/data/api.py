@@ -1,0 +1,101 @@
+"""The public entry points: ``load_dataset`` and ``download_dataset``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import images as _images  # noqa: F401  (registers digits, mnist, fashion-mnist, cifar10, cifar100)
+from .root import resolve_data_root
+from .sources import DATASETS, DatasetLoader
+from .splits import DatasetSplits, make_splits, validate_split_args
+
+logger = logging.getLogger(__name__)
+
+
+def get_loader(name: str) -> DatasetLoader:
+    """The registered loader of ``name``; an unknown name raises ``ValueError`` listing the known ones."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS.names())}")
+    return DATASETS.get(name)
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    n_per_class: int | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> DatasetSplits:
+    """Load dataset ``name`` as row/time sequences, split into train / validation / test.
+
+    Args:
+        name: a registered name (``DATASETS.names()``): ``digits`` (embedded, no download), ``mnist``,
+            ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``.
+        root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/``.
+        download: fetch missing or invalid files first (hash-verified). When false (the default) nothing touches
+            the network and missing files raise ``DataError`` naming the path and the fetch command.
+        val_fraction: fraction in [0, 1) of the *training* pool held out for validation, stratified by class
+            (by whole subject for ``sleep-edf``) and drawn with ``seed``; 0 → ``val is None``. Never from test.
+        n_per_class: limited-data subset — this many training examples per class, drawn with ``seed`` from what
+            the validation split left; ``None`` keeps all.
+        seed: seed of the validation draw and of the subset draw (the dataset's own train/test split has its own
+            fixed seed, stated in ``description``).
+        options: dataset-specific options (e.g. ``{"seq_len": 300, "subjects": [0, 1]}`` for ``sleep-edf``),
+            validated by that dataset's loader before any I/O.
+
+    Returns:
+        ``DatasetSplits`` whose datasets hold x float32 ``(n, T, F)`` and y int64 ``(n,)``.
+
+    Raises:
+        ValueError / TypeError: a bad argument (before any I/O), or ``n_per_class`` larger than a class.
+        DataError: missing, corrupt or unverifiable data, or a failed download.
+    """
+    loader = get_loader(name)
+    validate_split_args(val_fraction, n_per_class, seed)
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a mapping (dict) or None, got {type(options).__name__}")
+    parsed = loader.parse_options(options)
+    data_root = resolve_data_root(root)
+    logger.info("loading dataset %s from %s (download=%s)", name, data_root / name, download)
+    source = loader.load(data_root, download, parsed)
+    splits = make_splits(name, source, val_fraction=val_fraction, n_per_class=n_per_class, seed=seed)
+    logger.info("%s: %s", name, splits.description)
+    return splits
+
+
+def download_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    base_urls: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Download and verify the files of dataset ``name`` into ``<root>/<name>/``; return their paths.
+
+    Files already present and verified are not fetched again. ``base_urls`` replaces the built-in mirrors (tried in
+    order; e.g. a local mirror). ``options`` selects what to fetch where a dataset has parts (``sleep-edf``:
+    ``subjects``, ``recordings``). ``digits`` is embedded and returns ``[]``.
+
+    Raises ``DataError`` when the download fails (offline, HTTP error, hash mismatch — the bad file is deleted) or
+    cannot be verified; ``ValueError`` for an unknown name or bad options.
+    """
+    loader = get_loader(name)
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a mapping (dict) or None, got {type(options).__name__}")
+    if isinstance(base_urls, str):
+        base_urls = [base_urls]
+    parsed = loader.parse_options(options)
+    data_root = resolve_data_root(root)
+    if loader.fetch is None:
+        logger.info("%s needs no download", name)
+        return []
+    return loader.fetch(data_root, base_urls, parsed)

@@ -1,0 +1,254 @@
+"""Splitting a loaded dataset: the validation split and the limited-data subset, both seeded and reproducible."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import TensorDataset
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """What a registered dataset loader returns: the training pool and the test set, before any further split.
+
+    Attributes:
+        train_x: ``(n_train, T, F)`` float32 tensor, the training pool (validation and subsets are drawn from it).
+        train_y: ``(n_train,)`` int64 array of class indices in ``[0, n_classes)``.
+        test_x: ``(n_test, T, F)`` float32 tensor; never used for validation.
+        test_y: ``(n_test,)`` int64 array.
+        n_classes: number of classes.
+        description: one line: the source, the train/test split rule and its seed.
+        class_names: human-readable class names, ``n_classes`` of them (or empty).
+        train_groups: optional ``(n_train,)`` int64 group id per training example (e.g. the subject); when given,
+            the validation split takes whole groups so that no group is on both sides.
+        metadata: JSON-serialisable facts worth saving beside results (subjects per split, class counts, ...).
+    """
+
+    train_x: torch.Tensor
+    train_y: np.ndarray
+    test_x: torch.Tensor
+    test_y: np.ndarray
+    n_classes: int
+    description: str
+    class_names: tuple[str, ...] = ()
+    train_groups: np.ndarray | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for part in ("train", "test"):
+            x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
+            if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"{part} data must be x (n, T, F) and y (n,) with the same n, got x {tuple(x.shape)} and "
+                    f"y {tuple(y.shape)}"
+                )
+            if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+                raise ValueError(
+                    f"{part} labels must lie in [0, {self.n_classes}), found [{y.min()}, {y.max()}]"
+                )
+        if tuple(self.train_x.shape[1:]) != tuple(self.test_x.shape[1:]):
+            raise ValueError(
+                f"train and test sequences differ in shape: {tuple(self.train_x.shape[1:])} vs "
+                f"{tuple(self.test_x.shape[1:])}"
+            )
+        if self.class_names and len(self.class_names) != self.n_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.n_classes} classes")
+        if self.train_groups is not None and self.train_groups.shape != self.train_y.shape:
+            raise ValueError(
+                f"train_groups must have shape {self.train_y.shape}, got {self.train_groups.shape}"
+            )
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A dataset ready for training: train / validation / test as ``TensorDataset``s of ``(x, y)``.
+
+    ``x`` is float32 ``(n, T, F)`` (batch-first: n sequences of T steps with F inputs each), ``y`` int64 ``(n,)``
+    class indices in ``[0, n_classes)``. ``val`` is ``None`` when no validation split was asked for. The test set
+    is the dataset's fixed test set and is never used for validation.
+
+    ``description`` is one line (source, split rules and seeds, sizes) meant to be saved beside results;
+    ``class_names`` and ``metadata`` (JSON-serialisable: class counts, subjects per split, ...) add detail.
+    """
+
+    name: str
+    train: TensorDataset
+    val: TensorDataset | None
+    test: TensorDataset
+    n_steps: int
+    n_inputs: int
+    n_classes: int
+    description: str
+    class_names: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def chance_level(splits: DatasetSplits) -> float:
+    """Chance accuracy ``1 / n_classes`` — the accuracy of guessing uniformly at random.
+
+    This is the chance level for *balanced* classes. On an imbalanced test set (Sleep-EDF: N2 dominates) always
+    predicting the majority class scores higher; compare against the class counts in ``splits.metadata`` too.
+    """
+    return 1.0 / splits.n_classes
+
+
+def validate_split_args(val_fraction: float, n_per_class: int | None, seed: int) -> None:
+    """Check the arguments shared by every dataset (before any I/O); raise ``ValueError``/``TypeError``."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
+        raise TypeError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    if not (0.0 <= float(val_fraction) < 1.0):  # also rejects NaN
+        raise ValueError(
+            f"val_fraction must lie in [0, 1), got {val_fraction!r}; use 0 for no validation set, 0.1 for 10 %"
+        )
+    if n_per_class is not None and (
+        isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral) or n_per_class < 1
+    ):
+        raise ValueError(
+            f"n_per_class must be an integer >= 1 (examples per class) or None for all data, got {n_per_class!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def stratified_take(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices ``0..len(y)-1`` into ``(rest, taken)`` with ``taken`` ≈ ``fraction`` of every class.
+
+    The total taken is ``round(fraction · n)``; it is shared out over the classes in proportion to their sizes
+    (largest-remainder rounding, ties to the lower class index), and each class's members are drawn with ``rng``.
+    Both outputs are sorted int64 index arrays ``(n_rest,)``, ``(n_taken,)``.
+    """
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    quotas = fraction * counts
+    take = np.floor(quotas).astype(np.int64)
+    remainder = _round_half_up(fraction * len(y)) - int(take.sum())
+    order = np.argsort(-(quotas - take), kind="stable")
+    take[order[:remainder]] += 1
+    taken = []
+    for cls, k in zip(classes, take, strict=True):
+        members = np.flatnonzero(y == cls)
+        taken.append(rng.permutation(members)[:k])
+    taken_idx = np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)
+    rest = np.setdiff1d(np.arange(len(y)), taken_idx, assume_unique=True)
+    return rest.astype(np.int64), taken_idx.astype(np.int64)
+
+
+def _grouped_take(
+    groups: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Split indices by whole groups: ``round(fraction · n_groups)`` groups (at least one) are taken."""
+    unique = np.unique(groups)
+    if len(unique) < 2:
+        raise ValueError(
+            f"a validation split by group (subject) needs at least 2 groups in the training pool, found "
+            f"{len(unique)}; pass val_fraction=0 or select more subjects"
+        )
+    n_take = min(max(1, _round_half_up(fraction * len(unique))), len(unique) - 1)
+    chosen = np.sort(rng.permutation(unique)[:n_take])
+    mask = np.isin(groups, chosen)
+    return np.flatnonzero(~mask), np.flatnonzero(mask), [int(g) for g in chosen]
+
+
+def make_splits(
+    name: str, source: SourceData, *, val_fraction: float = 0.1, n_per_class: int | None = None, seed: int = 0
+) -> DatasetSplits:
+    """Draw the validation split and the limited-data subset from ``source``'s training pool.
+
+    1. Validation (if ``val_fraction > 0``): stratified by class, ``round(val_fraction · n_train)`` examples drawn
+       with ``seed`` from the training pool — or, when ``source.train_groups`` is given, whole groups (subjects),
+       ``round(val_fraction · n_groups)`` of them (at least one), so no group is in both train and validation.
+    2. Subset (if ``n_per_class`` is given): ``n_per_class`` examples of every class drawn with ``seed`` from what
+       remains of the training pool; a class with fewer examples is an error.
+
+    The test set is passed through untouched. Same ``source`` and ``seed`` → identical splits.
+    """
+    validate_split_args(val_fraction, n_per_class, seed)
+    import torch
+    from torch.utils.data import TensorDataset
+
+    y = np.asarray(source.train_y, dtype=np.int64)
+    n = len(y)
+    # independent streams, so that changing n_per_class never changes which examples are in validation
+    rng_val = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    rng_subset = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+
+    val_idx = None
+    pool = np.arange(n)
+    notes = []
+    metadata: dict[str, Any] = dict(source.metadata)
+    if val_fraction > 0:
+        if source.train_groups is not None:
+            pool, val_idx, val_groups = _grouped_take(np.asarray(source.train_groups), val_fraction, rng_val)
+            metadata["val_groups"] = val_groups
+            notes.append(
+                f"val: {len(val_groups)} whole group(s) {val_groups} of the training pool (seed {seed})"
+            )
+        else:
+            pool, val_idx = stratified_take(y, val_fraction, rng_val)
+            notes.append(f"val: {val_fraction:g} of the training pool, stratified (seed {seed})")
+        if len(val_idx) == 0:
+            raise ValueError(
+                f"val_fraction={val_fraction} of {n} training examples rounds to an empty validation set; "
+                f"use val_fraction=0 for none or at least {1 / n:.3g}"
+            )
+    if n_per_class is not None:
+        chosen = []
+        for cls in range(source.n_classes):
+            members = pool[y[pool] == cls]
+            if len(members) < n_per_class:
+                label = f"{cls} ({source.class_names[cls]})" if source.class_names else str(cls)
+                raise ValueError(
+                    f"n_per_class={n_per_class} but class {label} has only {len(members)} training examples "
+                    f"left after the validation split; lower n_per_class to at most {len(members)} or lower "
+                    f"val_fraction"
+                )
+            chosen.append(rng_subset.permutation(members)[:n_per_class])
+        pool = np.sort(np.concatenate(chosen))
+        notes.append(f"subset: {n_per_class} per class from the rest (seed {seed})")
+
+    def dataset(x: torch.Tensor, labels: np.ndarray, idx: np.ndarray | None) -> TensorDataset:
+        if idx is None:
+            return TensorDataset(x, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
+        index = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return TensorDataset(x[index], torch.from_numpy(np.ascontiguousarray(labels[idx], dtype=np.int64)))
+
+    whole_pool = val_idx is None and n_per_class is None
+    train = dataset(source.train_x, y, None if whole_pool else pool)
+    val = None if val_idx is None else dataset(source.train_x, y, val_idx)
+    test = dataset(source.test_x, np.asarray(source.test_y, dtype=np.int64), None)
+    sizes = f"sizes train/val/test = {len(train)}/{0 if val is None else len(val)}/{len(test)}"
+    description = "; ".join([source.description, *notes, sizes])
+
+    def counts(ds: TensorDataset | None) -> list[int] | None:
+        if ds is None:
+            return None
+        return np.bincount(ds.tensors[1].numpy(), minlength=source.n_classes).tolist()
+
+    metadata["class_counts"] = {"train": counts(train), "val": counts(val), "test": counts(test)}
+    _, t, f = source.train_x.shape
+    return DatasetSplits(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        n_steps=int(t),
+        n_inputs=int(f),
+        n_classes=int(source.n_classes),
+        description=description,
+        class_names=tuple(source.class_names),
+        metadata=metadata,
+    )
