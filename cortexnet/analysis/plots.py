@@ -58,3 +58,74 @@ def plot_accuracy_curves(
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_histograms(
+    path: str | os.PathLike,
+    samples: dict[str, Sequence[float]],
+    *,
+    xlabel: str,
+    title: str = "",
+    bins: int | Sequence[float] = 50,
+    log_y: bool = False,
+    note: str = "",
+) -> None:
+    """Overlaid, density-normalised histograms, one per label (e.g. one per network); PNG written atomically."""
+    import numpy as np
+
+    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
+    for label, vals in samples.items():
+        arr = np.asarray(vals, dtype=float)
+        arr = arr[np.isfinite(arr)]
+        if arr.size:
+            ax.hist(
+                arr,
+                bins=bins,
+                density=True,
+                histtype="stepfilled",
+                alpha=0.4,
+                label=f"{label} (n={arr.size})",
+            )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    if note:
+        ax.text(0.98, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize="small")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(
+    path: str | os.PathLike,
+    curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    scale: float = 1.0,
+) -> None:
+    """One line per label with a ±SD band: ``{label: (x, mean, sd)}``, values multiplied by ``scale``."""
+    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
+    for label, (x, mean, sd) in curves.items():
+        m = [scale * v for v in mean]
+        (line,) = ax.plot(x, m, marker="o", ms=3, label=label)
+        lo = [scale * (a - b) for a, b in zip(mean, sd, strict=True)]
+        hi = [scale * (a + b) for a, b in zip(mean, sd, strict=True)]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

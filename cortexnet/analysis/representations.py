@@ -1,0 +1,337 @@
+"""How trained networks represent their inputs (Fruengel & Oberlaender 2025, Fig. 5 and 6D).
+
+Every function works on any model with ``hidden(x) -> (B, N)`` (the representation fed to the readout) and a
+``readout`` module, e.g. :class:`~cortexnet.models.CortexRNN`, whatever backend stores its weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+log = logging.getLogger(__name__)
+
+#: Default memory budget for a stored activation matrix; above it inputs are subsampled (and it is said).
+ACTIVATION_BUDGET_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Hidden activations of a model over a dataset.
+
+    Attributes:
+        values: float32 ``(n, N)`` (last step) or ``(n, T, N)`` (all steps), on the CPU.
+        labels: int64 ``(n,)``.
+        indices: int64 ``(n,)`` positions of the inputs in the dataset (a seeded subsample when capped).
+        subsampled: whether fewer than all inputs were kept (memory budget or ``max_samples``).
+    """
+
+    values: Tensor
+    labels: Tensor
+    indices: Tensor
+    subsampled: bool
+
+
+def _check_model(model: nn.Module) -> None:
+    if not callable(getattr(model, "hidden", None)) or not isinstance(
+        getattr(model, "readout", None), nn.Module
+    ):
+        raise TypeError(
+            f"{type(model).__name__} has no hidden(x) / readout: representation analyses need a cortexnet model"
+        )
+
+
+@torch.no_grad()
+def hidden_activations(
+    model: nn.Module,
+    dataset: TensorDataset,
+    *,
+    all_steps: bool = False,
+    max_samples: int | None = None,
+    budget_bytes: int = ACTIVATION_BUDGET_BYTES,
+    batch_size: int = 500,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Activations:
+    """Hidden activations for a whole dataset, in batches, without autograd graphs.
+
+    Memory: n × N float32 (× T with ``all_steps``); 10,000 MNIST test images at N = 10,000 is 400 MB. When
+    that exceeds ``budget_bytes`` (or n > ``max_samples``) a seeded random subset of inputs is used and a
+    warning is logged; ``Activations.subsampled`` and ``indices`` say which inputs were kept.
+    """
+    _check_model(model)
+    x_all, y_all = dataset.tensors[:2]
+    n = len(y_all)
+    per_input = 4 * _hidden_size(model, x_all[:1], device) * (x_all.shape[1] if all_steps else 1)
+    keep = n
+    if max_samples is not None:
+        keep = min(keep, max_samples)
+    keep = min(keep, max(1, budget_bytes // per_input))
+    if keep < n:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(n, generator=g)[:keep].sort().values
+        log.warning("hidden activations: using %d of %d inputs (memory budget %.1f GB or max_samples)",
+                    keep, n, budget_bytes / 1e9)  # fmt: skip
+    else:
+        idx = torch.arange(n)
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, keep, batch_size):
+            xb = x_all[idx[start : start + batch_size]].to(device)
+            chunks.append(model.hidden(xb, all_steps=all_steps).float().cpu())
+    finally:
+        model.train(was_training)
+    return Activations(torch.cat(chunks), y_all[idx].clone(), idx, keep < n)
+
+
+def _hidden_size(model: nn.Module, x: Tensor, device) -> int:
+    return int(model.hidden(x.to(device)).shape[-1])
+
+
+@dataclass(frozen=True)
+class ActivationSparsity:
+    """Activation sparsity (paper Fig. 5B/C): which nodes send non-zero output to the readout.
+
+    Attributes:
+        active_fraction: ``(n,)`` fraction of nodes with |h| > threshold, per input.
+        mean, sd: mean and SD of ``active_fraction`` over inputs.
+        ever_active: fraction of nodes active for at least one input.
+        magnitudes: non-zero activation values (a seeded sample of at most 100,000).
+        per_population: ``{"excitatory"|"inhibitory": {"mean", "sd", "ever_active", "n_nodes"}}`` (Dale only).
+    """
+
+    active_fraction: np.ndarray
+    mean: float
+    sd: float
+    ever_active: float
+    magnitudes: np.ndarray
+    per_population: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def activation_sparsity(
+    h: Tensor,
+    *,
+    inhibitory: Tensor | None = None,
+    threshold: float = 0.0,
+    seed: int = 0,
+    max_magnitudes: int = 100_000,
+) -> ActivationSparsity:
+    """Fraction of active nodes per input, nodes ever active, and non-zero magnitudes of ``h`` ``(n, N)``.
+
+    ``threshold`` is 0 for ReLU networks (exact zeros); tanh units are almost never exactly zero, so pass a
+    small positive threshold to ask a meaningful question of them. ``inhibitory`` (bool ``(N,)``) adds the
+    same measures per E/I population.
+    """
+    if h.dim() != 2:
+        raise ValueError(f"h must be (inputs, nodes), got shape {tuple(h.shape)}")
+    active = h.abs() > threshold
+    frac = active.float().mean(dim=1).numpy().astype(np.float64)
+    nz = h[active]
+    if nz.numel() > max_magnitudes:
+        g = torch.Generator().manual_seed(seed)
+        nz = nz[torch.randperm(nz.numel(), generator=g)[:max_magnitudes]]
+    pops: dict[str, dict[str, float]] = {}
+    if inhibitory is not None and inhibitory.any():
+        for name, sel in (("excitatory", ~inhibitory), ("inhibitory", inhibitory)):
+            if sel.any():
+                a = active[:, sel.cpu()]
+                f = a.float().mean(dim=1).numpy()
+                pops[name] = {"mean": float(f.mean()), "sd": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
+                              "ever_active": float(a.any(dim=0).float().mean()), "n_nodes": int(sel.sum())}  # fmt: skip
+    return ActivationSparsity(
+        active_fraction=frac,
+        mean=float(frac.mean()),
+        sd=float(frac.std(ddof=1)) if len(frac) > 1 else 0.0,
+        ever_active=float(active.any(dim=0).float().mean()),
+        magnitudes=nz.numpy().astype(np.float64),
+        per_population=pops,
+    )
+
+
+def _sample_pairs(n_nodes: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_pairs, 2)`` distinct unordered node pairs; all pairs when there are no more than ``n_pairs``."""
+    total = n_nodes * (n_nodes - 1) // 2
+    if total <= n_pairs:
+        i, j = np.triu_indices(n_nodes, k=1)
+        return np.stack([i, j], axis=1)
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < n_pairs:
+        a = rng.integers(0, n_nodes, size=2 * (n_pairs - len(pairs)))
+        b = rng.integers(0, n_nodes, size=a.size)
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            if x != y:
+                pairs.add((min(x, y), max(x, y)))
+                if len(pairs) == n_pairs:
+                    break
+    return np.array(sorted(pairs), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class PairwiseResult:
+    """A distribution over node pairs (mutual information or Pearson r).
+
+    Attributes:
+        values: ``(k,)`` one value per analysed pair.
+        pairs: ``(k, 2)`` node indices of those pairs.
+        n_constant_nodes: nodes whose activation never varies over the inputs.
+        n_pairs_with_constant: sampled pairs involving such a node (see ``constant_policy``).
+        constant_policy: "zero" (the pair is kept with value 0: a constant carries no information) or "skip".
+    """
+
+    values: np.ndarray
+    pairs: np.ndarray
+    n_constant_nodes: int
+    n_pairs_with_constant: int
+    constant_policy: str
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean()) if self.values.size else float("nan")
+
+    @property
+    def sd(self) -> float:
+        return float(self.values.std(ddof=1)) if self.values.size > 1 else 0.0
+
+
+def _constant_nodes(h: np.ndarray) -> np.ndarray:
+    return np.ptp(h, axis=0) == 0
+
+
+def pairwise_mutual_information(
+    h: Tensor,
+    *,
+    n_pairs: int = 10_000,
+    seed: int = 0,
+    n_neighbors: int = 3,
+    constant_policy: str = "zero",
+) -> PairwiseResult:
+    """Mutual information (nats) between randomly sampled node pairs over inputs (paper Fig. 5D).
+
+    Uses scikit-learn's ``mutual_info_regression`` (Kraskov k-NN estimator, ``n_neighbors``) on the activations
+    ``h`` ``(n, N)`` of pair (i, j), as the paper did, with ``random_state=seed`` so the small noise that
+    scikit-learn adds is reproducible. Pairs are drawn uniformly without replacement (seeded). Constant nodes
+    (e.g. ReLU nodes silent for every input) have no defined estimate: ``constant_policy="zero"`` keeps those
+    pairs at MI = 0 (a constant carries no information; the default), ``"skip"`` drops them; both are counted.
+    """
+    from sklearn.feature_selection import mutual_info_regression
+
+    if constant_policy not in ("zero", "skip"):
+        raise ValueError(f"constant_policy must be 'zero' or 'skip', got {constant_policy!r}")
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    x = h.double().numpy()
+    if x.shape[1] < 2:
+        raise ValueError("mutual information needs at least 2 nodes")
+    rng = np.random.default_rng(seed)
+    pairs = _sample_pairs(x.shape[1], n_pairs, rng)
+    const = _constant_nodes(x)
+    has_const = const[pairs[:, 0]] | const[pairs[:, 1]]
+    values = np.zeros(len(pairs))
+    for k in np.flatnonzero(~has_const):
+        i, j = pairs[k]
+        values[k] = mutual_info_regression(x[:, [j]], x[:, i], n_neighbors=n_neighbors, random_state=seed)[0]
+    keep = ~has_const if constant_policy == "skip" else np.ones(len(pairs), dtype=bool)
+    return PairwiseResult(values[keep], pairs[keep], int(const.sum()), int(has_const.sum()), constant_policy)
+
+
+def pairwise_correlations(h: Tensor, *, n_pairs: int = 10_000, seed: int = 0) -> PairwiseResult:
+    """Pearson r between sampled node pairs over inputs (paper Fig. 6D: Dale networks at initialisation).
+
+    ``h`` ``(n, N)``; all pairs when N(N-1)/2 ≤ ``n_pairs``. Pairs with a constant node have no correlation
+    and are skipped (counted in ``n_pairs_with_constant``).
+    """
+    x = h.double().numpy()
+    rng = np.random.default_rng(seed)
+    pairs = _sample_pairs(x.shape[1], n_pairs, rng)
+    const = _constant_nodes(x)
+    ok = ~(const[pairs[:, 0]] | const[pairs[:, 1]])
+    z = x - x.mean(axis=0)
+    norm = np.sqrt((z * z).sum(axis=0))
+    norm[norm == 0] = 1.0
+    p = pairs[ok]
+    r = (z[:, p[:, 0]] * z[:, p[:, 1]]).sum(axis=0) / (norm[p[:, 0]] * norm[p[:, 1]])
+    return PairwiseResult(np.clip(r, -1.0, 1.0), p, int(const.sum()), int((~ok).sum()), "skip")
+
+
+@dataclass(frozen=True)
+class KSResult:
+    """Two-sample Kolmogorov-Smirnov test (SciPy)."""
+
+    statistic: float
+    pvalue: float
+
+
+def ks_compare(a: np.ndarray, b: np.ndarray) -> KSResult:
+    """Two-sample KS test between two distributions (e.g. MI of a sparse and a dense network, paper: p=1e-44)."""
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(np.asarray(a), np.asarray(b))
+    return KSResult(float(res.statistic), float(res.pvalue))
+
+
+@dataclass(frozen=True)
+class DropoutCurve:
+    """Test accuracy when hidden outputs to the readout are zeroed with probability q (paper Fig. 5E/F).
+
+    Attributes:
+        qs: ``(n_q,)`` dropout probabilities.
+        accuracy: ``(n_q, n_draws)`` accuracy of each draw.
+        mean, sd: ``(n_q,)`` over draws.
+    """
+
+    qs: np.ndarray
+    accuracy: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+@torch.no_grad()
+def dropout_robustness(
+    model: nn.Module,
+    dataset: TensorDataset,
+    *,
+    qs: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(10)),
+    n_draws: int = 5,
+    seed: int = 0,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> DropoutCurve:
+    """The paper's test-time robustness protocol: each hidden node's output to the readout is zeroed with
+    probability q, drawn afresh for every input, with no rescaling of the survivors; training is untouched.
+
+    q = 0 is the plain accuracy; q = 1 leaves only the readout bias (every input gets argmax(bias)).
+    Hidden states are computed once per batch and reused for every q and draw.
+    """
+    _check_model(model)
+    qs_arr = np.asarray(qs, dtype=np.float64)
+    if qs_arr.size == 0 or (qs_arr < 0).any() or (qs_arr > 1).any():
+        raise ValueError(f"dropout probabilities must be in [0, 1], got {list(qs)}")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x_all, y_all = dataset.tensors[:2]
+    correct = np.zeros((len(qs_arr), n_draws))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(y_all), batch_size):
+            xb = x_all[start : start + batch_size].to(device)
+            yb = y_all[start : start + batch_size].to(device)
+            h = model.hidden(xb)
+            for qi, q in enumerate(qs_arr):
+                for d in range(n_draws):
+                    keep = (torch.rand(h.shape, generator=g) >= q).to(device=h.device, dtype=h.dtype)
+                    pred = model.readout(h * keep).argmax(dim=1)
+                    correct[qi, d] += int((pred == yb).sum())
+    finally:
+        model.train(was_training)
+    acc = correct / len(y_all)
+    sd = acc.std(axis=1, ddof=1) if n_draws > 1 else np.zeros(len(qs_arr))
+    return DropoutCurve(qs_arr, acc, acc.mean(axis=1), sd)
