@@ -45,7 +45,7 @@ def build_parser(cls: type, *, prog: str, description: str) -> argparse.Argument
     """An ``argparse`` parser with one option per field of the frozen dataclass ``cls``.
 
     ``field_name`` becomes ``--field-name``; bools use ``BooleanOptionalAction``; ``tuple[X, ...]`` fields take
-    one or more values; ``X | None`` fields accept ``none``. Help comes from ``field.metadata["help"]``.
+    one or more values (the option may repeat); ``X | None`` fields accept ``none``. Help comes from ``field.metadata["help"]``.
     Defaults are suppressed so that :func:`parse_config` can tell given options from defaults; ``--config``
     reads a TOML file of field values, overridden by options given on the command line.
     """
@@ -61,7 +61,10 @@ def build_parser(cls: type, *, prog: str, description: str) -> argparse.Argument
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(tp) is tuple:
             inner = _scalar(typing.get_args(tp)[0])
-            parser.add_argument(flag, type=inner, nargs="+", metavar=f.name.upper(), help=help_text)
+            # "extend": both --x a b and --x a --x b collect every value.
+            parser.add_argument(
+                flag, type=inner, nargs="+", action="extend", metavar=f.name.upper(), help=help_text
+            )
         else:
             conv = _scalar(tp)
             if optional:
@@ -97,7 +100,7 @@ def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[s
             if name not in names:
                 raise UsageError(f"unknown key {key!r} in {cfg_file}; known: {', '.join(sorted(names))}")
             values[name] = tuple(value) if isinstance(value, list) else value
-    values.update(ns)
+    values.update({k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()})
     try:
         config = cls(**values)
     except TypeError as exc:

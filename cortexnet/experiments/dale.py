@@ -16,13 +16,22 @@ import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from cortexnet.analysis import aggregate_runs, plot_accuracy_curves, summarize_run
+from cortexnet.analysis import (
+    GradientRecorder,
+    SignTracker,
+    aggregate_runs,
+    plot_accuracy_curves,
+    summarize_run,
+)
 from cortexnet.data import DATASETS, chance_level, load_dataset
 from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
+from cortexnet.io import atomic_write_json
 from cortexnet.models import CortexRNNConfig
 from cortexnet.sparse import BACKENDS
-from cortexnet.training import TrainConfig
+from cortexnet.training import TrainConfig, load_checkpoint
+from cortexnet.training.fit import CHECKPOINT_NAME
 from cortexnet.training.runs import RunFolder, check_output_writable, derive_seeds, train_member
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,9 @@ class DaleConfig:
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
     out: str = field("runs", "results root; the run is written to <out>/dale/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
+    record_dynamics: bool = field(
+        False, "record recurrent gradient magnitudes and sign changes per epoch (paper Fig. 6E, S5A)"
+    )
     progress: bool = field(True, "show progress bars")
 
     def validate(self) -> DaleConfig:
@@ -197,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in config.densities:
             for seed in config.seeds:
                 tags = {"density": p, "inhibitory_fraction": fraction, "seed": seed}
+                recorders = [GradientRecorder(), SignTracker()] if config.record_dynamics else []
                 state = train_member(
                     folder,
                     _label(p, fraction, seed),
@@ -209,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
                     dataset_spec=dataset_spec,
                     resume=config.resume is not None,
                     progress=config.progress,
+                    callbacks=recorders,
                 )
                 records.extend({**tags, **r} for r in state.history)
                 run = summarize_run(state.history, chance=chance, margin=config.delay_margin)
+                if config.record_dynamics:
+                    run["dynamics"] = _dynamics(folder.member_dir(_label(p, fraction, seed)), recorders)
                 groups.setdefault((p, fraction), []).append({"seed": seed, **run})
                 log.info("%s: best test accuracy %.4f, delay %s", _label(p, fraction, seed),
                          run["best_test_acc"], run["learning_delay"])  # fmt: skip
@@ -244,6 +260,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     _print_table(summary)
     return 0
+
+
+def _dynamics(member: Path, recorders: list) -> dict:
+    """Per-epoch gradient and sign statistics of one member, written to ``dynamics.json`` beside its
+    checkpoint. A member finished before a resume is not retrained: its record comes from its checkpoint."""
+    grad, sign = recorders
+    if not grad.epochs:
+        saved = load_checkpoint(member / CHECKPOINT_NAME).get("callbacks", [])
+        # callbacks[0] is the run folder's metrics sink; the recorders follow in order.
+        if len(saved) >= 3:
+            grad.load_state_dict(saved[1])
+            sign.load_state_dict(saved[2])
+    out = {"gradients": grad.epochs, "sign_changes": sign.epochs}
+    atomic_write_json(member / "dynamics.json", out)
+    return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in grad.epochs], "sign_changes": sign.epochs}
 
 
 def _print_table(summary: dict) -> None:

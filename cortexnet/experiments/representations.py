@@ -1,0 +1,290 @@
+"""Probe trained networks: how do they represent their inputs? (Fruengel & Oberlaender 2025, Fig. 5, 6D)
+
+    python -m cortexnet.experiments.representations --checkpoint runs/dale/<run>/members/p0.1-inh0.115-seed0/checkpoint.pt \\
+        --checkpoint runs/dale/<run>/members/p1-inh0.115-seed0/checkpoint.pt
+
+Loads each checkpoint (the dataset comes from the checkpoint's saved configuration), measures activation
+sparsity, mutual information between random node pairs, Pearson correlations, dropout robustness and E/I
+balance, compares the networks (two-sample KS tests against the first), and writes
+``runs/representations/<timestamp>-<hash>/`` with summary.json and one PNG per measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from cortexnet.analysis import (
+    activation_sparsity,
+    dropout_robustness,
+    ei_balance,
+    hidden_activations,
+    ks_compare,
+    pairwise_correlations,
+    pairwise_mutual_information,
+    plot_curves,
+    plot_histograms,
+)
+from cortexnet.data import load_dataset
+from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
+from cortexnet.models import build_model
+from cortexnet.training import (
+    CheckpointError,
+    evaluate,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_device,
+)
+from cortexnet.training.runs import RunFolder, check_output_writable
+
+ANALYSES = ("sparsity", "mi", "correlations", "dropout", "ei_balance")
+
+#: The paper's values (REFERENCE.md §1): MNIST, N = 10,000, after one epoch, sparse p = 0.1 vs dense p = 1.0.
+PAPER = {
+    "source": "Fruengel & Oberlaender 2025, Fig. 5 and 6D (MNIST, N = 10,000, after 1 epoch)",
+    "nodes_with_nonzero_output": {"sparse": "11.2 ± 1.5 %", "dense": "3.0 ± 1.0 %"},
+    "mutual_information_10000_pairs": {"sparse": "0.019 ± 0.065", "dense": "0.005 ± 0.029", "ks_p": 1.03e-44},
+    "dropout_50_percent": {"sparse": "91.1 → 90.9 %", "dense": "81.4 → 76.3 %"},
+    "dropout_90_percent_loss": {"sparse": "3.1 points", "dense": "33.3 points"},
+    "correlations_at_init": "dense Dale networks: highly correlated hidden activations; sparse: not",
+}
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Options of ``python -m cortexnet.experiments.representations``."""
+
+    checkpoint: tuple[str, ...] = field((), "checkpoint files to probe (repeat the option for several)")
+    label: tuple[str, ...] = field((), "a name per checkpoint (default: its member folder name)")
+    analyses: tuple[str, ...] = field(ANALYSES, f"measures to run, any of {', '.join(ANALYSES)}")
+    at_init: bool = field(
+        False, "probe each network as initialised (rebuilt from its saved seeds), not trained"
+    )
+    split: str = field("test", "dataset split to probe: test, val or train")
+    max_samples: int | None = field(None, "use at most this many inputs (seeded subsample)")
+    mi_pairs: int = field(10_000, "random node pairs for mutual information (paper: 10,000)")
+    corr_pairs: int = field(10_000, "random node pairs for Pearson correlations")
+    dropout_qs: tuple[float, ...] = field(
+        tuple(round(0.1 * k, 1) for k in range(10)), "dropout probabilities"
+    )
+    dropout_draws: int = field(5, "independent dropout draws per probability")
+    threshold: float = field(0.0, "|activation| above which a node counts as active (0 for ReLU)")
+    seed: int = field(0, "seed of pair sampling, subsampling and dropout draws")
+    data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
+    device: str = field("auto", "auto, cpu, cuda or cuda:K")
+    batch_size: int = field(500, "inputs per forward pass")
+    out: str = field("runs", "results root; written to <out>/representations/<timestamp>-<hash>/")
+
+    def validate(self) -> ProbeConfig:
+        if not self.checkpoint:
+            raise ValueError("give at least one --checkpoint FILE")
+        if self.label and len(self.label) != len(self.checkpoint):
+            raise ValueError(
+                f"--label needs one name per checkpoint ({len(self.checkpoint)}), got {len(self.label)}"
+            )
+        bad = [a for a in self.analyses if a not in ANALYSES]
+        if bad:
+            raise ValueError(f"unknown --analyses {bad}; choose from {', '.join(ANALYSES)}")
+        if self.split not in ("test", "val", "train"):
+            raise ValueError(f"--split must be test, val or train, got {self.split!r}")
+        for name, v in (("--mi-pairs", self.mi_pairs), ("--corr-pairs", self.corr_pairs),
+                        ("--dropout-draws", self.dropout_draws), ("--batch-size", self.batch_size)):  # fmt: skip
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.max_samples is not None and self.max_samples < 2:
+            raise ValueError(f"--max-samples must be >= 2, got {self.max_samples}")
+        for q in self.dropout_qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"--dropout-qs must be in [0, 1], got {q}")
+        resolve_device(self.device)
+        check_output_writable(self.out)
+        return self
+
+
+def _load(path: str, at_init: bool) -> tuple[nn.Module, dict[str, Any]]:
+    try:
+        ckpt = load_checkpoint(path)
+        model, ckpt = model_from_checkpoint(ckpt)
+    except (CheckpointError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot probe {path}: {exc}") from exc
+    if at_init:
+        meta = ckpt["meta"]
+        model = build_model(meta["model"], meta["model_config"], meta["n_inputs"], meta["n_classes"]).eval()
+    return model, ckpt
+
+
+def _dataset(meta: dict[str, Any], split: str, root: str | None, cache: dict):
+    spec = meta.get("dataset") or {}
+    if "name" not in spec:
+        raise UsageError(
+            "the checkpoint does not record its dataset; it was not written by a cortexnet experiment"
+        )
+    key = (spec["name"], spec.get("val_fraction", 0.0), spec.get("n_per_class"), spec.get("seed", 0))
+    if key not in cache:
+        cache[key] = load_dataset(
+            spec["name"], root=root, val_fraction=key[1], n_per_class=key[2], seed=key[3]
+        )
+    ds = getattr(cache[key], split)
+    if ds is None:
+        raise UsageError(
+            f"the checkpoint's dataset has no {split} split (val_fraction was 0); use --split test"
+        )
+    return ds
+
+
+def probe_network(model: nn.Module, ds, config: ProbeConfig, device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All chosen measures for one network: (summary numbers, raw arrays for the figures)."""
+    model.to(device)
+    out: dict[str, Any] = {
+        "accuracy": evaluate(model, ds, batch_size=config.batch_size, device=device)["accuracy"]
+    }
+    raw: dict[str, Any] = {}
+    needs_h = {"sparsity", "mi", "correlations"} & set(config.analyses)
+    if needs_h:
+        acts = hidden_activations(model, ds, max_samples=config.max_samples, batch_size=config.batch_size,
+                                  seed=config.seed, device=device)  # fmt: skip
+        h = acts.values
+        out["inputs_used"] = len(h)
+        out["inputs_subsampled"] = acts.subsampled
+    inh = getattr(getattr(model, "recurrent", None), "inhibitory", None)
+    dale = bool(getattr(getattr(model, "recurrent", None), "dale", False))
+    if "sparsity" in config.analyses:
+        s = activation_sparsity(
+            h, inhibitory=inh.cpu() if dale else None, threshold=config.threshold, seed=config.seed
+        )
+        out["sparsity"] = {"active_fraction_mean": s.mean, "active_fraction_sd": s.sd, "ever_active": s.ever_active,
+                           "nonzero_magnitude_mean": float(s.magnitudes.mean()) if s.magnitudes.size else None,
+                           "nonzero_magnitude_median": float(np.median(s.magnitudes)) if s.magnitudes.size else None,
+                           "threshold": config.threshold, "per_population": s.per_population}  # fmt: skip
+        raw["active_fraction"], raw["magnitudes"] = s.active_fraction, s.magnitudes
+    if "mi" in config.analyses:
+        mi = pairwise_mutual_information(h, n_pairs=config.mi_pairs, seed=config.seed)
+        out["mutual_information"] = {"mean": mi.mean, "sd": mi.sd, "pairs": len(mi.values),
+                                     "constant_nodes": mi.n_constant_nodes,
+                                     "pairs_with_constant_node": mi.n_pairs_with_constant,
+                                     "constant_policy": mi.constant_policy, "unit": "nats"}  # fmt: skip
+        raw["mi"] = mi.values
+    if "correlations" in config.analyses:
+        r = pairwise_correlations(h, n_pairs=config.corr_pairs, seed=config.seed)
+        out["correlations"] = {"mean": r.mean, "sd": r.sd, "mean_abs": float(np.abs(r.values).mean()) if r.values.size else None,
+                               "pairs": len(r.values), "constant_nodes": r.n_constant_nodes,
+                               "pairs_skipped_constant": r.n_pairs_with_constant}  # fmt: skip
+        raw["r"] = r.values
+    if "dropout" in config.analyses:
+        c = dropout_robustness(model, ds, qs=config.dropout_qs, n_draws=config.dropout_draws, seed=config.seed,
+                               batch_size=config.batch_size, device=device)  # fmt: skip
+        out["dropout"] = {"q": c.qs.tolist(), "accuracy_mean": c.mean.tolist(), "accuracy_sd": c.sd.tolist(),
+                          "draws": config.dropout_draws}  # fmt: skip
+        raw["dropout"] = c
+    if "ei_balance" in config.analyses:
+        if dale:
+            bal = ei_balance(
+                model, ds, max_samples=config.max_samples or 1000, seed=config.seed, device=device
+            )
+            out["ei_balance"] = bal.summary()
+            raw["ei_net"] = bal.func_net
+        else:
+            out["ei_balance"] = "not applicable: network has no excitatory/inhibitory identities"
+    return out, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Probe the checkpoints; returns the exit status (2 for bad options or unusable checkpoints)."""
+    parser = build_parser(ProbeConfig, prog="python -m cortexnet.experiments.representations",
+                          description=__doc__.split("\n")[0])  # fmt: skip
+    try:
+        config = parse_config(ProbeConfig, parser, argv)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    device = resolve_device(config.device)
+    labels = list(config.label) or [Path(c).parent.name or Path(c).stem for c in config.checkpoint]
+    if len(set(labels)) != len(labels):
+        labels = [f"{i}:{lab}" for i, lab in enumerate(labels)]
+    if config.at_init:
+        labels = [f"{lab} @init" for lab in labels]
+    loaded = [_load(c, config.at_init) for c in config.checkpoint]  # all checked before any work
+    cache: dict = {}
+    datasets = [_dataset(ckpt["meta"], config.split, config.data_root, cache) for _, ckpt in loaded]
+    folder = RunFolder.create(config.out, "representations", dataclasses.asdict(config))
+    print(f"representations: writing {folder.path}")
+    networks, raws = [], []
+    for label, path, (model, ckpt), ds in zip(labels, config.checkpoint, loaded, datasets, strict=True):
+        numbers, raw = probe_network(model, ds, config, device)
+        describe = model.describe() if hasattr(model, "describe") else {}
+        trained = ckpt.get("train_state", {}).get("epoch")
+        networks.append({"label": label, "checkpoint": str(path), "epochs_trained": 0 if config.at_init else trained,
+                         "model": describe, **numbers})  # fmt: skip
+        raws.append(raw)
+    comparisons = []
+    for i in range(1, len(networks)):
+        comp: dict[str, Any] = {"a": labels[0], "b": labels[i]}
+        for key, name in (("mi", "mutual_information_ks"), ("r", "correlations_ks")):
+            if key in raws[0] and key in raws[i] and raws[0][key].size and raws[i][key].size:
+                ks = ks_compare(raws[0][key], raws[i][key])
+                comp[name] = {"statistic": ks.statistic, "pvalue": ks.pvalue}
+        comparisons.append(comp)
+    folder.write_summary({"experiment": "representations", "split": config.split, "networks": networks,
+                          "comparisons": comparisons, "paper": PAPER})  # fmt: skip
+    _figures(folder.path, labels, raws, comparisons)
+    _print_table(networks, comparisons)
+    return 0
+
+
+def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[dict]) -> None:
+    def pick(key):
+        return {lab: r[key] for lab, r in zip(labels, raws, strict=True) if key in r}
+
+    def ks_note(name):
+        ps = [f"KS p({c['b']}) = {c[name]['pvalue']:.2g}" for c in comparisons if name in c]
+        return "\n".join(ps)
+
+    if pick("active_fraction"):
+        plot_histograms(path / "activation_sparsity.png", {k: 100 * v for k, v in pick("active_fraction").items()},
+                        xlabel="nodes with non-zero output per input (%)", title="Activation sparsity")  # fmt: skip
+        plot_histograms(path / "activation_magnitudes.png", pick("magnitudes"), xlabel="non-zero activation",
+                        title="Magnitudes of non-zero activations", log_y=True)  # fmt: skip
+    if pick("mi"):
+        plot_histograms(path / "mutual_information.png", pick("mi"), xlabel="mutual information (nats)",
+                        title="MI between random node pairs", log_y=True, note=ks_note("mutual_information_ks"))  # fmt: skip
+    if pick("r"):
+        plot_histograms(path / "correlations.png", pick("r"), xlabel="Pearson r", bins=np.linspace(-1, 1, 41),
+                        title="Correlations between node pairs", note=ks_note("correlations_ks"))  # fmt: skip
+    if pick("dropout"):
+        curves = {lab: (list(100 * c.qs), list(c.mean), list(c.sd)) for lab, c in pick("dropout").items()}
+        plot_curves(path / "dropout.png", curves, xlabel="nodes dropped at test time (%)",
+                    ylabel="test accuracy (%)", title="Dropout robustness", scale=100.0)  # fmt: skip
+    if pick("ei_net"):
+        plot_histograms(path / "ei_balance.png", pick("ei_net"), xlabel="net recurrent input per node (E + I)",
+                        title="E/I balance")  # fmt: skip
+
+
+def _print_table(networks: list[dict], comparisons: list[dict]) -> None:
+    head = (
+        f"{'network':<28} {'acc (%)':>8} {'active (%)':>14} {'MI (nats)':>16} {'|r|':>6} {'drop50 (%)':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for n in networks:
+        sp = n.get("sparsity", {})
+        mi = n.get("mutual_information", {})
+        co = n.get("correlations", {})
+        dr = n.get("dropout", {})
+        act = f"{100 * sp['active_fraction_mean']:.1f} ± {100 * sp['active_fraction_sd']:.1f}" if sp else "-"
+        mis = f"{mi['mean']:.3f} ± {mi['sd']:.3f}" if mi else "-"
+        cor = f"{co['mean_abs']:.2f}" if co and co.get("mean_abs") is not None else "-"
+        d50 = "-"
+        if dr and 0.5 in dr["q"]:
+            d50 = f"{100 * dr['accuracy_mean'][dr['q'].index(0.5)]:.1f}"
+        print(f"{n['label'][:28]:<28} {100 * n['accuracy']:>8.1f} {act:>14} {mis:>16} {cor:>6} {d50:>10}")
+    for c in comparisons:
+        parts = [f"{k}: p = {v['pvalue']:.3g}" for k, v in c.items() if isinstance(v, dict)]
+        print(f"{c['a']} vs {c['b']}: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
