@@ -19,6 +19,12 @@ from cortexnet.sparse._csr_index import SDDMM_K_CHUNK, CSRIndex, k_chunks, sddmm
 from cortexnet.sparse.functional import activate_, activation_grad_
 
 
+def _swap_last(x: Tensor) -> Tensor:
+    """A fresh contiguous copy of ``x`` (A, B, C) as (A, C, B) (never a view: callers write into it)."""
+    out = torch.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=x.dtype, device=x.device)
+    return out.copy_(x.permute(0, 2, 1))
+
+
 class CSRRecurrence(torch.autograd.Function):
     """h_t = act(u_t + h_{t-1} Wᵀ), h_{-1} = 0, W sparse (CSR), over a whole sequence.
 
@@ -34,7 +40,7 @@ class CSRRecurrence(torch.autograd.Function):
     def forward(ctx, u: Tensor, values: Tensor, index: CSRIndex, activation: str) -> Tensor:  # type: ignore[override]
         steps = u.shape[0]
         # Feature-major states (T, N, B), computed in place in a copy of the drive.
-        states = u.permute(0, 2, 1).contiguous()
+        states = _swap_last(u)
         wv = index.fwd.gather(values)
         mats = index.fwd.matrices(wv)
         activate_(states[0], activation)
@@ -44,7 +50,7 @@ class CSRRecurrence(torch.autograd.Function):
         ctx.activation = activation
         ctx.index = index
         ctx.save_for_backward(states, values)
-        return states.permute(0, 2, 1).contiguous()
+        return _swap_last(states)
 
     @staticmethod
     @once_differentiable
@@ -53,7 +59,7 @@ class CSRRecurrence(torch.autograd.Function):
         index: CSRIndex = ctx.index
         steps, n, batch = states.shape
         # Gradient w.r.t. pre-activations, feature-major, computed in place in a copy of grad_out.
-        grad = grad_out.permute(0, 2, 1).contiguous()
+        grad = _swap_last(grad_out)
         mats_t = index.bwd.matrices(index.bwd.gather(values)) if steps > 1 else []
         for t in range(steps - 1, -1, -1):
             activation_grad_(grad[t], states[t], ctx.activation)
@@ -68,7 +74,7 @@ class CSRRecurrence(torch.autograd.Function):
                 h = states[k0:k1].permute(1, 0, 2).reshape(n, -1)
                 sddmm_acc_(acc, index.fwd, g, h)
             grad_values = index.to_canonical(acc)
-        grad_u = grad.permute(0, 2, 1).contiguous() if ctx.needs_input_grad[0] else None
+        grad_u = _swap_last(grad) if ctx.needs_input_grad[0] else None
         return grad_u, grad_values, None, None
 
 
