@@ -3,6 +3,7 @@
 import torch
 
 from cortexnet.connectivity import er as _er  # noqa: F401  (registers "er", "full")
+from cortexnet.connectivity import g2g as _g2g  # noqa: F401  (registers "g2g")
 from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,

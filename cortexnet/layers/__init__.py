@@ -1,8 +1,10 @@
-"""Layers: modules owning parameters and masks (recurrent E/I layer, sparse linear, readouts)."""
+"""Layers: modules owning parameters and masks (recurrent E/I layer, sparse linear, patch embedding)."""
 
 from torch import nn
 
+from cortexnet.layers.patch import PatchEmbedding, rows_to_images
 from cortexnet.layers.recurrent import REC_INIT_SCALE, RecurrentLayer
+from cortexnet.layers.sparse_linear import SPARSE_LINEAR_INITS, SparseLinear
 
 
 def apply_constraints(module: nn.Module) -> None:
@@ -17,4 +19,12 @@ def apply_constraints(module: nn.Module) -> None:
             fn()
 
 
-__all__ = ["REC_INIT_SCALE", "RecurrentLayer", "apply_constraints"]
+__all__ = [
+    "REC_INIT_SCALE",
+    "SPARSE_LINEAR_INITS",
+    "PatchEmbedding",
+    "RecurrentLayer",
+    "SparseLinear",
+    "apply_constraints",
+    "rows_to_images",
+]

@@ -7,9 +7,13 @@ from typing import Any
 from torch import nn
 
 from cortexnet.models.cortex_rnn import CortexRNN, CortexRNNConfig, build_cortex_rnn
+from cortexnet.models.feedforward import FeedForwardConfig, FeedForwardNet, build_feedforward
+from cortexnet.models.g2gnet import G2GNet, G2GNetConfig, build_g2gnet
 from cortexnet.models.registry import MODEL_CONFIGS, MODELS
 
 MODEL_CONFIGS["cortex_rnn"] = CortexRNNConfig
+MODEL_CONFIGS["feedforward"] = FeedForwardConfig
+MODEL_CONFIGS["g2gnet"] = G2GNetConfig
 
 
 def build_model(name: str, config: Any, n_inputs: int, n_classes: int) -> nn.Module:
@@ -20,4 +24,17 @@ def build_model(name: str, config: Any, n_inputs: int, n_classes: int) -> nn.Mod
     return factory(config, n_inputs, n_classes)
 
 
-__all__ = ["MODELS", "MODEL_CONFIGS", "CortexRNN", "CortexRNNConfig", "build_cortex_rnn", "build_model"]
+__all__ = [
+    "MODELS",
+    "MODEL_CONFIGS",
+    "CortexRNN",
+    "CortexRNNConfig",
+    "FeedForwardConfig",
+    "FeedForwardNet",
+    "G2GNet",
+    "G2GNetConfig",
+    "build_cortex_rnn",
+    "build_feedforward",
+    "build_g2gnet",
+    "build_model",
+]
