@@ -113,3 +113,128 @@ def write_cifar100_tarball(path: Path, n_train: int = 6, n_test: int = 4, seed: 
         meta = {"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": ["c"] * 20}
         _add_member(tar, "cifar-100-python/meta", _py2_style_pickle(meta))
     return out
+
+
+def forbid_network(monkeypatch) -> None:
+    """Make any attempt to open a connection, call pooch or MNE's Sleep-EDF fetcher fail the test."""
+    import socket
+
+    import pooch
+    from mne.datasets.sleep_physionet import age
+
+    def boom(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(pooch, "retrieve", boom)
+    monkeypatch.setattr(age, "fetch_data", boom)
+    monkeypatch.setattr(socket.socket, "connect", boom)
+    monkeypatch.setattr(socket, "create_connection", boom)
+
+
+# ------------------------------------------------------------------------------------------- UCR .ts
+TS_HEADER = """# synthetic UCR/UEA file in the archive's format
+@problemName Sleep
+@timeStamps false
+@missing false
+@univariate true
+@equalLength true
+@seriesLength {length}
+@classLabel true {classes}
+@data
+"""
+
+
+def ts_series(n: int, length: int = 178, seed: int = 0, n_classes: int = 5):
+    """``n`` random series (values with 3 decimals, exactly representable in text) and labels cycling classes."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(0, 1, size=(n, length)), 3)
+    labels = [str(i % n_classes) for i in range(n)]
+    return x, labels
+
+
+def write_ts(path: Path, x: np.ndarray, labels, classes=("0", "1", "2", "3", "4")) -> Path:
+    """Write univariate series ``x`` (n, T) with ``labels`` as a ``.ts`` file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(f"{v:.3f}" for v in row) + f":{lab}" for row, lab in zip(x, labels, strict=True)]
+    path.write_text(TS_HEADER.format(length=x.shape[1], classes=" ".join(classes)) + "\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ Sleep-EDF
+#: real sleep-cassette file names (from MNE's table) for the fixture recordings: (subject, night) -> names
+SLEEP_EDF_NAMES = {
+    (0, 1): ("SC4001E0-PSG.edf", "SC4001EC-Hypnogram.edf"),
+    (0, 2): ("SC4002E0-PSG.edf", "SC4002EC-Hypnogram.edf"),
+    (1, 1): ("SC4011E0-PSG.edf", "SC4011EH-Hypnogram.edf"),
+    (2, 1): ("SC4021E0-PSG.edf", "SC4021EH-Hypnogram.edf"),
+    (3, 1): ("SC4031E0-PSG.edf", "SC4031EC-Hypnogram.edf"),
+    (4, 1): ("SC4041E0-PSG.edf", "SC4041EC-Hypnogram.edf"),
+}
+
+#: (onset s, duration s, description) of the fixture hypnogram; the PSG lasts RECORD_SECONDS
+HYPNOGRAM = [
+    (0, 120, "Sleep stage W"),  # 4 x W
+    (120, 30, "Sleep stage 1"),  # N1
+    (150, 90, "Sleep stage 2"),  # 3 x N2
+    (240, 30, "Sleep stage 3"),  # N3
+    (270, 30, "Sleep stage 4"),  # N3 (stage 4 merged)
+    (300, 30, "Movement time"),  # dropped
+    (330, 60, "Sleep stage R"),  # 2 x REM
+    (390, 30, "Sleep stage ?"),  # dropped
+    (420, 120, "Sleep stage W"),  # 4 x W
+    (540, 15, "Sleep stage 2"),  # shorter than 30 s: no epoch
+    (555, 345, "Sleep stage ?"),  # runs past the end of the recording, as in the real files
+]
+RECORD_SECONDS = 600
+EXPECTED_LABELS = [0, 0, 0, 0, 1, 2, 2, 2, 3, 3, 4, 4, 0, 0, 0, 0]
+EXPECTED_ONSETS = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 330, 360, 420, 450, 480, 510]
+
+
+def write_sleep_edf_pair(
+    folder: Path, psg_name: str, hyp_name: str, *, offset_uv: float = 0.0, seed: int = 0, hypnogram=None
+) -> np.ndarray:
+    """A PSG (EDF, 30-s data records, the sleep-cassette channels; EEG at 100 Hz) and its EDF+ hypnogram.
+
+    The ``EEG Fpz-Cz`` signal is noise (std 5 uV) around ``offset_uv``, so tests can tell subjects apart.
+    Returns that signal in microvolts, ``(RECORD_SECONDS * 100,)``.
+    """
+    import datetime
+
+    import edfio
+
+    rng = np.random.default_rng(seed)
+    n100, n1 = RECORD_SECONDS * 100, RECORD_SECONDS
+    eeg = np.clip(offset_uv + rng.normal(0, 5, n100), -190, 190)
+    uv = {"physical_dimension": "uV", "physical_range": (-200, 200)}
+    signals = [
+        edfio.EdfSignal(eeg, 100, label="EEG Fpz-Cz", **uv),
+        edfio.EdfSignal(rng.normal(0, 5, n100), 100, label="EEG Pz-Oz", **uv),
+        edfio.EdfSignal(rng.normal(0, 5, n100), 100, label="EOG horizontal", **uv),
+        edfio.EdfSignal(rng.normal(0, 1, n1), 1, label="Resp oro-nasal", physical_range=(-10, 10)),
+        edfio.EdfSignal(rng.normal(0, 1, n1), 1, label="EMG submental", **uv),
+        edfio.EdfSignal(np.full(n1, 37.0), 1, label="Temp rectal", physical_range=(30, 40)),
+        edfio.EdfSignal(np.zeros(n1), 1, label="Event marker", physical_range=(-1, 1)),
+    ]
+    recording = edfio.Recording(startdate=datetime.date(1989, 4, 24))
+    start = datetime.time(16, 13)
+    folder.mkdir(parents=True, exist_ok=True)
+    edfio.Edf(signals, recording=recording, starttime=start, data_record_duration=30).write(folder / psg_name)
+    annotations = [edfio.EdfAnnotation(o, d, t) for o, d, t in (hypnogram or HYPNOGRAM)]
+    edfio.Edf([], recording=recording, starttime=start, annotations=annotations).write(folder / hyp_name)
+    return eeg
+
+
+def write_sleep_edf_fixture(root: Path, recordings=((0, 1), (1, 1), (2, 1)), hypnograms=None) -> dict:
+    """Sleep-EDF fixture recordings under ``<root>/sleep-edf/physionet-sleep-data/`` (MNE's layout).
+
+    Subject ``s`` has EEG around ``10 * s`` uV. Returns ``{(subject, night): eeg signal in uV}``.
+    """
+    folder = Path(root) / "sleep-edf" / "physionet-sleep-data"
+    out = {}
+    for subject, night in recordings:
+        psg, hyp = SLEEP_EDF_NAMES[(subject, night)]
+        hypnogram = (hypnograms or {}).get((subject, night))
+        out[(subject, night)] = write_sleep_edf_pair(
+            folder, psg, hyp, offset_uv=10.0 * subject, seed=100 * subject + night, hypnogram=hypnogram
+        )
+    return out

@@ -4,7 +4,7 @@ Nothing here downloads unless asked (``download=True``, or ``python -m cortexnet
 nothing is ever silently replaced by another dataset. See ``datasets/README.md`` for the on-disk layout.
 """
 
-from .api import download_dataset, get_loader, load_dataset
+from .api import download_dataset, get_loader, load_dataset, sequence_cost
 from .encoding import images_to_row_sequences
 from .errors import DataError
 from .root import resolve_data_root
@@ -23,4 +23,5 @@ __all__ = [
     "images_to_row_sequences",
     "load_dataset",
     "resolve_data_root",
+    "sequence_cost",
 ]

@@ -8,7 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import images as _images  # noqa: F401  (registers digits, mnist, fashion-mnist, cifar10, cifar100)
+# imported for their registrations: digits, mnist, fashion-mnist, cifar10, cifar100; sleep-ucr; sleep-edf
+from . import images as _images  # noqa: F401
+from . import sleep_edf as _sleep_edf  # noqa: F401
+from . import sleep_ucr as _sleep_ucr  # noqa: F401
 from .root import resolve_data_root
 from .sources import DATASETS, DatasetLoader
 from .splits import DatasetSplits, make_splits, validate_split_args
@@ -99,3 +102,32 @@ def download_dataset(
         logger.info("%s needs no download", name)
         return []
     return loader.fetch(data_root, base_urls, parsed)
+
+
+def sequence_cost(
+    n_steps: int, n_nodes: int, n_samples: int, *, density: float = 1.0, batch_size: int = 100
+) -> str:
+    """One paragraph saying what a pass over a sequence dataset costs a recurrent network, before it starts.
+
+    Counts: node updates per epoch = ``n_steps × n_nodes × n_samples``; recurrent multiply-adds per epoch (forward)
+    = that × ``n_nodes × density`` (``density``: fraction of recurrent connections present); training costs about
+    three times the forward pass; back-propagation through time keeps at least ``n_steps × n_nodes × batch_size``
+    float32 hidden states (4 bytes each) per batch. Example: Sleep-EDF epochs at 100 Hz have 3,000 steps, so a
+    10,000-node network does 3.0e8 node updates *per sample*; ``options={"seq_len": 300}`` cuts all of it tenfold.
+    """
+    for label, value in (("n_steps", n_steps), ("n_nodes", n_nodes), ("n_samples", n_samples),
+                         ("batch_size", batch_size)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    if not 0 < density <= 1:
+        raise ValueError(f"density must lie in (0, 1], got {density!r}")
+    updates = n_steps * n_nodes * n_samples
+    macs = updates * n_nodes * density
+    state_bytes = n_steps * n_nodes * min(batch_size, n_samples) * 4
+    return (
+        f"{n_steps} steps x {n_nodes:,} nodes x {n_samples:,} samples = {updates:.2e} node updates per epoch; "
+        f"recurrent weights at density {density:g}: {macs:.2e} multiply-adds forward, about {3 * macs:.2e} to "
+        f"train; back-propagation through time stores >= {state_bytes / 1e9:.2f} GB of hidden states per batch "
+        f"of {min(batch_size, n_samples)}. Shorter sequences (e.g. sleep-edf options seq_len) cut all of these in "
+        "proportion."
+    )
