@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import logging
 import threading
 import zipfile
@@ -254,6 +255,7 @@ def test_sleep_edf_end_to_end_with_defaults(edf_root, no_network):
     # 4 subjects of 16 epochs: 1 test subject, 1 validation subject, 2 training subjects
     assert (len(s.train), len(s.val), len(s.test)) == (32, 16, 16)
     assert "split by subject" in s.description and "class counts" in s.description
+    json.dumps(s.metadata)  # saved beside results, so it must serialise
 
 
 def test_subject_split_keeps_each_subject_on_one_side(edf_root, no_network):
@@ -479,3 +481,24 @@ def test_sequence_cost_guidance():
     assert "3.00e+10 node updates" in text and "3.00e+13 multiply-adds" in text and "12.00 GB" in text
     with pytest.raises(ValueError, match="n_nodes"):
         sequence_cost(3000, 0, 10)
+
+
+def test_download_command_for_sleep_edf_passes_subjects_and_fails_cleanly(tmp_path, monkeypatch, capsys):
+    import requests
+    from mne.datasets.sleep_physionet import age
+
+    from cortexnet.data.download import main
+
+    seen = {}
+
+    def offline(**kwargs):
+        seen.update(kwargs)
+        raise requests.exceptions.ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(age, "fetch_data", offline)
+    assert main(["sleep-edf", "--root", str(tmp_path), "--subjects", "4", "7", "--recordings", "1"]) == 2
+    assert seen["subjects"] == [4, 7] and seen["recording"] == [1]
+    err = capsys.readouterr().err
+    assert err.startswith("error: download of sleep-edf failed") and err.count("\n") == 1
+    assert main(["sleep-edf", "--root", str(tmp_path), "--subjects", "39"]) == 2
+    assert "not available" in capsys.readouterr().err

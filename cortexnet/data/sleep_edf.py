@@ -516,22 +516,29 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
             "options seq_len to resample them all to one length"
         )
     seq_len = options["seq_len"] or lengths.pop()
-    xs, ys, subjects = [], [], []
-    for rec, x, y in per_rec:
-        x = _resample(x, seq_len) if x.shape[1] != seq_len else x
-        xs.append(_normalize(x, options["normalize"], str(rec.psg)))
-        ys.append(y)
-        subjects.append(np.full(len(y), rec.subject, np.int64))
     usable = sorted({rec.subject for rec, _, _ in per_rec})
     test_subjects = _choose_test_subjects(usable, options)
     train_subjects = [s for s in usable if s not in test_subjects]
-    x_all, y_all, s_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(subjects)
-    is_test = np.isin(s_all, test_subjects)
+    # build each side separately: concatenating everything first and then splitting would hold the full
+    # dataset twice (1.8 GB at 3000 steps for all 153 recordings)
+    sides: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {
+        "train": ([], [], []),
+        "test": ([], [], []),
+    }
+    for rec, x, y in per_rec:
+        xs, ys, groups = sides["test" if rec.subject in test_subjects else "train"]
+        x = _resample(x, seq_len) if x.shape[1] != seq_len else x
+        xs.append(_normalize(x, options["normalize"], str(rec.psg)))
+        ys.append(y)
+        groups.append(np.full(len(y), rec.subject, np.int64))
+    (x_train, y_train, g_train), (x_test, y_test, _) = (
+        tuple(np.concatenate(part) for part in sides[name]) for name in ("train", "test")
+    )
     import torch
 
     counts = {
-        part: np.bincount(y_all[mask], minlength=len(CLASS_NAMES)).tolist()
-        for part, mask in (("train pool", ~is_test), ("test", is_test))
+        part: np.bincount(labels, minlength=len(CLASS_NAMES)).tolist()
+        for part, labels in (("train pool", y_train), ("test", y_test))
     }
     logger.info("%s class counts %s: %s", NAME, list(CLASS_NAMES), counts)
     native = f"{seq_len} steps" + (
@@ -544,6 +551,7 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     )  # fmt: skip
     skipped_text = f"; skipped (no usable epochs): {[s['psg'] for s in skipped]}" if skipped else ""
     if gapped:
+        logger.warning("%s: hypnograms with unannotated gaps (possibly damaged): %s", NAME, gapped)
         skipped_text += f"; hypnograms with unannotated gaps: {gapped}"
     description = (
         f"Sleep-EDF sleep-cassette (PhysioNet, via MNE) from {root / NAME / DATA_SUBDIR}: {len(per_rec)} "
@@ -552,14 +560,14 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
         f"normalize={options['normalize']}; split by subject ({how}); class counts {counts}{skipped_text}"
     )
     return SourceData(
-        train_x=torch.from_numpy(np.ascontiguousarray(x_all[~is_test])),
-        train_y=y_all[~is_test],
-        test_x=torch.from_numpy(np.ascontiguousarray(x_all[is_test])),
-        test_y=y_all[is_test],
+        train_x=torch.from_numpy(x_train),
+        train_y=y_train,
+        test_x=torch.from_numpy(x_test),
+        test_y=y_test,
         n_classes=len(CLASS_NAMES),
         class_names=CLASS_NAMES,
         description=description,
-        train_groups=s_all[~is_test],
+        train_groups=g_train,
         metadata={
             "subjects": {"train_pool": train_subjects, "test": test_subjects},
             "recordings": rec_meta,
