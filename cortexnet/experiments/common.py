@@ -128,6 +128,23 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
         return 2
 
 
+def parse_key_values(items: Sequence[str], *, option: str) -> dict[str, Any]:
+    """``("seq_len=300", "subjects=[0, 1]")`` → ``{"seq_len": 300, "subjects": [0, 1]}``: values are read as
+    JSON when they parse (numbers, lists, true/false/null), else kept as strings."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
+
+
 def field(default: Any, help: str) -> Any:
     """A dataclass field with CLI help text (tuples are stored as immutable defaults)."""
     return dataclasses.field(default=default, metadata={"help": help})

@@ -25,8 +25,15 @@ from cortexnet.analysis import (
     plot_accuracy_curves,
     summarize_run,
 )
-from cortexnet.data import DATASETS, chance_level, load_dataset
-from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
+from cortexnet.data import DATASETS, chance_level, load_dataset, sequence_cost
+from cortexnet.experiments.common import (
+    UsageError,
+    build_parser,
+    field,
+    parse_config,
+    parse_key_values,
+    run_cli,
+)
 from cortexnet.io import atomic_write_json
 from cortexnet.models import CortexRNNConfig
 from cortexnet.sparse import BACKENDS
@@ -76,6 +83,9 @@ class DaleConfig:
     dataset: str = field("mnist", "dataset name (digits is embedded and needs no download)")
     data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
     download: bool = field(False, "download the dataset if it is missing (verified by sha256)")
+    dataset_options: tuple[str, ...] = field(
+        (), "dataset-specific key=value options, e.g. seq_len=300 subjects=[0,1] for sleep-edf"
+    )
     n_per_class: int | None = field(None, "limit training data to this many examples per class")
     val_fraction: float = field(0.0, "fraction of the training set held out for validation, in [0, 1)")
     split_seed: int = field(0, "seed of the validation split and the limited-data subset")
@@ -184,14 +194,22 @@ def main(argv: list[str] | None = None) -> int:
             config = dataclasses.replace(config, resume=str(folder.path)).validate()
         except (TypeError, ValueError) as exc:
             raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
-    splits = load_dataset(
-        config.dataset,
-        root=config.data_root,
-        download=config.download,
-        val_fraction=config.val_fraction,
-        n_per_class=config.n_per_class,
-        seed=config.split_seed,
-    )
+    options = parse_key_values(config.dataset_options, option="--dataset-options")
+    try:
+        splits = load_dataset(
+            config.dataset,
+            root=config.data_root,
+            download=config.download,
+            val_fraction=config.val_fraction,
+            n_per_class=config.n_per_class,
+            seed=config.split_seed,
+            options=options or None,
+        )
+    except (ValueError, TypeError) as exc:  # bad dataset options: a usage error, raised before any I/O
+        raise UsageError(str(exc)) from exc
+    print(f"dale: {splits.description}")
+    print("dale: cost: " + sequence_cost(splits.n_steps, config.nodes, len(splits.train),
+                                         density=max(config.densities), batch_size=config.batch_size))  # fmt: skip
     if config.resume is None:
         folder = RunFolder.create(config.out, "dale", dataclasses.asdict(config))
     print(f"dale: writing {folder.path}")
@@ -201,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_fraction": config.val_fraction,
         "n_per_class": config.n_per_class,
         "seed": config.split_seed,
+        "options": options,
         "description": splits.description,
     }
     records: list[dict] = []
