@@ -68,7 +68,10 @@ def load_dataset(
         raise TypeError(f"options must be a mapping (dict) or None, got {type(options).__name__}")
     parsed = loader.parse_options(options)
     data_root = resolve_data_root(root)
-    logger.info("loading dataset %s from %s (download=%s)", name, data_root / name, download)
+    if loader.fetch is None:
+        logger.info("loading dataset %s (embedded, no files needed)", name)
+    else:
+        logger.info("loading dataset %s from %s (download=%s)", name, data_root / name, download)
     source = loader.load(data_root, download, parsed)
     splits = make_splits(name, source, val_fraction=val_fraction, n_per_class=n_per_class, seed=seed)
     logger.info("%s: %s", name, splits.description)

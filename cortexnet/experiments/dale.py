@@ -207,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ValueError, TypeError) as exc:  # bad dataset options: a usage error, raised before any I/O
         raise UsageError(str(exc)) from exc
-    print(f"dale: {splits.description}")
     print("dale: cost: " + sequence_cost(splits.n_steps, config.nodes, len(splits.train),
                                          density=max(config.densities), batch_size=config.batch_size))  # fmt: skip
     if config.resume is None:
