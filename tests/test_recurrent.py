@@ -205,3 +205,19 @@ def test_config_errors_name_the_value(kwargs, msg):
 
 def test_full_connectivity_helper():
     assert Connectivity.full(4, 4, self_connections=False).nnz == 12
+
+
+def test_off_mask_weights_get_no_gradient_and_no_optimiser_state():
+    model = build_model("cortex_rnn", CortexRNNConfig(n_nodes=40, p=0.2, dale=True), 3, 4)
+    rec = model.recurrent.rec
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    x, y = torch.rand(8, 4, 3, generator=gen(1)), torch.randint(0, 4, (8,), generator=gen(2))
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        assert torch.all(rec.weight.grad[~rec.mask] == 0)
+        opt.step()
+        apply_constraints(model)
+    state = opt.state[rec.weight]
+    assert torch.all(state["exp_avg"][~rec.mask] == 0) and torch.all(state["exp_avg_sq"][~rec.mask] == 0)
+    assert torch.all(rec.weight[~rec.mask] == 0)
