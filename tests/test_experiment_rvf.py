@@ -1,0 +1,150 @@
+"""`python -m cortexnet.experiments.recurrent_vs_feedforward` end to end on the embedded digits: outputs, the
+error contract (exit status 2 before any work, no partial results), TOML configs, resume after a kill."""
+
+import json
+
+import pytest
+import torch
+
+import cortexnet.training.runs as runs_mod
+from cortexnet.experiments import recurrent_vs_feedforward as rvf
+from cortexnet.experiments.common import run_cli
+from cortexnet.io import read_jsonl
+from cortexnet.models import CortexRNN, FeedForwardNet
+from cortexnet.training import Callback, model_from_checkpoint
+
+BASE = ["--dataset", "digits", "--nodes", "40", "--epochs", "2", "--batch-size", "200", "--no-progress"]
+
+
+def only_run(out):
+    (run,) = list((out / "recurrent_vs_feedforward").iterdir())
+    return run
+
+
+def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert run_cli(rvf.main, [*BASE, "--seeds", "0", "1", "--out", str(out)]) == 0
+    run = only_run(out)
+    assert {p.name for p in run.iterdir()} == {
+        "config.json",
+        "metrics.jsonl",
+        "summary.json",
+        "accuracy.png",
+        "members",
+    }
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["nodes"] == [40] and cfg["cortexnet_version"] and "git_revision" in cfg
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert len(metrics) == 2 * 2 * 2 * 3  # architectures x densities x seeds x (epoch 0, 1, 2)
+    assert {m["architecture"] for m in metrics} == {"recurrent", "feedforward"}
+    summary = json.loads((run / "summary.json").read_text())
+    confs = {(c["architecture"], c["density"]): c for c in summary["configurations"]}
+    assert set(confs) == {("recurrent", 1.0), ("recurrent", 0.1), ("feedforward", 1.0), ("feedforward", 0.1)}
+    assert confs[("recurrent", 0.1)]["expected_synapses"] == pytest.approx(0.1 * 40 * 39)
+    assert confs[("feedforward", 1.0)]["expected_synapses"] == 20 * 20
+    assert confs[("feedforward", 1.0)]["layer_sizes"] == [20, 20]
+    for conf in summary["configurations"]:
+        assert conf["aggregate"]["n_seeds"] == 2 and len(conf["runs"][0]["test_acc_per_epoch"]) == 3
+    assert {d["architecture"] for d in summary["sparse_minus_dense"]} == {"recurrent", "feedforward"}
+    assert summary["paper"]["findings"]
+    assert (run / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "sparse - dense" in printed and "feedforward" in printed and "limited to networks" in printed
+    # Checkpoints rebuild the right model class; the sparse masks hold on the saved weights.
+    for member in (run / "members").iterdir():
+        model, _ = model_from_checkpoint(member / "checkpoint.pt")
+        if member.name.startswith("feedforward"):
+            assert isinstance(model, FeedForwardNet)
+            w = model.hidden.to_dense()
+            mask = model.hidden.connectivity().to_dense()
+        else:
+            assert isinstance(model, CortexRNN)
+            w, mask = model.recurrent.rec.to_dense(), model.recurrent.rec.connectivity().to_dense()
+        assert torch.all(w[~mask] == 0)
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--nodes", "1"], "--nodes"),
+        (["--densities", "0.1", "1.5"], "(0, 1]"),
+        (["--architectures", "convolutional"], "--architectures"),
+        (["--architectures", "recurrent", "recurrent"], "distinct"),
+        (["--dataset", "imagenet"], "unknown --dataset"),
+        (["--epochs", "0"], "--epochs"),
+        (["--ff-hidden-init", "zeros"], "--ff-hidden-init"),
+        (["--activation", "gelu"], "--activation"),
+        (["--backend", "nope"], "--backend"),
+        (["--seeds", "1", "1"], "--seeds"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line_and_no_results(tmp_path, capsys, args, msg):
+    out = tmp_path / "runs"
+    assert run_cli(rvf.main, ["--dataset", "digits", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unwritable_output_and_missing_data_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert run_cli(rvf.main, [*BASE, "--out", str(blocker / "runs")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    out = tmp_path / "runs"
+    code = run_cli(rvf.main, ["--dataset", "mnist", "--data-root", str(tmp_path / "data"), "--out", str(out)])
+    assert code == 2 and "download" in capsys.readouterr().err and not out.exists()
+
+
+def test_toml_config_and_command_line_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'dataset = "digits"\nnodes = [30]\ndensities = [0.5]\narchitectures = ["feedforward"]\nepochs = 1\n'
+        "progress = false\n"
+    )
+    out = tmp_path / "runs"
+    assert run_cli(rvf.main, ["--config", str(cfg), "--nodes", "24", "--out", str(out)]) == 0
+    saved = json.loads((only_run(out) / "config.json").read_text())["config"]
+    assert saved["nodes"] == [24] and saved["architectures"] == ["feedforward"] and saved["epochs"] == 1
+    assert [p.name for p in (only_run(out) / "members").iterdir()] == ["feedforward-n24-p0.5-seed0"]
+    cfg.write_text("nodez = 3\n")
+    assert run_cli(rvf.main, ["--config", str(cfg), "--out", str(out)]) == 2
+
+
+class Kill(Callback):
+    def on_epoch_end(self, model, state):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
+    args = [*BASE, "--densities", "0.2", "--eval-fractions", "0.5"]
+    assert run_cli(rvf.main, [*args, "--out", str(tmp_path / "ref")]) == 0
+    reference = json.loads((only_run(tmp_path / "ref") / "summary.json").read_text())
+
+    real = runs_mod.train_member
+    calls = []
+
+    def killing(folder, label, **kw):
+        calls.append(label)
+        if len(calls) == 2:  # the feed-forward member: killed after its first epoch's checkpoint
+            kw["callbacks"] = [Kill()]
+        return real(folder, label, **kw)
+
+    monkeypatch.setattr(rvf, "train_member", killing)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(rvf.main, [*args, "--out", str(tmp_path / "killed")])
+    monkeypatch.setattr(rvf, "train_member", real)
+    run = only_run(tmp_path / "killed")
+    assert not (run / "summary.json").exists()
+    assert run_cli(rvf.main, ["--resume", str(run), "--no-progress"]) == 0
+    resumed = json.loads((run / "summary.json").read_text())
+    for a, b in zip(reference["configurations"], resumed["configurations"], strict=True):
+        assert a["runs"][0]["test_acc_per_epoch"] == b["runs"][0]["test_acc_per_epoch"]
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "elapsed_s"} for m in ms]  # noqa: E731
+    assert strip(read_jsonl(run / "metrics.jsonl")) == strip(
+        read_jsonl(only_run(tmp_path / "ref") / "metrics.jsonl")
+    )
+
+
+def test_resume_of_a_non_run_folder_is_a_usage_error(tmp_path):
+    assert run_cli(rvf.main, ["--resume", str(tmp_path)]) == 2
