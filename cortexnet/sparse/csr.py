@@ -17,6 +17,7 @@ from cortexnet.sparse.csr_functional import CSRLinear, CSRRecurrence
 from cortexnet.sparse.functional import check_activation
 
 _INT32_MAX = 2**31 - 1
+_CONSTRAINT_CHUNK = 1 << 24
 
 
 @BACKENDS.register("csr")
@@ -143,7 +144,18 @@ class CSRWeight(SparseWeight):
     @torch.no_grad()
     def set_values_(self, rows: Tensor, cols: Tensor, values: Tensor) -> None:
         dev = self.values.device
-        canon = self._keys(self._rows(), self.col)
+        v = values.to(device=dev, dtype=self.values.dtype)
+        canon_rows = self._rows()
+        if (
+            rows.numel() == self.nnz
+            and torch.equal(cols.to(dev, torch.int64), self.col.to(torch.int64))
+            and torch.equal(rows.to(dev, torch.int64), canon_rows)
+        ):  # exactly the stored synapses in canonical order (the usual initialisation): no search
+            self.values.copy_(v.abs() if self.dale == "abs" else v)
+            self.apply_constraints_()
+            return
+        canon = self._keys(canon_rows, self.col)
+        del canon_rows
         keys = self._keys(rows.to(dev), cols.to(dev))
         pos = torch.searchsorted(canon, keys)
         if canon.numel() == 0:
@@ -152,7 +164,6 @@ class CSRWeight(SparseWeight):
             found = (pos < canon.numel()) & (canon[pos.clamp(max=canon.numel() - 1)] == keys)
         if not bool(found.all()):
             raise ValueError("set_values_ got positions outside the active synapse set")
-        v = values.to(device=dev, dtype=self.values.dtype)
         self.values.zero_()
         self.values[pos] = v.abs() if self.dale == "abs" else v
         self.apply_constraints_()
@@ -161,8 +172,11 @@ class CSRWeight(SparseWeight):
     def apply_constraints_(self) -> None:
         if self.dale == "clip":
             # The paper's rule on the parameter the forward pass uses: a weight whose sign would reverse is set
-            # to zero instead.
-            self.values.mul_(self.values * self._synapse_sign() >= 0)
+            # to zero instead. In chunks: temporaries stay small at 1e8 synapses.
+            sign = self.column_sign.to(self.values.dtype)
+            for a in range(0, self.nnz, _CONSTRAINT_CHUNK):
+                v = self.values[a : a + _CONSTRAINT_CHUNK]
+                v.mul_(v * sign.index_select(0, self.col[a : a + _CONSTRAINT_CHUNK]) >= 0)
         elif self.dale == "abs":
             self.values.abs_()
 

@@ -1,0 +1,503 @@
+"""One forward+backward of the recurrent layer over 28 steps: the authors' way vs best dense vs cortexnet.
+
+Every case (method, N, p, B) runs in its own subprocess (so that its peak memory, ``ru_maxrss``, is its own)
+under a time limit. Methods:
+
+* ``authors``: what the authors' notebook does — ``nn.RNN`` with the connectivity applied through
+  ``torch.nn.utils.prune.custom_from_mask``, called once per time step, so the pruning hook recomputes
+  ``W * M`` at every step under autograd (PERFORMANCE.md's "authors' way").
+* ``best_dense``: the best dense PyTorch we know — ``W * M`` once per batch, then the fused whole-sequence
+  :class:`cortexnet.sparse.DenseRecurrence` (weight gradient as one GEMM over all steps).
+* ``masked_dense``, ``csr``: cortexnet's backends, through the same layer code (dense input GEMM, the sparse
+  weight's ``recurrent``, linear readout, cross-entropy).
+* ``auto``: resolved with :func:`cortexnet.sparse.choose_backend` for the case; it *is* the chosen backend's
+  code path, so its row repeats that backend's measurement (the table says which one it picked).
+
+Timed: forward + backward of one batch (medians of the timed repeats; a warm-up first unless a single repeat
+is projected to exceed ``--long-s``), and separately the fused Adam step. Useful work: 3 · 2 · B · nnz · (T-1)
+FLOP. Floor: max(useful FLOP / GEMM ceiling, 3 · (T-1) · nnz · 8 bytes / copy bandwidth), with both ceilings
+measured at the start of the run. The dense methods' cost does not depend on p; at N >= ``--share-dense-from``
+they are measured at one p per (N, B) and that row is repeated for the other p (flagged ``shared_from_p``).
+
+Usage::
+
+    python benchmarks/recurrent_step.py                      # the full sweep (~25 min on 2 cores)
+    python benchmarks/recurrent_step.py --n 1000 --p 0.1 --b 32 --methods csr best_dense
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS = ("authors", "best_dense", "masked_dense", "csr", "auto")
+DENSE_COST = ("authors", "best_dense", "masked_dense")
+STEPS, FEATURES, CLASSES = 28, 28, 10
+
+
+# -- worker side --------------------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_case(
+    method: str,
+    n: int,
+    p: float,
+    batch: int,
+    *,
+    steps: int = STEPS,
+    repeats: int = 3,
+    long_s: float = 20.0,
+    budget_s: float = 100.0,
+    threads: int = 2,
+    optimizer_step: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Build one case, time forward+backward (and the Adam step), return a JSON-able record."""
+    import torch
+    from torch import nn
+
+    from cortexnet.connectivity import make_connectivity
+    from cortexnet.sparse import DenseRecurrence, make_sparse_weight
+
+    torch.set_num_threads(threads)
+    t_start = time.perf_counter()
+    rss_base = _rss_mb()
+    g = torch.Generator().manual_seed(seed)
+    conn = make_connectivity("er", n, n, generator=g, p=p)
+    nnz = conn.nnz
+    init = (torch.rand(nnz, generator=g) * 2 - 1) * 1e-3  # the paper's U(-0.001, 0.001)
+    x = torch.rand(batch, steps, FEATURES, generator=g)
+    y = torch.randint(0, CLASSES, (batch,), generator=g)
+    readout = nn.Linear(n, CLASSES)
+    record: dict = {"method": method, "n": n, "p": p, "b": batch, "nnz": nnz, "steps": steps}
+
+    if method == "authors":
+        from torch.nn.utils import prune
+
+        rnn = nn.RNN(FEATURES, n, nonlinearity="relu", batch_first=True)
+        mask = conn.to_dense().float()
+        with torch.no_grad():
+            w = torch.zeros(n, n)
+            w[conn.rows(), conn.col] = init
+            rnn.weight_hh_l0.copy_(w)
+            del w
+        prune.custom_from_mask(rnn, "weight_hh_l0", mask)
+        del mask
+        params = [*rnn.parameters(), *readout.parameters()]
+
+        def forward_backward():
+            h = torch.zeros(1, batch, n)
+            for t in range(steps):  # one call per step: the pruning hook recomputes W * M every step
+                _, h = rnn(x[:, t : t + 1], h)
+            nn.functional.cross_entropy(readout(h[0]), y).backward()
+
+    else:
+        w_in = nn.Parameter(torch.rand(n, FEATURES, generator=g) * 0.02 - 0.01)
+        bias = nn.Parameter(torch.zeros(n))
+        if method == "best_dense":
+            mask = conn.to_dense()
+            weight = nn.Parameter(torch.zeros(n, n))
+            with torch.no_grad():
+                weight[conn.rows(), conn.col] = init
+            rec_params = [weight]
+
+            def recurrence(drive):
+                return DenseRecurrence.apply(drive, weight * mask, None, "relu")
+
+        else:
+            options = {"batch_hint": batch} if method == "auto" else {}
+            rec = make_sparse_weight(method, conn, **options)
+            rec.set_values_(conn.rows(), conn.col, init)
+            record["backend"] = rec.backend
+            if hasattr(rec, "index"):
+                rec.index()  # build the kernel structures now (setup, not timed)
+            rec_params = list(rec.parameters())
+
+            def recurrence(drive):
+                return rec.recurrent(drive, "relu")
+
+        params = [w_in, bias, *rec_params, *readout.parameters()]
+
+        def loss():  # as in RecurrentLayer.forward: the drive is not kept alive during the backward
+            drive = torch.addmm(bias, x.transpose(0, 1).reshape(-1, FEATURES), w_in.t())
+            states = recurrence(drive.view(steps, batch, n))
+            return nn.functional.cross_entropy(readout(states[-1]), y)
+
+        def forward_backward():
+            loss().backward()
+
+    del conn, init
+    opt = torch.optim.Adam(params, lr=1e-3, fused=True) if optimizer_step else None
+    record["setup_s"] = time.perf_counter() - t_start
+    record["rss_after_setup_mb"] = round(_rss_mb(), 1)
+    record["peak_after_setup_mb"] = round(_peak_mb(), 1)
+
+    times, opt_times = [], []
+    t_loop = time.perf_counter()
+    i = 0
+    while True:
+        for prm in params:
+            prm.grad = None
+        t0 = time.perf_counter()
+        forward_backward()
+        dt = time.perf_counter() - t0
+        if opt is not None:
+            t1 = time.perf_counter()
+            opt.step()
+            opt_times.append(time.perf_counter() - t1)
+        warmup = i == 0 and dt < long_s
+        if not warmup:
+            times.append(dt)
+        i += 1
+        elapsed = time.perf_counter() - t_loop
+        if len(times) >= repeats or (times and elapsed + dt > budget_s):
+            break
+    times_ms = [round(t * 1e3, 2) for t in times]
+    med = sorted(times_ms)[len(times_ms) // 2] if len(times_ms) % 2 else _median(times_ms)
+    record.update(
+        ms=med,
+        times_ms=times_ms,
+        warmup=i > len(times),
+        adam_ms=round(_median([t * 1e3 for t in opt_times[1:] or opt_times]), 2) if opt_times else None,
+        peak_mb=round(_peak_mb(), 1),
+        rss_base_mb=round(rss_base, 1),
+        loadavg_end=os.getloadavg()[0],
+    )
+    return record
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    k = len(s)
+    return s[k // 2] if k % 2 else 0.5 * (s[k // 2 - 1] + s[k // 2])
+
+
+def measure_ceilings(threads: int = 2) -> dict:
+    """Dense fp32 GEMM (4096³) GFLOP/s and copy bandwidth (read + write, GB/s) of this machine."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    a @ b
+    gemm = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ b
+        gemm.append(2 * 4096**3 / (time.perf_counter() - t0) / 1e9)
+    del a, b
+    src = torch.randn(64 * 2**20)  # 256 MB
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    bw = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        bw.append(2 * src.numel() * 4 / (time.perf_counter() - t0) / 1e9)
+    return {
+        "gemm_gflops": round(max(gemm), 1),
+        "copy_gbs": round(max(bw), 1),
+        "gemm_runs": gemm,
+        "copy_runs": bw,
+    }
+
+
+# -- driver side --------------------------------------------------------------------------------------------
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "avx512": " avx512f " in flags,
+        "memory_gib": mem,
+        "torch": torch.__version__,
+        "mkl": torch.backends.mkl.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _mem_available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable"):
+            return int(line.split()[1]) / 2**20
+    return 8.0
+
+
+def estimate_gb(method: str, n: int, nnz: int, batch: int, steps: int = STEPS) -> float:
+    """Rough peak memory of a case (to skip what cannot fit): the dominant tensors only."""
+    states = steps * batch * n * 4 * 6
+    if method == "authors":  # W*M saved at every step, plus weight, mask, grad, Adam
+        return (n * n * 4 * (steps + 6) + states) / 1e9
+    if method in ("best_dense", "masked_dense"):
+        return (n * n * 26 + states) / 1e9
+    # csr: values, grad, Adam, indices, gathered values, build-time sort temporaries
+    return (nnz * 64 + states + n * 64) / 1e9 + 0.4
+
+
+def work_units(method: str, n: int, nnz: int, batch: int) -> float:
+    """What a case's time scales with, per method (for projecting untried cases from tried ones)."""
+    if method == "authors":
+        return n * n * (batch + 48.0)  # per-step W*M and outer products are there even at B = 1
+    if method in ("best_dense", "masked_dense"):
+        return n * n * (batch + 8.0)
+    return nnz * (batch + 8.0) + n * batch * 50.0
+
+
+def expected_nnz(n: int, p: float) -> int:
+    return round(p * n * (n - 1))
+
+
+def build_cases(args) -> list[tuple]:
+    """(priority, method, n, p, b) in run order: the issue's target cases first, then by size."""
+    targets = {(10_000, 0.1, 32), (10_000, 0.1, 256), (10_000, 0.01, 32), (100_000, 0.01, 32)}
+    cases = []
+    for n in args.n:
+        for p in args.p:
+            for b in args.b:
+                for m in args.methods:
+                    if m == "auto":
+                        continue  # resolved from the chosen backend's row
+                    prio = 0 if (n, p, b) in targets else 1
+                    cases.append((prio, n * n * b, m, n, p, b))
+    cases.sort(key=lambda c: (c[0], c[1], METHODS.index(c[2])))
+    return [(m, n, p, b) for _, _, m, n, p, b in cases]
+
+
+def run_subprocess(kind: str, payload: dict, timeout: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(payload)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "wall_s": round(time.perf_counter() - t0, 1)}
+    wall = round(time.perf_counter() - t0, 1)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        err = (out.stderr or "").strip().splitlines()[-3:]
+        status = "killed (out of memory?)" if out.returncode in (-9, 137) else f"failed rc={out.returncode}"
+        return {"status": status, "error": " | ".join(err), "wall_s": wall}
+    rec = json.loads(lines[-1])
+    rec.update(status="ok", wall_s=wall)
+    return rec
+
+
+def derive(rec: dict, ceilings: dict) -> None:
+    """Useful GFLOP/s and the floor of a measured case (in place)."""
+    useful = 3 * 2 * rec["b"] * rec["nnz"] * (rec.get("steps", STEPS) - 1)
+    compute_floor = useful / (ceilings["gemm_gflops"] * 1e9)
+    memory_floor = 3 * (rec.get("steps", STEPS) - 1) * rec["nnz"] * 8 / (ceilings["copy_gbs"] * 1e9)
+    rec["useful_gflop"] = round(useful / 1e9, 2)
+    rec["floor_ms"] = round(1e3 * max(compute_floor, memory_floor), 1)
+    if rec.get("ms"):
+        rec["useful_gflops"] = round(useful / (rec["ms"] * 1e6), 2)
+        rec["x_floor"] = round(rec["ms"] / rec["floor_ms"], 2)
+
+
+def fmt_table(records: list[dict]) -> str:
+    head = (
+        f"{'N':>7} {'p':>5} {'B':>4} {'method':<13} {'ms/batch':>10} {'GFLOP/s':>8} {'peak MB':>8} "
+        f"{'adam ms':>8} {'xfloor':>7} {'vs authors':>10} {'vs dense':>9}  note"
+    )
+    rows = [head, "-" * len(head)]
+    for r in records:
+        ms = f"{r['ms']:.0f}" if r.get("ms") else "-"
+        gf = f"{r['useful_gflops']:.1f}" if r.get("useful_gflops") else "-"
+        pk = f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
+        ad = f"{r['adam_ms']:.0f}" if r.get("adam_ms") else "-"
+        xf = f"{r['x_floor']:.1f}" if r.get("x_floor") else "-"
+        va = f"{r['speedup_vs_authors']:.1f}x" if r.get("speedup_vs_authors") else "-"
+        vd = f"{r['speedup_vs_best_dense']:.1f}x" if r.get("speedup_vs_best_dense") else "-"
+        note = r.get("note", "") if r.get("status") == "ok" else f"{r.get('status')}: {r.get('note', '')}"
+        rows.append(
+            f"{r['n']:>7} {r['p']:>5} {r['b']:>4} {r['method']:<13} {ms:>10} {gf:>8} {pk:>8} {ad:>8} "
+            f"{xf:>7} {va:>10} {vd:>9}  {note}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 10000, 20000, 50000, 100000])
+    ap.add_argument("--p", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    ap.add_argument("--b", type=int, nargs="+", default=[32, 100, 256])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per case (median reported)")
+    ap.add_argument("--case-timeout", type=float, default=150.0, help="seconds per case (subprocess)")
+    ap.add_argument("--budget", type=float, default=25 * 60.0, help="seconds for the whole sweep")
+    ap.add_argument("--long-s", type=float, default=15.0, help="no warm-up when one repeat takes longer")
+    ap.add_argument("--share-dense-from", type=int, default=10_000, help="N from which dense rows are shared")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        kind, payload = args.worker[0], json.loads(args.worker[1])
+        rec = measure_ceilings(payload.get("threads", 2)) if kind == "ceilings" else run_case(**payload)
+        print(json.dumps(rec), flush=True)
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    from cortexnet.io import atomic_write_json
+    from cortexnet.sparse import choose_backend
+
+    t_sweep = time.perf_counter()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or RESULTS / f"recurrent_step-{stamp}.json"
+    result = {
+        "benchmark": "recurrent_step",
+        "created": stamp,
+        "machine": machine(),
+        "threads": args.threads,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "worker"},
+        "loadavg_start": os.getloadavg(),
+    }
+    print(f"load average {os.getloadavg()}; measuring ceilings ...", flush=True)
+    ceil = run_subprocess("ceilings", {"threads": args.threads}, 300)
+    result["ceilings"] = ceil
+    print(f"ceilings: GEMM {ceil.get('gemm_gflops')} GFLOP/s, copy {ceil.get('copy_gbs')} GB/s", flush=True)
+
+    measured: dict[tuple, dict] = {}
+    rates: dict[str, list[float]] = {}  # seconds per work unit, per method
+    for method, n, p, b in build_cases(args):
+        nnz = expected_nnz(n, p)
+        key = (method, n, p, b)
+        base = {"method": method, "n": n, "p": p, "b": b, "nnz": nnz, "steps": STEPS}
+        if method in DENSE_COST and n >= args.share_dense_from:
+            src = next((measured[(method, n, q, b)] for q in args.p if (method, n, q, b) in measured), None)
+            if src is not None:
+                measured[key] = {**src, "p": p, "nnz": nnz, "shared_from_p": src["p"]}
+                measured[key]["note"] = f"dense cost: row measured at p={src['p']}"
+                continue
+        need = estimate_gb(method, n, nnz, b)
+        avail = _mem_available_gb()
+        if need > 0.8 * avail:
+            measured[key] = {**base, "status": "skipped", "note": f"does not fit (needs ~{need:.0f} GB)"}
+            print(f"skip {key}: needs ~{need:.1f} GB of {avail:.1f} available", flush=True)
+            continue
+        left = args.budget - (time.perf_counter() - t_sweep)
+        limit = min(args.case_timeout, left)
+        projected = None
+        if rates.get(method):
+            per = max(rates[method]) * work_units(method, n, nnz, b)  # the slowest rate seen: conservative
+            projected = per * (1 if per > args.long_s else 2)  # warm-up + at least one repeat
+            if projected > limit:
+                why = "sweep budget" if left < args.case_timeout else f"case limit {args.case_timeout:.0f}s"
+                measured[key] = {
+                    **base,
+                    "status": "skipped",
+                    "note": f"projected {projected:.0f}s > {why}",
+                    "projected_s": round(projected, 1),
+                }
+                print(f"skip {key}: projected {projected:.0f}s > {limit:.0f}s", flush=True)
+                continue
+        if limit < 10:
+            measured[key] = {**base, "status": "skipped", "note": "sweep budget exhausted"}
+            continue
+        payload = {
+            "method": method,
+            "n": n,
+            "p": p,
+            "batch": b,
+            "repeats": args.repeats,
+            "long_s": args.long_s,
+            "budget_s": max(5.0, 0.6 * limit),
+            "threads": args.threads,
+        }
+        load = os.getloadavg()[0]
+        print(f"run {key} (limit {limit:.0f}s, load {load:.2f}) ...", end=" ", flush=True)
+        rec = run_subprocess("case", payload, limit)
+        rec = {**base, **rec, "loadavg_start": load}
+        measured[key] = rec
+        if rec["status"] == "ok":
+            rates.setdefault(method, []).append(rec["ms"] / 1e3 / work_units(method, n, rec["nnz"], b))
+            print(f"{rec['ms']:.0f} ms, peak {rec['peak_mb']:.0f} MB", flush=True)
+        else:
+            print(rec["status"], rec.get("error", ""), flush=True)
+            if rec["status"] == "timeout":
+                rec["note"] = f"exceeded the {limit:.0f}s limit"
+                rates.setdefault(method, []).append(limit / work_units(method, n, nnz, b))
+
+    # auto = the chosen backend's row; ratios; floors.
+    records = []
+    for n in args.n:
+        for p in args.p:
+            for b in args.b:
+                nnz = expected_nnz(n, p)
+                for m in args.methods:
+                    if m == "auto":
+                        chosen = choose_backend(n, n, nnz, batch_hint=b)
+                        src = measured.get((chosen, n, p, b))
+                        if src is None:
+                            continue
+                        rec = {
+                            **src,
+                            "method": "auto",
+                            "note": f"auto -> {chosen} (same code path; row reused)",
+                        }
+                        rec["backend"] = chosen
+                    elif (m, n, p, b) in measured:
+                        rec = dict(measured[(m, n, p, b)])
+                    else:
+                        continue
+                    if rec.get("status") == "ok":
+                        derive(rec, ceil)
+                        for ref in ("authors", "best_dense"):
+                            other = measured.get((ref, n, p, b))
+                            if other and other.get("status") == "ok" and rec.get("ms"):
+                                rec[f"speedup_vs_{ref}"] = round(other["ms"] / rec["ms"], 2)
+                                if other.get("peak_mb") and rec.get("peak_mb"):
+                                    rec[f"memory_ratio_vs_{ref}"] = round(
+                                        rec["peak_mb"] / other["peak_mb"], 3
+                                    )
+                    records.append(rec)
+    result["records"] = records
+    result["loadavg_end"] = os.getloadavg()
+    result["wall_s"] = round(time.perf_counter() - t_sweep, 1)
+    table = fmt_table(records)
+    result["table"] = table.splitlines()
+    atomic_write_json(out, result)
+    print(table)
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} ({result['wall_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
