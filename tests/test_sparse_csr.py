@@ -251,3 +251,24 @@ def test_recurrent_layer_with_csr_matches_masked_dense():
     outs = [layer(x, return_states=True) for layer in layers]
     torch.testing.assert_close(outs[1][1], outs[0][1])
     assert outs[1][1].shape == (4, 7, 50)
+
+
+# -- index structures ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [37, 1 << 22])
+@pytest.mark.parametrize("panel", [None, 5, 13])
+def test_panel_structures_reassemble_the_matrix(monkeypatch, chunk, panel):
+    """Column panels of W and of Wᵀ (built in chunks) hold exactly W's entries, with consistent permutations."""
+    import cortexnet.sparse._csr_index as ci
+
+    monkeypatch.setattr(ci, "_CHUNK", chunk)
+    conn = _conn(45, 0.2, seed=8, n_in=31)
+    w = _random_weight("csr", conn, panel_cols=panel)
+    dense = w.to_dense()
+    index = ci.build_index(w.crow, w.col, 45, 31, torch.device("cpu"), panel)
+    for panels, target in ((index.fwd, dense), (index.bwd, dense.t())):
+        vals = panels.gather(w.values.detach())
+        rebuilt = torch.zeros_like(target)
+        for c0, c1, csr in panels.matrices(vals):
+            rebuilt[:, c0:c1] += csr.to_dense()
+        assert torch.equal(rebuilt, target)
+    assert torch.equal(index.to_canonical(index.fwd.gather(w.values.detach())), w.values.detach())

@@ -126,10 +126,15 @@ def build_panels(
     itype = _index_dtype(max(nnz, rows_m, cols_m, n_panels * rows_m))
     n_keys = n_panels * rows_m
 
+    ktype = torch.int32 if n_keys <= _INT32_MAX else torch.int64
+
     def chunk_keys(a: int, b: int) -> tuple[Tensor, Tensor]:
         """(key, local column) of canonical synapses [a, b)."""
-        c = col[a:b].to(torch.int64)
-        r = torch.searchsorted(crow, torch.arange(a, b, dtype=torch.int64), right=True) - 1
+        c = col[a:b].to(ktype)
+        r0 = int(torch.searchsorted(crow, torch.tensor([a]), right=True)) - 1
+        r1 = int(torch.searchsorted(crow, torch.tensor([b - 1]), right=True)) - 1
+        per_row = crow[r0 : r1 + 2].clamp(a, b).diff()
+        r = torch.repeat_interleave(torch.arange(r0, r1 + 1, dtype=ktype), per_row, output_size=b - a)
         mr, mc = (c, r) if transpose else (r, c)  # row / column in the paneled matrix
         pan = torch.div(mc, panel, rounding_mode="floor")
         return pan * rows_m + mr, mc - pan * panel
@@ -138,7 +143,7 @@ def build_panels(
     counts = torch.zeros(n_keys, dtype=torch.int64)
     for a in range(0, nnz, _CHUNK):
         key, _ = chunk_keys(a, min(nnz, a + _CHUNK))
-        counts += torch.bincount(key, minlength=n_keys)
+        counts += torch.bincount(key.long(), minlength=n_keys)
     starts = torch.zeros(n_keys + 1, dtype=torch.int64)
     starts[1:] = counts.cumsum(0)
     perm = None if identity else torch.empty(nnz, dtype=itype)
@@ -150,15 +155,18 @@ def build_panels(
         if identity:
             local[a:b] = lc.to(itype)
             continue
-        skey, order = torch.sort(key, stable=True)
+        if transpose:
+            skey, order = torch.sort(key, stable=True)
+        else:  # W's (panel, row) groups are already contiguous runs in canonical order: no sort needed
+            skey, order = key, None
         uniq, inverse, cnt = torch.unique_consecutive(skey, return_inverse=True, return_counts=True)
         first = torch.zeros_like(cnt)
         first[1:] = cnt.cumsum(0)[:-1]
-        dest = running[skey] + (torch.arange(b - a) - first[inverse])  # sorted position of each
-        src = order + a  # canonical index of each, in the same (sorted) order
-        perm[dest] = src.to(itype)
-        local[dest] = lc[order].to(itype)
-        running[uniq] += cnt
+        dest = running[skey.long()] + (torch.arange(b - a) - first[inverse])  # position of each
+        src = torch.arange(a, b, dtype=itype) if order is None else (order + a).to(itype)
+        perm[dest] = src
+        local[dest] = (lc if order is None else lc[order]).to(itype)
+        running[uniq.long()] += cnt
     crow_p = counts.view(n_panels, rows_m).cumsum(1)
     crow_p = torch.cat([torch.zeros(n_panels, 1, dtype=torch.int64), crow_p], dim=1)
     bounds = []
