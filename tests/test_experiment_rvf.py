@@ -55,8 +55,8 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
         model, _ = model_from_checkpoint(member / "checkpoint.pt")
         if member.name.startswith("feedforward"):
             assert isinstance(model, FeedForwardNet)
-            w = model.hidden.to_dense()
-            mask = model.hidden.connectivity().to_dense()
+            w = model.connections.to_dense()
+            mask = model.connections.connectivity().to_dense()
         else:
             assert isinstance(model, CortexRNN)
             w, mask = model.recurrent.rec.to_dense(), model.recurrent.rec.connectivity().to_dense()

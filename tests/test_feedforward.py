@@ -5,7 +5,9 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
+from cortexnet.analysis import hidden_activations
 from cortexnet.data import chance_level, load_dataset
 from cortexnet.layers import apply_constraints
 from cortexnet.models import MODEL_CONFIGS, FeedForwardConfig, FeedForwardNet, build_model
@@ -29,26 +31,26 @@ def test_flattens_the_whole_sequence_row_major_and_counts_parameters_exactly():
     assert counts["stored"] == counts["total"] - 125 + n1 * n2  # masked dense stores all N1*N2 positions
     x = torch.randn(3, 6, 5)
     h1 = torch.relu(x.reshape(3, 30) @ model.input.weight.t() + model.input.bias)
-    h2 = torch.relu(h1 @ model.hidden.to_dense().t() + model.hidden.bias)
+    h2 = torch.relu(h1 @ model.connections.to_dense().t() + model.connections.bias)
     torch.testing.assert_close(model(x), h2 @ model.readout.weight.t() + model.readout.bias)
 
 
 def test_dense_control_connects_every_pair_of_the_two_layers():
     model = FeedForwardNet(FeedForwardConfig(n_nodes=20, n_steps=2, p=1.0), 3, 2)
     assert (
-        model.hidden.nnz == 10 * 10
+        model.connections.nnz == 10 * 10
     )  # the two layers are different nodes: nothing on a "diagonal" is dropped
 
 
 def test_paper_initialisation_of_the_hidden_weights():
     model = FeedForwardNet(FeedForwardConfig(n_nodes=200, n_steps=2, p=0.5), 3, 2)
-    w = model.hidden.to_dense()
-    mask = model.hidden.connectivity().to_dense()
+    w = model.connections.to_dense()
+    mask = model.connections.connectivity().to_dense()
     assert w.abs().max() <= 1e-3 and (w[mask] != 0).all()
     default = FeedForwardNet(
         FeedForwardConfig(n_nodes=200, n_steps=2, p=0.5, hidden_init="dense_fan_in"), 3, 2
     )
-    assert default.hidden.to_dense().abs().max() > 1e-2
+    assert default.connections.to_dense().abs().max() > 1e-2
 
 
 def test_seeds_determine_mask_and_weights():
@@ -57,7 +59,7 @@ def test_seeds_determine_mask_and_weights():
     for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka
     c = FeedForwardNet(dataclasses.replace(cfg, connectivity_seed=5), 4, 3)
-    assert not c.hidden.connectivity().equals(a.hidden.connectivity())
+    assert not c.connections.connectivity().equals(a.connections.connectivity())
     assert torch.equal(c.input.weight, a.input.weight)  # weight seed unchanged
 
 
@@ -65,7 +67,7 @@ def test_g2g_hidden_topology():
     model = FeedForwardNet(
         FeedForwardConfig(n_nodes=64, n_steps=2, p=1.0, topology="g2g", exact_edges=True), 3, 2
     )
-    assert model.hidden.nnz == 32 * 32 // 8 + round(0.15 * 32 * 32 * 7 / 8)
+    assert model.connections.nnz == 32 * 32 // 8 + round(0.15 * 32 * 32 * 7 / 8)
 
 
 def test_dale_on_the_first_hidden_layer_holds_while_training():
@@ -73,7 +75,7 @@ def test_dale_on_the_first_hidden_layer_holds_while_training():
         n_nodes=60, n_steps=4, p=0.5, dale=True, inhibitory_fraction=0.2, hidden_init="dense_fan_in"
     )
     model = FeedForwardNet(cfg, 4, 3)
-    inh = model.hidden.inhibitory
+    inh = model.connections.inhibitory
     assert int(inh.sum()) == 6  # round(0.2 * 30)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
     for step in range(4):
@@ -82,7 +84,7 @@ def test_dale_on_the_first_hidden_layer_holds_while_training():
         loss.backward()
         opt.step()
         apply_constraints(model)
-        w = model.hidden.to_dense()
+        w = model.connections.to_dense()
         assert torch.all(w[:, inh] <= 0) and torch.all(w[:, ~inh] >= 0), step
 
 
@@ -129,3 +131,15 @@ def test_registered_and_rebuilt_from_checkpoint_after_training_on_digits_above_c
     rebuilt, _ = model_from_checkpoint(tmp_path / "checkpoint.pt")
     x = splits.test.tensors[0][:20]
     torch.testing.assert_close(rebuilt(x), model.eval()(x))
+
+
+def test_hidden_is_what_the_readout_sees_for_the_representation_analyses():
+    model = FeedForwardNet(FeedForwardConfig(n_nodes=30, n_steps=4), 5, 3)
+    x = torch.randn(12, 4, 5)
+    h = model.hidden(x)
+    assert h.shape == (12, 15)
+    torch.testing.assert_close(model.readout(h), model(x))
+    acts = hidden_activations(model, TensorDataset(x, torch.zeros(12, dtype=torch.int64)))
+    torch.testing.assert_close(acts.values, h.detach())
+    with pytest.raises(ValueError, match="no time steps"):
+        model.hidden(x, all_steps=True)

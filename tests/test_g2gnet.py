@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
+from cortexnet.analysis import hidden_activations
 from cortexnet.connectivity.g2g import group_assignment
 from cortexnet.data import chance_level, images_to_row_sequences, load_dataset
 from cortexnet.layers import PatchEmbedding, rows_to_images
@@ -71,11 +73,11 @@ def test_patch_embedding_is_one_shared_convolution_per_patch_patch_major():
 def test_mixer_groups_whole_patches_then_channels():
     cfg = G2GNetConfig(**SMALL, p=1.0, p_inter=0.0, groups=8)  # embedding 16 patches x 8 channels = 128
     model = G2GNet(cfg, 8, 10)
-    m0 = model.hidden[0].connectivity().to_dense()  # (64, 128): embedding (index) -> hidden 1 (interleaved)
+    m0 = model.layers[0].connectivity().to_dense()  # (64, 128): embedding (index) -> hidden 1 (interleaved)
     in_g = torch.arange(128) // 16  # groups of 16 features = 2 whole patches of 8 channels
     out_g = torch.arange(64) % 8
     assert torch.equal(m0, out_g[:, None] == in_g[None, :])
-    m1 = model.hidden[1].connectivity().to_dense()  # hidden 1 (interleaved) -> hidden 2 (index)
+    m1 = model.layers[1].connectivity().to_dense()  # hidden 1 (interleaved) -> hidden 2 (index)
     assert torch.equal(m1, (torch.arange(64) // 8)[:, None] == out_g[None, :])
 
 
@@ -83,7 +85,7 @@ def test_random_grouping_uses_one_assignment_per_layer_for_both_matrices():
     cfg = G2GNetConfig(**SMALL, p=1.0, p_inter=0.0, groups=4, grouping="random", connectivity_seed=9)
     model = G2GNet(cfg, 8, 10)
     groups = cfg.layer_groups(gen(9))  # drawn first from the connectivity generator
-    for i, layer in enumerate(model.hidden):
+    for i, layer in enumerate(model.layers):
         expected = groups[i + 1][:, None] == groups[i][None, :]
         assert torch.equal(layer.connectivity().to_dense(), expected), i
     assert not torch.equal(groups[1], group_assignment(64, 4, "index"))
@@ -118,8 +120,8 @@ def test_built_models_report_the_budget_and_er_matches_g2g_edge_for_edge():
     assert counts["stored"] == sum(p.numel() for p in g2g.parameters())
     # The ER masks have the G2G edge counts but no block structure.
     same = (torch.arange(1024) % 8)[:, None] == (torch.arange(512) // 64)[None, :]
-    assert g2g.hidden[0].connectivity().to_dense()[same].all()
-    assert er.hidden[0].connectivity().to_dense()[same].float().mean() < 0.3
+    assert g2g.layers[0].connectivity().to_dense()[same].all()
+    assert er.layers[0].connectivity().to_dense()[same].float().mean() < 0.3
 
 
 def test_fc_same_parameters_width_is_the_closest_match():
@@ -191,3 +193,15 @@ def json_roundtrip(obj):
     import json
 
     return json.loads(json.dumps(obj))
+
+
+def test_hidden_is_what_the_readout_sees_for_the_representation_analyses():
+    model = G2GNet(G2GNetConfig(**SMALL), 8, 10)
+    x = torch.rand(6, 8, 8)
+    h = model.hidden(x)
+    assert h.shape == (6, 64)
+    torch.testing.assert_close(model.readout(h), model(x))
+    acts = hidden_activations(model, TensorDataset(x, torch.zeros(6, dtype=torch.int64)))
+    torch.testing.assert_close(acts.values, h.detach())
+    with pytest.raises(ValueError, match="no time steps"):
+        model.hidden(x, all_steps=True)

@@ -100,7 +100,8 @@ class FeedForwardNet(nn.Module):
     Input ``(B, T, F)`` — the same tensors the recurrent model reads step by step — is flattened row-major into
     ``(B, T·F)``; output logits ``(B, n_classes)``. The input and readout layers are dense with
     ``nn.Linear``'s default initialisation drawn from the weight seed (the paper: the input layer is fully
-    connected, the readout linear); only the hidden-to-hidden matrix is sparse (a :class:`SparseLinear`).
+    connected, the readout linear); only the hidden-to-hidden matrix ``connections`` is sparse (a
+    :class:`SparseLinear`).
     """
 
     def __init__(self, config: FeedForwardConfig, n_inputs: int, n_classes: int) -> None:
@@ -126,7 +127,7 @@ class FeedForwardNet(nn.Module):
             assign_inhibitory(n1, config.inhibitory_fraction, generator=g_conn) if config.dale else None
         )
         self.input = _dense(self.n_flat, n1, g_weight)
-        self.hidden = SparseLinear(
+        self.connections = SparseLinear(
             conn,
             inhibitory=inhibitory,
             dale_mode=config.dale_mode,  # type: ignore[arg-type]
@@ -142,6 +143,14 @@ class FeedForwardNet(nn.Module):
         """x ``(B, T, F)`` → logits ``(B, n_classes)``."""
         return self.readout(self.hidden_activations(x)[1])
 
+    def hidden(self, x: Tensor, *, all_steps: bool = False) -> Tensor:
+        """What the readout sees: the second hidden layer's activations ``(B, N2)`` for x ``(B, T, F)`` (the
+        interface of the representation analyses, as ``CortexRNN.hidden``). ``all_steps`` does not apply: the
+        feed-forward control reads the whole sequence at once."""
+        if all_steps:
+            raise ValueError("the feed-forward control has no time steps: call hidden(x) without all_steps")
+        return self.hidden_activations(x)[1]
+
     def hidden_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Activations of both hidden layers, ``(B, N1)`` and ``(B, N2)``, for x ``(B, T, F)``."""
         if x.dim() != 3 or x.shape[1] * x.shape[2] != self.n_flat or x.shape[2] != self.n_inputs:
@@ -150,7 +159,7 @@ class FeedForwardNet(nn.Module):
                 "was built for that sequence shape (FeedForwardConfig.n_steps, n_inputs)"
             )
         h1 = self._act(self.input(x.reshape(x.shape[0], self.n_flat)))
-        return h1, self._act(self.hidden(h1))
+        return h1, self._act(self.connections(h1))
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable values by part, counting only active synapses of the sparse matrix:
@@ -159,8 +168,8 @@ class FeedForwardNet(nn.Module):
         all N1·N2 positions)."""
         counts = {
             "input": self.input.weight.numel() + self.input.bias.numel(),
-            "hidden_synapses": self.hidden.nnz,
-            "hidden_bias": self.hidden.out_features,
+            "hidden_synapses": self.connections.nnz,
+            "hidden_bias": self.connections.out_features,
             "readout": self.readout.weight.numel() + self.readout.bias.numel(),
         }
         counts["total"] = sum(counts.values())
@@ -169,7 +178,7 @@ class FeedForwardNet(nn.Module):
 
     def describe(self) -> dict:
         """Plain-data summary: config, layer sizes, synapse count, realised density, parameter counts."""
-        conn = self.hidden.connectivity()
+        conn = self.connections.connectivity()
         return {
             **asdict(self.config),
             "n_inputs": self.n_inputs,
@@ -177,7 +186,7 @@ class FeedForwardNet(nn.Module):
             "layer_sizes": list(self.config.layer_sizes),
             "synapses": conn.nnz,
             "density": conn.nnz / (conn.n_out * conn.n_in),
-            "n_inhibitory": int(self.hidden.inhibitory.sum()),
+            "n_inhibitory": int(self.connections.inhibitory.sum()),
             "parameters": self.parameter_counts(),
         }
 

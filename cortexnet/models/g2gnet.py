@@ -237,7 +237,9 @@ class G2GNet(nn.Module):
     Input ``(B, T, F)`` row sequences of images, T = H and F = C · W channel-blocked (cortexnet's encoding; see
     :func:`cortexnet.layers.rows_to_images`); output logits ``(B, n_classes)``. There is no activation between
     the patch convolution and the first hidden matrix (the paper passes the concatenated embeddings on as they
-    are). The classifier is a dense ``nn.Linear`` with its default initialisation drawn from the weight seed.
+    are). Modules: ``embed`` (:class:`PatchEmbedding`), ``layers`` (one :class:`SparseLinear` per hidden layer)
+    and ``readout`` (the linear classifier, a dense ``nn.Linear`` with its default initialisation drawn from the
+    weight seed).
     """
 
     def __init__(self, config: G2GNetConfig, n_inputs: int, n_classes: int) -> None:
@@ -263,16 +265,16 @@ class G2GNet(nn.Module):
             out_channels=config.patch_channels,
             generator=g_weight,
         )
-        self.hidden = nn.ModuleList(
+        self.layers = nn.ModuleList(
             SparseLinear(conn, init=config.init, backend=config.backend, generator=g_weight)  # type: ignore[arg-type]
             for conn in self._connectivities(g_conn)
         )
         n_last = config.hidden[-1]
-        self.classifier = nn.Linear(n_last, n_classes)
+        self.readout = nn.Linear(n_last, n_classes)
         bound = 1.0 / math.sqrt(n_last)
         with torch.no_grad():
-            self.classifier.weight.copy_((torch.rand(n_classes, n_last, generator=g_weight) * 2 - 1) * bound)
-            self.classifier.bias.copy_((torch.rand(n_classes, generator=g_weight) * 2 - 1) * bound)
+            self.readout.weight.copy_((torch.rand(n_classes, n_last, generator=g_weight) * 2 - 1) * bound)
+            self.readout.bias.copy_((torch.rand(n_classes, generator=g_weight) * 2 - 1) * bound)
         self._act = torch.relu if config.activation == "relu" else torch.tanh
 
     def _connectivities(self, g_conn: torch.Generator) -> list[Connectivity]:
@@ -315,7 +317,15 @@ class G2GNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x ``(B, T, F)`` → logits ``(B, n_classes)``."""
         h = self.features(x)
-        return self.classifier(h)
+        return self.readout(h)
+
+    def hidden(self, x: Tensor, *, all_steps: bool = False) -> Tensor:
+        """What the readout (the paper's linear classifier) sees: the last hidden layer's activations
+        ``(B, hidden[-1])`` for row sequences x ``(B, T, F)`` — the interface of the representation analyses.
+        ``all_steps`` does not apply: G2GNet reads the whole image at once."""
+        if all_steps:
+            raise ValueError("G2GNet has no time steps: call hidden(x) without all_steps")
+        return self.features(x)
 
     def features(self, x: Tensor) -> Tensor:
         """Last hidden layer's activations ``(B, hidden[-1])`` for row sequences x ``(B, T, F)``."""
@@ -325,21 +335,21 @@ class G2GNet(nn.Module):
                 f"input must be (B, {c.image_height}, {self.n_inputs}) row sequences, got {tuple(x.shape)}"
             )
         h = self.embed(rows_to_images(x, c.image_channels))
-        for layer in self.hidden:
+        for layer in self.layers:
             h = self._act(layer(h))
         return h
 
     def parameter_counts(self) -> dict[str, Any]:
         """The realised counts, keyed as :func:`g2gnet_parameter_budget` (which they equal exactly when
         ``exact_edges``), plus ``stored``: what the parameters allocate (masked dense stores every position)."""
-        per_layer = [layer.nnz for layer in self.hidden]
+        per_layer = [layer.nnz for layer in self.layers]
         out: dict[str, Any] = {
             "embedding": self.embed.parameter_count(),
             "hidden_synapses": sum(per_layer),
             "hidden_synapses_per_layer": per_layer,
-            "hidden_possible": sum(layer.in_features * layer.out_features for layer in self.hidden),
-            "hidden_bias": sum(layer.out_features for layer in self.hidden),
-            "classifier": self.classifier.weight.numel() + self.classifier.bias.numel(),
+            "hidden_possible": sum(layer.in_features * layer.out_features for layer in self.layers),
+            "hidden_bias": sum(layer.out_features for layer in self.layers),
+            "classifier": self.readout.weight.numel() + self.readout.bias.numel(),
         }
         out["total"] = out["embedding"] + out["hidden_synapses"] + out["hidden_bias"] + out["classifier"]
         out["density"] = out["hidden_synapses"] / out["hidden_possible"]
