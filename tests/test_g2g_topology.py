@@ -16,6 +16,7 @@ from cortexnet.connectivity.g2g import (
     resolve_groups,
 )
 from cortexnet.layers import RecurrentLayer, apply_constraints
+from cortexnet.models import CortexRNN, CortexRNNConfig
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -218,3 +219,16 @@ def test_errors_name_the_bad_value(kwargs, msg):
     args = {"generator": gen(), **kwargs}
     with pytest.raises(ValueError, match=msg):
         group_to_group(30, 20, **args)
+
+
+def test_cortex_rnn_builds_a_recurrent_g2g_cortex_by_topology_name():
+    # CortexRNNConfig passes p, self_connections and exact: p is the intra-pathway probability; p', G and the
+    # grouping keep the generator's defaults (0.15, 8, mixer = index blocks for one node set).
+    model = CortexRNN(CortexRNNConfig(n_nodes=64, p=1.0, topology="g2g", exact_edges=True), 8, 10)
+    conn = model.recurrent.rec.connectivity()
+    g = group_assignment(64, 8, "index")
+    same = (g[:, None] == g[None, :]) & ~torch.eye(64, dtype=torch.bool)
+    mask = conn.to_dense()
+    assert mask[same].all() and not conn.diagonal_present().any()
+    assert int(mask[g[:, None] != g[None, :]].sum()) == math.floor(0.15 * 64 * 56 + 0.5)
+    assert model(torch.rand(3, 8, 8)).shape == (3, 10)
