@@ -130,10 +130,10 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
             kw["callbacks"] = [Kill()]
         return real(folder, label, **kw)
 
-    monkeypatch.setattr(dale, "train_member", killing)
+    monkeypatch.setattr(runs_mod, "train_member", killing)
     with pytest.raises(KeyboardInterrupt):
         run_cli(dale.main, [*args, "--out", str(tmp_path / "killed")])
-    monkeypatch.setattr(dale, "train_member", real)
+    monkeypatch.setattr(runs_mod, "train_member", real)
     run = only_run(tmp_path / "killed")
     assert not (run / "summary.json").exists()  # no summary for an unfinished run
     assert run_cli(dale.main, ["--resume", str(run), "--no-progress"]) == 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+import cortexnet.data
 import cortexnet.training.runs as runs_mod
 from cortexnet.data import DatasetSplits
 from cortexnet.experiments import g2g
@@ -104,7 +105,7 @@ def test_bad_values_exit_2_with_one_line_and_no_results(tmp_path, capsys, args, 
 def test_a_non_image_dataset_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     eeg = TensorDataset(torch.zeros(10, 178, 1), torch.zeros(10, dtype=torch.int64))
     fake = DatasetSplits("sleep-ucr", eeg, None, eeg, n_steps=178, n_inputs=1, n_classes=5, description="EEG")
-    monkeypatch.setattr(g2g, "load_dataset", lambda *a, **k: fake)
+    monkeypatch.setattr(cortexnet.data, "load_dataset", lambda *a, **k: fake)
     out = tmp_path / "runs"
     assert run_cli(g2g.main, [*BASE, "--out", str(out)]) == 2
     assert "image dataset" in capsys.readouterr().err
@@ -139,10 +140,10 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
             kw["callbacks"] = [Kill()]
         return real(folder, label, **kw)
 
-    monkeypatch.setattr(g2g, "train_member", killing)
+    monkeypatch.setattr(runs_mod, "train_member", killing)
     with pytest.raises(KeyboardInterrupt):
         run_cli(g2g.main, [*args, "--out", str(tmp_path / "killed")])
-    monkeypatch.setattr(g2g, "train_member", real)
+    monkeypatch.setattr(runs_mod, "train_member", real)
     run = only_run(tmp_path / "killed")
     assert not (run / "summary.json").exists()
     assert run_cli(g2g.main, ["--resume", str(run), "--no-progress"]) == 0

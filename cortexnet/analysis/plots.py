@@ -18,6 +18,15 @@ def _figure(*args, **kwargs):
     return plt, plt.subplots(*args, **kwargs)
 
 
+def _save(plt, fig, path: str | os.PathLike) -> None:
+    """Lay out, render to PNG in memory and write atomically (a figure on disk is complete or absent)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_accuracy_curves(
     path: str | os.PathLike,
     panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
@@ -53,11 +62,7 @@ def plot_accuracy_curves(
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(plt, fig, path)
 
 
 def plot_histograms(
@@ -95,11 +100,7 @@ def plot_histograms(
         ax.text(0.98, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize="small")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(plt, fig, path)
 
 
 def plot_curves(
@@ -124,8 +125,4 @@ def plot_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(plt, fig, path)

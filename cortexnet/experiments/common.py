@@ -10,8 +10,14 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from cortexnet.training import TrainConfig
+
+if TYPE_CHECKING:
+    from cortexnet.training.runs import RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,3 +154,211 @@ def parse_key_values(items: Sequence[str], *, option: str) -> dict[str, Any]:
 def field(default: Any, help: str) -> Any:
     """A dataclass field with CLI help text (tuples are stored as immutable defaults)."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# What every training experiment shares: data, training and output options; resume; the member loop.
+
+#: Options that may differ when an interrupted run is resumed (everything else comes from its config.json).
+RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options shared by every training experiment (data, optimisation, output). Experiments subclass it,
+    add their own fields (and may redeclare a field to change its default), and set ``experiment``."""
+
+    experiment: ClassVar[str] = ""
+
+    seeds: tuple[int, ...] = field(
+        (0,), "run seeds (each: its own masks, E/I identities, weights, data order)"
+    )
+    epochs: int = field(10, "training epochs, >= 1")
+    batch_size: int = field(100, "batch size (paper: 100)")
+    lr: float = field(1e-3, "Adam learning rate (paper: 1e-3)")
+    dataset: str = field("mnist", "dataset name (digits is embedded and needs no download)")
+    data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
+    download: bool = field(False, "download the dataset if it is missing (verified by sha256)")
+    dataset_options: tuple[str, ...] = field(
+        (), "dataset-specific key=value options, e.g. seq_len=300 subjects=[0,1] for sleep-edf"
+    )
+    n_per_class: int | None = field(None, "limit training data to this many examples per class")
+    val_fraction: float = field(0.0, "fraction of the training set held out for validation, in [0, 1)")
+    split_seed: int = field(0, "seed of the validation split and the limited-data subset")
+    eval_fractions: tuple[float, ...] = field((), "extra evaluations at these fractions of every epoch")
+    early_stopping_patience: int | None = field(None, "stop after this many epochs without validation gain")
+    backend: str = field("masked_dense", "sparse-weight backend of the sparse matrices")
+    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
+    out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
+    resume: str | None = field(None, "continue the interrupted run in this folder")
+    progress: bool = field(True, "show progress bars")
+
+    def validate_run_options(self) -> None:
+        """Check the shared options; raise ``ValueError`` naming the value, the allowed range and the fix."""
+        from cortexnet.data import DATASETS
+        from cortexnet.sparse import BACKENDS
+        from cortexnet.training.runs import check_output_writable
+
+        if not self.seeds:
+            raise ValueError("--seeds needs at least one value")
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.names())}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.n_per_class is not None and self.n_per_class < 1:
+            raise ValueError(f"--n-per-class must be >= 1, got {self.n_per_class}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        parse_key_values(self.dataset_options, option="--dataset-options")
+        self.train_config(self.seeds[0]).validate()
+        if self.resume is None:
+            check_output_writable(self.out)
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """Training settings of the member with run seed ``seed`` (its data order derives from the seed)."""
+        from cortexnet.training.runs import derive_seeds
+
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            eval_fractions=self.eval_fractions,
+            early_stopping_patience=self.early_stopping_patience,
+            data_seed=derive_seeds(seed)["data_seed"],
+            device=self.device,
+        )
+
+
+R = TypeVar("R", bound=RunOptions)
+
+
+def resolve_run_config(
+    cls: type[R], argv: Sequence[str] | None, description: str
+) -> tuple[R, RunFolder | None]:
+    """Parse (and validate) an experiment's options; with ``--resume FOLDER`` the saved configuration of that
+    run is used, except the options in :data:`RESUME_OVERRIDES` given on this command line.
+
+    Returns ``(config, folder)``: ``folder`` is the run folder to continue, or None for a new run.
+    """
+    from cortexnet.training.runs import RunFolder
+
+    parser = build_parser(
+        cls, prog=f"python -m cortexnet.experiments.{cls.experiment}", description=description
+    )
+    config = parse_config(cls, parser, argv)
+    if config.resume is None:
+        return config, None
+    try:
+        folder, saved = RunFolder.open(config.resume, cls.experiment)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    given = {k for k in vars(parser.parse_args(argv)) if k in RESUME_OVERRIDES}
+    saved.update({k: getattr(config, k) for k in given})
+    try:
+        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        config = dataclasses.replace(config, resume=str(folder.path))
+        config.validate()  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
+    return config, folder
+
+
+def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:
+    """Load the configured dataset; returns ``(splits, dataset_spec)`` where the spec (saved in every
+    checkpoint) is what the probe command needs to load the same data again. Bad dataset options are usage
+    errors (raised before any I/O); missing data raises the data layer's ``DataError``."""
+    from cortexnet.data import load_dataset
+
+    options = parse_key_values(config.dataset_options, option="--dataset-options")
+    try:
+        splits = load_dataset(
+            config.dataset,
+            root=config.data_root,
+            download=config.download,
+            val_fraction=config.val_fraction,
+            n_per_class=config.n_per_class,
+            seed=config.split_seed,
+            options=options or None,
+        )
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from exc
+    spec = {
+        "name": config.dataset,
+        "val_fraction": config.val_fraction,
+        "n_per_class": config.n_per_class,
+        "seed": config.split_seed,
+        "options": options,
+        "description": splits.description,
+    }
+    return splits, spec
+
+
+@dataclass
+class Member:
+    """One trained network of an experiment: a configuration (``key``, shared by its seeds) and a seed."""
+
+    label: str
+    key: tuple
+    tags: dict[str, Any]
+    model_name: str
+    model_config: Any
+    seed: int
+    callbacks: tuple[Any, ...] = ()
+
+
+@dataclass
+class RunResults:
+    """What :func:`train_members` returns: every evaluation record (with the member's tags), and per member
+    its :func:`~cortexnet.analysis.summarize_run` summary, grouped by configuration key in member order."""
+
+    records: list[dict[str, Any]]
+    runs: dict[str, dict[str, Any]]
+    groups: dict[tuple, list[dict[str, Any]]]
+
+
+def train_members(
+    config: RunOptions,
+    folder: RunFolder,
+    splits: Any,
+    dataset_spec: dict[str, Any],
+    members: Sequence[Member],
+    *,
+    margin: float = 0.05,
+) -> RunResults:
+    """Train (or, on resume, finish) every member in ``folder``, keeping ``metrics.jsonl`` current, and
+    summarise each run (accuracy per epoch, best, final, learning delay with ``margin``)."""
+    from cortexnet.analysis import summarize_run
+    from cortexnet.data import chance_level
+    from cortexnet.training.runs import train_member
+
+    chance = chance_level(splits)
+    results = RunResults([], {}, {})
+    for m in members:
+        state = train_member(
+            folder,
+            m.label,
+            model_name=m.model_name,
+            model_config=m.model_config,
+            splits=splits,
+            train_config=config.train_config(m.seed),
+            tags=m.tags,
+            finished_records=results.records,
+            dataset_spec=dataset_spec,
+            resume=config.resume is not None,
+            callbacks=m.callbacks,
+            progress=config.progress,
+        )
+        results.records.extend({**m.tags, **r} for r in state.history)
+        run = {"seed": m.seed, **summarize_run(state.history, chance=chance, margin=margin)}
+        results.runs[m.label] = run
+        results.groups.setdefault(m.key, []).append(run)
+        logging.getLogger(__name__).info(
+            "%s: best test accuracy %.4f, final %.4f, delay %s",
+            m.label, run["best_test_acc"], run["final_test_acc"], run["learning_delay"],
+        )  # fmt: skip
+    folder.write_metrics(results.records)
+    return results

@@ -15,22 +15,29 @@ Table I's), accuracy.png, sweep.png (with a sweep) and one checkpoint per member
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves, plot_curves, summarize_run
+from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves, plot_curves
 from cortexnet.connectivity.g2g import GROUPINGS
-from cortexnet.data import DATASETS, chance_level, load_dataset
-from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
+from cortexnet.data import chance_level
+from cortexnet.experiments.common import (
+    Member,
+    RunOptions,
+    UsageError,
+    field,
+    load_run_data,
+    resolve_run_config,
+    run_cli,
+    train_members,
+)
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import G2GNetConfig
 from cortexnet.models.g2gnet import g2gnet_parameter_budget, image_geometry_from_rows, matched_fc_width
-from cortexnet.sparse import ACTIVATIONS, BACKENDS
-from cortexnet.training import TrainConfig
-from cortexnet.training.runs import RunFolder, check_output_writable, derive_seeds, train_member
+from cortexnet.sparse import ACTIVATIONS
+from cortexnet.training.runs import RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +76,12 @@ PAPER: dict[str, Any] = {
     ],
 }
 
-#: Options that may differ when an interrupted run is resumed (everything else comes from its config.json).
-RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress")
-
 
 @dataclass(frozen=True)
-class G2GExperimentConfig:
+class G2GExperimentConfig(RunOptions):
     """Options of ``python -m cortexnet.experiments.g2g`` (every option can also come from ``--config``)."""
+
+    experiment: ClassVar[str] = EXPERIMENT
 
     models: tuple[str, ...] = field(MODEL_KINDS, f"Table I rows to train, from {MODEL_KINDS}")
     p_inter_sweep: tuple[float, ...] = field(
@@ -98,23 +104,9 @@ class G2GExperimentConfig:
         "exact rounded edge counts (G2G and matched ER then have identical counts); no: Bernoulli per pair",
     )
     image_channels: int | None = field(None, "image channels C (default: inferred, square images: C = F / T)")
-    seeds: tuple[int, ...] = field((0,), "run seeds (each: its own masks, weights, data order)")
     epochs: int = field(20, "training epochs, >= 1 (paper: 20)")
     batch_size: int = field(100, "batch size (not stated in the paper)")
-    lr: float = field(1e-3, "Adam learning rate (paper: 1e-3)")
     dataset: str = field("cifar10", "dataset name: an image dataset (digits is embedded, no download)")
-    data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
-    download: bool = field(False, "download the dataset if it is missing (verified by sha256)")
-    n_per_class: int | None = field(None, "limit training data to this many examples per class")
-    val_fraction: float = field(0.0, "fraction of the training set held out for validation, in [0, 1)")
-    split_seed: int = field(0, "seed of the validation split and the limited-data subset")
-    eval_fractions: tuple[float, ...] = field((), "extra evaluations at these fractions of every epoch")
-    early_stopping_patience: int | None = field(None, "stop after this many epochs without validation gain")
-    backend: str = field("masked_dense", "sparse-weight backend of the hidden matrices")
-    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
-    out: str = field("runs", f"results root; the run is written to <out>/{EXPERIMENT}/<timestamp>-<hash>/")
-    resume: str | None = field(None, "continue the interrupted run in this folder")
-    progress: bool = field(True, "show progress bars")
 
     def validate(self) -> G2GExperimentConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
@@ -130,22 +122,11 @@ class G2GExperimentConfig:
                 raise ValueError(f"inter-pathway probability p' must be in [0, 1], got {q}")
         if len(set(self.p_inter_sweep)) != len(self.p_inter_sweep):
             raise ValueError(f"--p-inter-sweep values must be distinct, got {list(self.p_inter_sweep)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
-        if self.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.image_channels is not None and self.image_channels < 1:
             raise ValueError(f"--image-channels must be >= 1 (or none to infer), got {self.image_channels}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.names())}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.n_per_class is not None and self.n_per_class < 1:
-            raise ValueError(f"--n-per-class must be >= 1, got {self.n_per_class}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        self.validate_run_options()
         # Model fields that do not depend on the image (checked on a placeholder geometry the patches divide).
         side = self.patches_per_side if self.patches_per_side >= 1 else 1
         try:
@@ -154,9 +135,6 @@ class G2GExperimentConfig:
             raise ValueError(
                 f"{exc} (check --hidden, --patches-per-side, --groups, --grouping, --p, --init)"
             ) from exc
-        self.train_config(self.seeds[0]).validate()
-        if self.resume is None:
-            check_output_writable(self.out)
         return self
 
     def base_model(self, geometry: tuple[int, int, int], *, seed: int) -> G2GNetConfig:
@@ -196,17 +174,6 @@ class G2GExperimentConfig:
         width = matched_fc_width(base, n_classes)
         return dataclasses.replace(base, connectivity="full", hidden=(width,) * len(self.hidden))
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            eval_fractions=self.eval_fractions,
-            early_stopping_patience=self.early_stopping_patience,
-            data_seed=derive_seeds(seed)["data_seed"],
-            device=self.device,
-        )
-
     def members(self) -> list[tuple[str, float]]:
         """Distinct ``(kind, p')`` to train: the Table I rows at ``p_inter``, then G2G and ER at every sweep
         value (a sweep point equal to ``p_inter`` reuses the Table I member)."""
@@ -219,44 +186,10 @@ def _label(kind: str, p_inter: float, seed: int) -> str:
     return f"{kind}-pinter{p_inter:g}-seed{seed}"
 
 
-def _resolve(argv: list[str] | None) -> tuple[G2GExperimentConfig, argparse.ArgumentParser]:
-    parser = build_parser(
-        G2GExperimentConfig,
-        prog=f"python -m cortexnet.experiments.{EXPERIMENT}",
-        description=__doc__.split("\n")[0],
-    )
-    try:
-        config = parse_config(G2GExperimentConfig, parser, argv)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    return config, parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options, missing or non-image data)."""
-    config, parser = _resolve(argv)
-    if config.resume is not None:
-        try:
-            folder, saved = RunFolder.open(config.resume, EXPERIMENT)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        given = {k for k in vars(parser.parse_args(argv)) if k in RESUME_OVERRIDES}
-        saved.update({k: getattr(config, k) for k in given})
-        try:
-            config = G2GExperimentConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-            )
-            config = dataclasses.replace(config, resume=str(folder.path)).validate()
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
-    splits = load_dataset(
-        config.dataset,
-        root=config.data_root,
-        download=config.download,
-        val_fraction=config.val_fraction,
-        n_per_class=config.n_per_class,
-        seed=config.split_seed,
-    )
+    config, folder = resolve_run_config(G2GExperimentConfig, argv, __doc__.split("\n")[0])
+    splits, dataset_spec = load_run_data(config)
     # Images back from the row encoding (T = H, F = C·W); all model configurations checked before any training.
     try:
         geometry = image_geometry_from_rows(splits.n_steps, splits.n_inputs, config.image_channels)
@@ -267,41 +200,22 @@ def main(argv: list[str] | None = None) -> int:
         }
     except ValueError as exc:
         raise UsageError(f"--dataset {config.dataset}: {exc}") from exc
-    if config.resume is None:
-        folder = RunFolder.create(config.out, EXPERIMENT, dataclasses.asdict(config))
+    folder = folder or RunFolder.create(config.out, EXPERIMENT, dataclasses.asdict(config))
     print(f"{EXPERIMENT}: writing {folder.path}")
     chance = chance_level(splits)
-    dataset_spec = {
-        "name": config.dataset,
-        "val_fraction": config.val_fraction,
-        "n_per_class": config.n_per_class,
-        "seed": config.split_seed,
-        "description": splits.description,
-        "image_geometry": list(geometry),
-    }
-    records: list[dict] = []
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for (kind, q, seed), model_config in specs.items():
-        tags = {"model": kind, "p_inter": q, "seed": seed}
-        label = _label(kind, q, seed)
-        state = train_member(
-            folder,
-            label,
+    dataset_spec["image_geometry"] = list(geometry)
+    members = [
+        Member(
+            label=_label(kind, q, seed),
+            key=(kind, q),
+            tags={"model": kind, "p_inter": q, "seed": seed},
             model_name="g2gnet",
             model_config=model_config,
-            splits=splits,
-            train_config=config.train_config(seed),
-            tags=tags,
-            finished_records=records,
-            dataset_spec=dataset_spec,
-            resume=config.resume is not None,
-            progress=config.progress,
+            seed=seed,
         )
-        records.extend({**tags, **r} for r in state.history)
-        run = summarize_run(state.history, chance=chance)
-        groups.setdefault((kind, q), []).append({"seed": seed, **run})
-        log.info("%s: final test accuracy %.4f", label, run["final_test_acc"])
-    folder.write_metrics(records)
+        for (kind, q, seed), model_config in specs.items()
+    ]
+    groups = train_members(config, folder, splits, dataset_spec, members).groups
 
     def row(kind: str, q: float) -> dict[str, Any]:
         model_config = specs[(kind, q, config.seeds[0])]

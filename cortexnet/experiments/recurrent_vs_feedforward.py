@@ -14,20 +14,26 @@ accuracy.png and one checkpoint per member; ``--resume <that folder>`` continues
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves, summarize_run
-from cortexnet.data import DATASETS, chance_level, load_dataset
-from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
+from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
+from cortexnet.data import chance_level
+from cortexnet.experiments.common import (
+    Member,
+    RunOptions,
+    field,
+    load_run_data,
+    resolve_run_config,
+    run_cli,
+    train_members,
+)
 from cortexnet.models import CortexRNNConfig, FeedForwardConfig
 from cortexnet.models.feedforward import FF_HIDDEN_INITS
-from cortexnet.sparse import ACTIVATIONS, BACKENDS
-from cortexnet.training import TrainConfig
-from cortexnet.training.runs import RunFolder, check_output_writable, derive_seeds, train_member
+from cortexnet.sparse import ACTIVATIONS
+from cortexnet.training.runs import RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
 
@@ -52,48 +58,30 @@ PAPER = {
     "numbers_for_fig_3a": "not given in the text; only the figure (read the findings above)",
 }
 
-#: Options that may differ when an interrupted run is resumed (everything else comes from its config.json).
-RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress")
-
 
 @dataclass(frozen=True)
-class RecurrentVsFeedforwardConfig:
+class RecurrentVsFeedforwardConfig(RunOptions):
     """Options of ``python -m cortexnet.experiments.recurrent_vs_feedforward`` (also from ``--config``)."""
+
+    experiment: ClassVar[str] = EXPERIMENT
 
     nodes: tuple[int, ...] = field(
         (1_000, 10_000), "total hidden nodes N: recurrent N, feed-forward N/2 + N/2; each >= 2"
     )
     densities: tuple[float, ...] = field((1.0, 0.1), "connection probabilities p, each in (0, 1]")
     architectures: tuple[str, ...] = field(ARCHITECTURES, "architectures: recurrent and/or feedforward")
-    seeds: tuple[int, ...] = field((0,), "run seeds (each: its own masks, weights, data order)")
-    epochs: int = field(10, "training epochs, >= 1")
-    batch_size: int = field(100, "batch size (paper: 100)")
-    lr: float = field(1e-3, "Adam learning rate (paper: 1e-3)")
     activation: str = field("relu", "hidden activation: relu (paper) or tanh")
     ff_hidden_init: str = field(
         "paper",
         "feed-forward hidden-to-hidden init: paper (U(+-0.001), as the recurrent weights), dense_fan_in, "
         "sparse_fan_in",
     )
-    dataset: str = field("mnist", "dataset name (digits is embedded and needs no download)")
-    data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
-    download: bool = field(False, "download the dataset if it is missing (verified by sha256)")
-    n_per_class: int | None = field(None, "limit training data to this many examples per class")
-    val_fraction: float = field(0.0, "fraction of the training set held out for validation, in [0, 1)")
-    split_seed: int = field(0, "seed of the validation split and the limited-data subset")
-    eval_fractions: tuple[float, ...] = field((), "extra evaluations at these fractions of every epoch")
-    early_stopping_patience: int | None = field(None, "stop after this many epochs without validation gain")
-    backend: str = field("masked_dense", "sparse-weight backend of the sparse matrices")
     exact_edges: bool = field(False, "exactly round(p * possible) synapses instead of Bernoulli(p) per pair")
-    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
-    out: str = field("runs", f"results root; the run is written to <out>/{EXPERIMENT}/<timestamp>-<hash>/")
-    resume: str | None = field(None, "continue the interrupted run in this folder")
-    progress: bool = field(True, "show progress bars")
 
     def validate(self) -> RecurrentVsFeedforwardConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
-        if not self.nodes or not self.densities or not self.architectures or not self.seeds:
-            raise ValueError("--nodes, --densities, --architectures and --seeds each need at least one value")
+        if not self.nodes or not self.densities or not self.architectures:
+            raise ValueError("--nodes, --densities and --architectures each need at least one value")
         for n in self.nodes:
             if n < 2:
                 raise ValueError(
@@ -107,29 +95,15 @@ class RecurrentVsFeedforwardConfig:
                 raise ValueError(f"--architectures: each must be one of {ARCHITECTURES}, got {a!r}")
         if len(set(self.architectures)) != len(self.architectures):
             raise ValueError(f"--architectures must be distinct, got {list(self.architectures)}")
-        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
-        if self.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.ff_hidden_init not in FF_HIDDEN_INITS:
             raise ValueError(
                 f"--ff-hidden-init must be one of {FF_HIDDEN_INITS}, got {self.ff_hidden_init!r}"
             )
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.names())}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.n_per_class is not None and self.n_per_class < 1:
-            raise ValueError(f"--n-per-class must be >= 1, got {self.n_per_class}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        self.validate_run_options()
         for arch in self.architectures:
             self.model_config(arch, self.nodes[0], self.densities[0], self.seeds[0], n_steps=1).validate()
-        self.train_config(self.seeds[0]).validate()
-        if self.resume is None:
-            check_output_writable(self.out)
         return self
 
     def model_config(
@@ -151,17 +125,6 @@ class RecurrentVsFeedforwardConfig:
             return CortexRNNConfig(**common)
         return FeedForwardConfig(**common, n_steps=n_steps, hidden_init=self.ff_hidden_init)
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            eval_fractions=self.eval_fractions,
-            early_stopping_patience=self.early_stopping_patience,
-            data_seed=derive_seeds(seed)["data_seed"],
-            device=self.device,
-        )
-
 
 def expected_synapses(architecture: str, nodes: int, p: float) -> float:
     """Expected trainable sparse synapses: p · N(N−1) recurrent (no self-connections), p · N1 · N2 feed-forward."""
@@ -175,81 +138,28 @@ def _label(architecture: str, nodes: int, p: float, seed: int) -> str:
     return f"{architecture}-n{nodes}-p{p:g}-seed{seed}"
 
 
-def _resolve(argv: list[str] | None) -> tuple[RecurrentVsFeedforwardConfig, argparse.ArgumentParser]:
-    parser = build_parser(
-        RecurrentVsFeedforwardConfig,
-        prog=f"python -m cortexnet.experiments.{EXPERIMENT}",
-        description=__doc__.split("\n")[0],
-    )
-    try:
-        config = parse_config(RecurrentVsFeedforwardConfig, parser, argv)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    return config, parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options or missing data)."""
-    config, parser = _resolve(argv)
-    if config.resume is not None:
-        try:
-            folder, saved = RunFolder.open(config.resume, EXPERIMENT)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        given = {k for k in vars(parser.parse_args(argv)) if k in RESUME_OVERRIDES}
-        saved.update({k: getattr(config, k) for k in given})
-        try:
-            config = RecurrentVsFeedforwardConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-            )
-            config = dataclasses.replace(config, resume=str(folder.path)).validate()
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
-    splits = load_dataset(
-        config.dataset,
-        root=config.data_root,
-        download=config.download,
-        val_fraction=config.val_fraction,
-        n_per_class=config.n_per_class,
-        seed=config.split_seed,
-    )
-    if config.resume is None:
-        folder = RunFolder.create(config.out, EXPERIMENT, dataclasses.asdict(config))
+    config, folder = resolve_run_config(RecurrentVsFeedforwardConfig, argv, __doc__.split("\n")[0])
+    splits, dataset_spec = load_run_data(config)
+    folder = folder or RunFolder.create(config.out, EXPERIMENT, dataclasses.asdict(config))
     print(f"{EXPERIMENT}: writing {folder.path}")
+    members = [
+        Member(
+            label=_label(arch, nodes, p, seed),
+            key=(arch, nodes, p),
+            tags={"architecture": arch, "nodes": nodes, "density": p, "seed": seed},
+            model_name=MODEL_NAMES[arch],
+            model_config=config.model_config(arch, nodes, p, seed, n_steps=splits.n_steps),
+            seed=seed,
+        )
+        for nodes in config.nodes
+        for arch in config.architectures
+        for p in config.densities
+        for seed in config.seeds
+    ]
+    groups = train_members(config, folder, splits, dataset_spec, members).groups
     chance = chance_level(splits)
-    dataset_spec = {
-        "name": config.dataset,
-        "val_fraction": config.val_fraction,
-        "n_per_class": config.n_per_class,
-        "seed": config.split_seed,
-        "description": splits.description,
-    }
-    records: list[dict] = []
-    groups: dict[tuple[str, int, float], list[dict]] = {}
-    for nodes in config.nodes:
-        for arch in config.architectures:
-            for p in config.densities:
-                for seed in config.seeds:
-                    tags = {"architecture": arch, "nodes": nodes, "density": p, "seed": seed}
-                    label = _label(arch, nodes, p, seed)
-                    state = train_member(
-                        folder,
-                        label,
-                        model_name=MODEL_NAMES[arch],
-                        model_config=config.model_config(arch, nodes, p, seed, n_steps=splits.n_steps),
-                        splits=splits,
-                        train_config=config.train_config(seed),
-                        tags=tags,
-                        finished_records=records,
-                        dataset_spec=dataset_spec,
-                        resume=config.resume is not None,
-                        progress=config.progress,
-                    )
-                    records.extend({**tags, **r} for r in state.history)
-                    run = summarize_run(state.history, chance=chance)
-                    groups.setdefault((arch, nodes, p), []).append({"seed": seed, **run})
-                    log.info("%s: best test accuracy %.4f", label, run["best_test_acc"])
-    folder.write_metrics(records)
     summary = {
         "experiment": EXPERIMENT,
         "dataset": splits.description,
