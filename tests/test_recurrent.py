@@ -221,3 +221,17 @@ def test_off_mask_weights_get_no_gradient_and_no_optimiser_state():
     state = opt.state[rec.weight]
     assert torch.all(state["exp_avg"][~rec.mask] == 0) and torch.all(state["exp_avg_sq"][~rec.mask] == 0)
     assert torch.all(rec.weight[~rec.mask] == 0)
+
+
+def test_topology_params_reach_the_generator_and_are_validated():
+    cfg = CortexRNNConfig(n_nodes=400, p=1.0, topology="g2g", topology_params={"p_inter": 0.1, "groups": 4},
+                          connectivity_seed=1)  # fmt: skip
+    density = build_model("cortex_rnn", cfg, 3, 2).describe()["density"]
+    expected = 1.0 / 4 + 0.1 * 3 / 4  # p/G + p'(G-1)/G (G2GNet's active fraction)
+    assert abs(density - expected) < 0.02
+    full = build_model("cortex_rnn", CortexRNNConfig(n_nodes=20, topology="full"), 3, 2)
+    assert full.describe()["synapses"] == 20 * 19
+    with pytest.raises(ValueError, match="takes no"):
+        CortexRNNConfig(topology="er", topology_params={"groups": 3}).validate()
+    with pytest.raises(ValueError, match="must not repeat"):
+        CortexRNNConfig(topology="g2g", topology_params={"p": 0.3}).validate()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import Connectivity, assign_inhibitory, make_connectivity
+from cortexnet.connectivity import TOPOLOGIES, Connectivity, assign_inhibitory, make_connectivity
 from cortexnet.layers import RecurrentLayer
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
@@ -28,7 +31,11 @@ class CortexRNNConfig:
         sparse_to_dense: initialise with the p-mask but let every weight train (paper Fig. S5B).
         self_connections: allow the diagonal of W_rec (default False: the paper's density excludes it).
         exact_edges: exactly round(p·N(N-1)) synapses instead of independent Bernoulli(p) draws (default).
-        topology: connectivity generator name (registry ``cortexnet.connectivity.TOPOLOGIES``).
+        topology: connectivity generator name (registry ``cortexnet.connectivity.TOPOLOGIES``), e.g. "er",
+            "full", "g2g" (a recurrent group-to-group cortex).
+        topology_params: further keyword arguments of that generator, e.g. ``{"p_inter": 0.05, "groups": 8,
+            "grouping": "random"}`` for "g2g". ``p``, ``self_connections`` and ``exact_edges`` above are passed
+            to every generator that takes them.
         backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``).
         connectivity_seed: seed of the mask and of the E/I assignment.
         weight_seed: seed of the weight initialisation (independent of the mask).
@@ -45,6 +52,7 @@ class CortexRNNConfig:
     self_connections: bool = False
     exact_edges: bool = False
     topology: str = "er"
+    topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     backend: str = "masked_dense"
     connectivity_seed: int = 0
     weight_seed: int = 0
@@ -65,6 +73,17 @@ class CortexRNNConfig:
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
         if self.sparse_to_dense and self.dale and self.dale_mode == "abs":
             raise ValueError("sparse_to_dense needs dale_mode='clip': with |W|·sign, zero weights never grow")
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
+        shared = {"p", "self_connections", "exact", "generator"} & set(self.topology_params)
+        if shared:
+            raise ValueError(f"topology_params must not repeat {sorted(shared)}: set them as config fields")
+        accepted = inspect.signature(TOPOLOGIES.get(self.topology)).parameters
+        unknown = [k for k in self.topology_params if k not in accepted]
+        if unknown:
+            raise ValueError(
+                f"topology {self.topology!r} takes no {unknown}; it takes {[k for k in accepted if k != 'generator']}"
+            )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self
@@ -87,10 +106,11 @@ class CortexRNN(nn.Module):
         g_conn = torch.Generator().manual_seed(config.connectivity_seed)
         g_weight = torch.Generator().manual_seed(config.weight_seed)
         n = config.n_nodes
-        sparse = make_connectivity(
-            config.topology, n, n, generator=g_conn, p=config.p,
-            self_connections=config.self_connections, exact=config.exact_edges,
-        )  # fmt: skip
+        # p / self_connections / exact go to every generator that takes them ("full" takes no p).
+        accepted = inspect.signature(TOPOLOGIES.get(config.topology)).parameters
+        common = {"p": config.p, "self_connections": config.self_connections, "exact": config.exact_edges}
+        params = {k: v for k, v in common.items() if k in accepted} | dict(config.topology_params)
+        sparse = make_connectivity(config.topology, n, n, generator=g_conn, **params)
         inhibitory = (
             assign_inhibitory(n, config.inhibitory_fraction, generator=g_conn) if config.dale else None
         )
