@@ -31,17 +31,20 @@ from torch import Tensor
 _INT32_MAX = 2**31 - 1
 
 #: Rows of the stacked (K = T·B) operands per value-gradient call: the L2-resident slice of a column panel is
-#: ``panel x k_chunk`` floats. Measured optimum on the 2-core EPYC: 128-256 (see benchmarks/README.md).
+#: ``panel x k_chunk`` floats. Measured on the 2-core EPYC (panel 512, N = 10,000, p = 0.1): 64-128 best,
+#: 256-512 ~10-20 % slower, one call over all K = 864 rows ~2x slower.
 SDDMM_K_CHUNK = 128
-#: Column panel width on CPU: h-slices of ``panel x B`` floats stay in L2 for B <= 256.
-CPU_PANEL_COLS = 1024
-#: Fewest stored synapses per row per panel before panels get wider (per-row loop overhead dominates below).
-MIN_ROW_NNZ_PER_PANEL = 48
+#: Column panel width on CPU: h-slices of ``panel x B`` floats stay in L2 (1 MB here) for B <= 256; 256-1024
+#: measured equally good at B = 32, 512 best at B = 256 (single-thread CPU time, N = 10,000, p = 0.1).
+CPU_PANEL_COLS = 512
+#: Fewest stored synapses per row per panel before panels get wider (per-row loop overhead dominates below;
+#: at N = 10,000, p = 0.01 panels of 1,000 columns (10 per row) were still as fast as any wider).
+MIN_ROW_NNZ_PER_PANEL = 10
 
 
 def default_panel_cols(n_out: int, n_in: int, nnz: int, device: torch.device) -> int:
-    """Column-panel width for a weight on ``device``: one panel on CUDA; on CPU ~1024 columns, widened at low
-    density so that each row of a panel still holds ~48 synapses on average."""
+    """Column-panel width for a weight on ``device``: one panel on CUDA; on CPU ~512 columns, widened at low
+    density so that each row of a panel still holds ~10 synapses on average."""
     if device.type != "cpu" or nnz == 0:
         return max(n_in, 1)
     density = nnz / (n_out * n_in)
