@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from recurrent_step import machine, run_subprocess  # noqa: E402
+from recurrent_step import machine, run_subprocess, wait_for_quiet  # noqa: E402
 
 
 def step_ms(rec: dict) -> float | None:
@@ -37,26 +37,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.45, 0.7])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=240)
+    ap.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait for an idle CPU")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
     from cortexnet.io import atomic_write_json
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    result = {"benchmark": "crossover", "created": stamp, "machine": machine(), "loadavg_start": os.getloadavg()}
+    result = {
+        "benchmark": "crossover",
+        "created": stamp,
+        "machine": machine(),
+        "loadavg_start": os.getloadavg(),
+    }
     rows = []
     t0 = time.perf_counter()
     for case in args.cases:
         n, b = (int(v) for v in case.split(":"))
         common = {"n": n, "batch": b, "repeats": args.repeats, "long_s": 30.0, "budget_s": args.timeout / 2}
+        wait_for_quiet(args.max_wait)
         dense = run_subprocess("case", {"method": "masked_dense", "p": 0.1, **common}, args.timeout)
         d_ms = step_ms(dense)
         print(f"N={n} B={b}: masked_dense {d_ms} ms (load {os.getloadavg()[0]:.2f})", flush=True)
         points, crossover = [], None
         for p in sorted(args.p):
+            wait_for_quiet(args.max_wait)
             rec = run_subprocess("case", {"method": "csr", "p": p, **common}, args.timeout)
             s_ms = step_ms(rec)
-            points.append({"p": p, "csr_ms": s_ms, "status": rec.get("status")})
+            points.append(
+                {
+                    "p": p,
+                    "csr_ms": s_ms,
+                    "status": rec.get("status"),
+                    "others_cpu_share": rec.get("others_cpu_share"),
+                }
+            )
             print(f"  csr p={p}: {s_ms} ms", flush=True)
             if s_ms is None or d_ms is None:
                 break
@@ -70,7 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                 break
         else:
             crossover = None  # csr faster at every density tried
-        rows.append({"n": n, "b": b, "masked_dense_ms": d_ms, "csr": points, "crossover_p": crossover})
+        rows.append(
+            {
+                "n": n,
+                "b": b,
+                "masked_dense_ms": d_ms,
+                "masked_dense_others_cpu_share": dense.get("others_cpu_share"),
+                "csr": points,
+                "crossover_p": crossover,
+            }
+        )
         print(f"  -> crossover p = {crossover}", flush=True)
     result["rows"] = rows
     result["loadavg_end"] = os.getloadavg()

@@ -173,6 +173,7 @@ def run_case(
     med = sorted(times_ms)[len(times_ms) // 2] if len(times_ms) % 2 else _median(times_ms)
     record.update(
         ms=med,
+        min_ms=min(times_ms),
         times_ms=times_ms,
         warmup=i > len(times),
         adam_ms=round(_median([t * 1e3 for t in opt_times[1:] or opt_times]), 2) if opt_times else None,
@@ -252,6 +253,28 @@ def machine() -> dict:
     }
 
 
+def _cpu_busy_s() -> float:
+    """Seconds of non-idle CPU time of the whole machine so far (all cores, from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.15, window_s: float = 2.0) -> float:
+    """Wait until the machine's CPUs are ≥ (1 - busy_below) idle over ``window_s`` (other users' jobs make
+    2-thread timings meaningless: a descheduled OpenMP thread stalls every parallel region). Returns the
+    seconds waited (at most ``max_wait_s``)."""
+    t0 = time.perf_counter()
+    cores = os.cpu_count() or 1
+    while True:
+        b0 = _cpu_busy_s()
+        time.sleep(window_s)
+        if (_cpu_busy_s() - b0) / (window_s * cores) < busy_below:
+            return time.perf_counter() - t0
+        if time.perf_counter() - t0 > max_wait_s:
+            return time.perf_counter() - t0
+
+
 def _mem_available_gb() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable"):
@@ -303,18 +326,25 @@ def run_subprocess(kind: str, payload: dict, timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(payload)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
+    busy0 = _cpu_busy_s()
+    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "wall_s": round(time.perf_counter() - t0, 1)}
     wall = round(time.perf_counter() - t0, 1)
+    own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (own1.ru_utime - own0.ru_utime) + (own1.ru_stime - own0.ru_stime)
+    # CPU time other processes used while the case ran (contention: > a few % of wall x cores is bad).
+    others = max(0.0, _cpu_busy_s() - busy0 - own)
+    contention = round(others / (wall * (os.cpu_count() or 1)), 3) if wall > 0 else 0.0
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         err = (out.stderr or "").strip().splitlines()[-3:]
         status = "killed (out of memory?)" if out.returncode in (-9, 137) else f"failed rc={out.returncode}"
         return {"status": status, "error": " | ".join(err), "wall_s": wall}
     rec = json.loads(lines[-1])
-    rec.update(status="ok", wall_s=wall)
+    rec.update(status="ok", wall_s=wall, others_cpu_share=contention)
     return rec
 
 
@@ -324,10 +354,12 @@ def derive(rec: dict, ceilings: dict) -> None:
     compute_floor = useful / (ceilings["gemm_gflops"] * 1e9)
     memory_floor = 3 * (rec.get("steps", STEPS) - 1) * rec["nnz"] * 8 / (ceilings["copy_gbs"] * 1e9)
     rec["useful_gflop"] = round(useful / 1e9, 2)
-    rec["floor_ms"] = round(1e3 * max(compute_floor, memory_floor), 1)
+    floor_ms = 1e3 * max(compute_floor, memory_floor)
+    rec["floor_ms"] = round(floor_ms, 3)
+    rec["floor_bound"] = "compute" if compute_floor >= memory_floor else "memory"
     if rec.get("ms"):
         rec["useful_gflops"] = round(useful / (rec["ms"] * 1e6), 2)
-        rec["x_floor"] = round(rec["ms"] / rec["floor_ms"], 2)
+        rec["x_floor"] = round(rec["ms"] / floor_ms, 2)
 
 
 def fmt_table(records: list[dict]) -> str:
@@ -345,6 +377,8 @@ def fmt_table(records: list[dict]) -> str:
         va = f"{r['speedup_vs_authors']:.1f}x" if r.get("speedup_vs_authors") else "-"
         vd = f"{r['speedup_vs_best_dense']:.1f}x" if r.get("speedup_vs_best_dense") else "-"
         note = r.get("note", "") if r.get("status") == "ok" else f"{r.get('status')}: {r.get('note', '')}"
+        if r.get("others_cpu_share", 0) > 0.05:
+            note = f"contended ({100 * r['others_cpu_share']:.0f}% CPU used by others) {note}"
         rows.append(
             f"{r['n']:>7} {r['p']:>5} {r['b']:>4} {r['method']:<13} {ms:>10} {gf:>8} {pk:>8} {ad:>8} "
             f"{xf:>7} {va:>10} {vd:>9}  {note}"
@@ -365,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-s", type=float, default=15.0, help="no warm-up when one repeat takes longer")
     ap.add_argument("--share-dense-from", type=int, default=10_000, help="N from which dense rows are shared")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for an idle CPU per case")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -441,10 +476,13 @@ def main(argv: list[str] | None = None) -> int:
             "budget_s": max(5.0, 0.6 * limit),
             "threads": args.threads,
         }
+        waited = wait_for_quiet(min(args.max_wait, max(0.0, left - limit)))
         load = os.getloadavg()[0]
-        print(f"run {key} (limit {limit:.0f}s, load {load:.2f}) ...", end=" ", flush=True)
+        print(
+            f"run {key} (limit {limit:.0f}s, load {load:.2f}, waited {waited:.0f}s) ...", end=" ", flush=True
+        )
         rec = run_subprocess("case", payload, limit)
-        rec = {**base, **rec, "loadavg_start": load}
+        rec = {**base, **rec, "loadavg_start": load, "waited_for_quiet_s": round(waited, 1)}
         measured[key] = rec
         if rec["status"] == "ok":
             rates.setdefault(method, []).append(rec["ms"] / 1e3 / work_units(method, n, rec["nnz"], b))
