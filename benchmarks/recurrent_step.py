@@ -14,7 +14,11 @@ under a time limit. Methods:
   code path, so its row repeats that backend's measurement (the table says which one it picked).
 
 Timed: forward + backward of one batch (medians of the timed repeats; a warm-up first unless a single repeat
-is projected to exceed ``--long-s``), and separately the fused Adam step. Useful work: 3 · 2 · B · nnz · (T-1)
+is projected to exceed ``--long-s``), and separately the fused Adam step. Memory: ``train_peak_mb`` is the
+peak RSS of the training phase (forward+backward+Adam: the peak is reset after the setup and freed heap is
+returned to the OS first, for every method alike); ``peak_mb`` is the whole process's peak including the setup
+(connectivity generation, index build). Before each case the driver waits for an idle CPU (other users' jobs
+stall every OpenMP parallel region) and records the CPU share other processes took while it ran. Useful work: 3 · 2 · B · nnz · (T-1)
 FLOP. Floor: max(useful FLOP / GEMM ceiling, 3 · (T-1) · nnz · 8 bytes / copy bandwidth), with both ceilings
 measured at the start of the run. The dense methods' cost does not depend on p; at N >= ``--share-dense-from``
 they are measured at one p per (N, B) and that row is repeated for the other p (flagged ``shared_from_p``).
@@ -53,6 +57,26 @@ def _rss_mb() -> float:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _trim_heap() -> None:
+    """Return freed heap pages to the OS (glibc), so that the training phase's peak is measured from the live
+    data, not from what the setup (e.g. the connectivity generator) left fragmented in the heap."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0: ``clear_refs`` 5 resets VmHWM and ru_maxrss)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def run_case(
@@ -145,9 +169,11 @@ def run_case(
 
     del conn, init
     opt = torch.optim.Adam(params, lr=1e-3, fused=True) if optimizer_step else None
-    record["setup_s"] = time.perf_counter() - t_start
+    record["setup_s"] = round(time.perf_counter() - t_start, 1)
+    record["setup_peak_mb"] = round(_peak_mb(), 1)
+    _trim_heap()
     record["rss_after_setup_mb"] = round(_rss_mb(), 1)
-    record["peak_after_setup_mb"] = round(_peak_mb(), 1)
+    record["peak_reset"] = _reset_peak()
 
     times, opt_times = [], []
     t_loop = time.perf_counter()
@@ -177,7 +203,8 @@ def run_case(
         times_ms=times_ms,
         warmup=i > len(times),
         adam_ms=round(_median([t * 1e3 for t in opt_times[1:] or opt_times]), 2) if opt_times else None,
-        peak_mb=round(_peak_mb(), 1),
+        train_peak_mb=round(_peak_mb(), 1),  # forward+backward+Adam (since the reset after setup)
+        peak_mb=round(max(_peak_mb(), record["setup_peak_mb"]), 1),
         rss_base_mb=round(rss_base, 1),
         loadavg_end=os.getloadavg()[0],
     )
@@ -302,6 +329,10 @@ def work_units(method: str, n: int, nnz: int, batch: int) -> float:
     return nnz * (batch + 8.0) + n * batch * 50.0
 
 
+#: Rough seconds per work unit of each method on this machine (ordering only; projections use measurements).
+WORK_COST = {"authors": 1e-8, "best_dense": 3.5e-9, "masked_dense": 3.5e-9, "csr": 5e-9, "auto": 5e-9}
+
+
 def expected_nnz(n: int, p: float) -> int:
     return round(p * n * (n - 1))
 
@@ -317,7 +348,7 @@ def build_cases(args) -> list[tuple]:
                     if m == "auto":
                         continue  # resolved from the chosen backend's row
                     prio = 0 if (n, p, b) in targets else 1
-                    cases.append((prio, n * n * b, m, n, p, b))
+                    cases.append((prio, work_units(m, n, expected_nnz(n, p), b) * WORK_COST[m], m, n, p, b))
     cases.sort(key=lambda c: (c[0], c[1], METHODS.index(c[2])))
     return [(m, n, p, b) for _, _, m, n, p, b in cases]
 
@@ -364,14 +395,14 @@ def derive(rec: dict, ceilings: dict) -> None:
 
 def fmt_table(records: list[dict]) -> str:
     head = (
-        f"{'N':>7} {'p':>5} {'B':>4} {'method':<13} {'ms/batch':>10} {'GFLOP/s':>8} {'peak MB':>8} "
+        f"{'N':>7} {'p':>5} {'B':>4} {'method':<13} {'ms/batch':>10} {'GFLOP/s':>8} {'trainMB':>8} "
         f"{'adam ms':>8} {'xfloor':>7} {'vs authors':>10} {'vs dense':>9}  note"
     )
     rows = [head, "-" * len(head)]
     for r in records:
         ms = f"{r['ms']:.0f}" if r.get("ms") else "-"
         gf = f"{r['useful_gflops']:.1f}" if r.get("useful_gflops") else "-"
-        pk = f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
+        pk = f"{r.get('train_peak_mb') or r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
         ad = f"{r['adam_ms']:.0f}" if r.get("adam_ms") else "-"
         xf = f"{r['x_floor']:.1f}" if r.get("x_floor") else "-"
         va = f"{r['speedup_vs_authors']:.1f}x" if r.get("speedup_vs_authors") else "-"
@@ -395,9 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per case (median reported)")
     ap.add_argument("--case-timeout", type=float, default=150.0, help="seconds per case (subprocess)")
+    ap.add_argument("--case-budget", type=float, default=40.0, help="seconds of timed repeats per case")
+    ap.add_argument("--big-timeout", type=float, default=420.0, help="seconds per case at N >= 50,000")
     ap.add_argument("--budget", type=float, default=25 * 60.0, help="seconds for the whole sweep")
     ap.add_argument("--long-s", type=float, default=15.0, help="no warm-up when one repeat takes longer")
-    ap.add_argument("--share-dense-from", type=int, default=10_000, help="N from which dense rows are shared")
+    ap.add_argument("--share-dense-from", type=int, default=1_000, help="N from which dense rows are shared")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for an idle CPU per case")
     ap.add_argument("--out", type=Path, default=None)
@@ -438,8 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         if method in DENSE_COST and n >= args.share_dense_from:
             src = next((measured[(method, n, q, b)] for q in args.p if (method, n, q, b) in measured), None)
             if src is not None:
-                measured[key] = {**src, "p": p, "nnz": nnz, "shared_from_p": src["p"]}
-                measured[key]["note"] = f"dense cost: row measured at p={src['p']}"
+                measured[key] = {**src, "p": p, "nnz": nnz}
+                if src.get("status") == "ok":
+                    measured[key]["shared_from_p"] = src["p"]
+                    measured[key]["note"] = f"dense cost: row measured at p={src['p']}"
                 continue
         need = estimate_gb(method, n, nnz, b)
         avail = _mem_available_gb()
@@ -448,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skip {key}: needs ~{need:.1f} GB of {avail:.1f} available", flush=True)
             continue
         left = args.budget - (time.perf_counter() - t_sweep)
-        limit = min(args.case_timeout, left)
+        limit = min(args.big_timeout if n >= 50_000 else args.case_timeout, left)
         projected = None
         if rates.get(method):
             per = max(rates[method]) * work_units(method, n, nnz, b)  # the slowest rate seen: conservative
@@ -473,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": b,
             "repeats": args.repeats,
             "long_s": args.long_s,
-            "budget_s": max(5.0, 0.6 * limit),
+            "budget_s": max(5.0, min(0.6 * limit, args.case_budget)),
             "threads": args.threads,
         }
         waited = wait_for_quiet(min(args.max_wait, max(0.0, left - limit)))
@@ -486,7 +521,10 @@ def main(argv: list[str] | None = None) -> int:
         measured[key] = rec
         if rec["status"] == "ok":
             rates.setdefault(method, []).append(rec["ms"] / 1e3 / work_units(method, n, rec["nnz"], b))
-            print(f"{rec['ms']:.0f} ms, peak {rec['peak_mb']:.0f} MB", flush=True)
+            print(
+                f"{rec['ms']:.0f} ms, train peak {rec['train_peak_mb']:.0f} MB (setup {rec['setup_peak_mb']:.0f})",
+                flush=True,
+            )
         else:
             print(rec["status"], rec.get("error", ""), flush=True)
             if rec["status"] == "timeout":

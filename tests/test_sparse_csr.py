@@ -231,7 +231,7 @@ def test_auto_rules():
     assert choose_backend(10_000, 10_000, 10_000_000, batch_hint=32) == "csr"  # p = 0.1
     assert choose_backend(10_000, 10_000, 100_000_000, batch_hint=32) == "masked_dense"  # p = 1
     assert choose_backend(100, 100, 100, batch_hint=32) == "masked_dense"  # tiny
-    assert choose_backend(100_000, 100_000, 10**10, batch_hint=32) == "csr"  # dense would not fit
+    assert choose_backend(100_000, 100_000, 10**8, batch_hint=32) == "csr"  # dense would not fit
     assert crossover_density(32) >= crossover_density(256)
     assert crossover_density(32, "cuda") < crossover_density(32, "cpu")
     w = make_sparse_weight("auto", _conn(300, 0.01))
@@ -272,3 +272,10 @@ def test_panel_structures_reassemble_the_matrix(monkeypatch, chunk, panel):
             rebuilt[:, c0:c1] += csr.to_dense()
         assert torch.equal(rebuilt, target)
     assert torch.equal(index.to_canonical(index.fwd.gather(w.values.detach())), w.values.detach())
+
+
+def test_auto_prefers_the_leaner_backend_when_the_faster_does_not_fit():
+    # p = 1 at N = 20,000: dense is faster and (6.8 GB) leaner than csr (17.6 GB) -> masked_dense.
+    assert choose_backend(20_000, 20_000, 20_000 * 19_999, batch_hint=32) == "masked_dense"
+    # p = 0.2 at N = 30,000: csr (7.9 GB) is leaner than dense (15.3 GB).
+    assert choose_backend(30_000, 30_000, int(0.2 * 30_000**2), batch_hint=256) == "csr"

@@ -4,13 +4,14 @@ Rules (CPU numbers measured with ``benchmarks/crossover.py`` on the 2-core EPYC 
 2.13, forward+backward of the whole 28-step recurrence, each case in its own process; the fused dense
 Function :class:`~cortexnet.sparse.DenseRecurrence` against the CSR backend; see benchmarks/README.md):
 
-1. If a dense ``n_out x n_in`` parameter with its gradient, Adam's two moments and the mask (17 bytes per
-   possible synapse) would exceed ``dense_memory_budget`` (default: 4 GiB), ``"csr"`` — masked dense does not
-   fit or would starve everything else, whatever its speed.
-2. Tiny matrices (fewer than ``SMALL_DENSE`` possible synapses): ``"masked_dense"`` — one GEMM beats the
-   sparse kernels' per-call overhead.
-3. Otherwise ``"csr"`` when the density is below the crossover density for the batch size and device,
-   ``"masked_dense"`` above it. CPU crossovers are interpolated (in log B) between the measured points of
+1. Speed: tiny matrices (fewer than ``SMALL_DENSE`` possible synapses) use ``"masked_dense"`` (one GEMM beats
+   the sparse kernels' per-call overhead); otherwise ``"csr"`` when the density is below the crossover density
+   for the batch size and device, ``"masked_dense"`` above it.
+2. Memory: if the faster backend's training state would exceed ``memory_budget`` (default: 4 GiB) and the
+   other's is smaller, the other is used. Training state per possible synapse of masked dense: 17 bytes
+   (weight, gradient, Adam's two moments, bool mask); per stored synapse of csr: ~44 bytes (value, gradient,
+   Adam's moments, five int32 index arrays, gathered copies in the backward) — so csr is also the leaner one
+   below p ≈ 0.4. CPU crossovers are interpolated (in log B) between the measured points of
    :data:`CPU_CROSSOVER`. CUDA: dense GEMMs are far closer to peak than cuSPARSE on a GPU, so the CUDA
    crossover is much lower (:data:`CUDA_CROSSOVER`, from the literature, **not measured here**: no GPU was
    available when this was written).
@@ -36,7 +37,9 @@ CUDA_CROSSOVER: tuple[tuple[int, float], ...] = ((32, 0.02), (256, 0.01))
 SMALL_DENSE = 256 * 256
 #: Bytes per possible synapse of the dense path during training (weight, grad, Adam x2, bool mask).
 DENSE_BYTES_PER_ENTRY = 17
-DEFAULT_DENSE_MEMORY_BUDGET = 4 * 2**30
+#: Bytes per stored synapse of the csr path during training (see rule 2).
+CSR_BYTES_PER_SYNAPSE = 44
+DEFAULT_MEMORY_BUDGET = 4 * 2**30
 
 
 def crossover_density(batch: int, device: str | torch.device = "cpu") -> float:
@@ -61,22 +64,26 @@ def choose_backend(
     *,
     batch_hint: int = 32,
     device: str | torch.device = "cpu",
-    dense_memory_budget: int = DEFAULT_DENSE_MEMORY_BUDGET,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> str:
     """The backend name ``"auto"`` picks for a ``(n_out, n_in)`` weight with ``nnz`` synapses (rules above).
 
     Args:
         batch_hint: rows per product (the training batch size; for the recurrent layer B, not T·B).
         device: where the weight will run (``"cpu"`` or ``"cuda"``).
-        dense_memory_budget: bytes a dense parameter's training state may take at most.
+        memory_budget: bytes the weight's training state should stay under.
     """
     possible = n_out * n_in
-    if possible * DENSE_BYTES_PER_ENTRY > dense_memory_budget:
-        return "csr"
-    if possible < SMALL_DENSE:
-        return "masked_dense"
     density = nnz / possible if possible else 1.0
-    return "csr" if density < crossover_density(batch_hint, device) else "masked_dense"
+    if possible < SMALL_DENSE:
+        fast = "masked_dense"
+    else:
+        fast = "csr" if density < crossover_density(batch_hint, device) else "masked_dense"
+    need = {"masked_dense": possible * DENSE_BYTES_PER_ENTRY, "csr": nnz * CSR_BYTES_PER_SYNAPSE}
+    other = "csr" if fast == "masked_dense" else "masked_dense"
+    if need[fast] > memory_budget and need[other] < need[fast]:
+        return other
+    return fast
 
 
 @BACKENDS.register("auto")
@@ -87,7 +94,7 @@ def auto_sparse_weight(
     column_sign: Tensor | None = None,
     batch_hint: int = 32,
     device: str | torch.device = "cpu",
-    dense_memory_budget: int = DEFAULT_DENSE_MEMORY_BUDGET,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> SparseWeight:
     """Build the backend :func:`choose_backend` picks (registry name ``"auto"``); the result is a concrete
     backend (its ``backend`` attribute says which), and its checkpoints load into any backend."""
@@ -97,6 +104,6 @@ def auto_sparse_weight(
         connectivity.nnz,
         batch_hint=batch_hint,
         device=device,
-        dense_memory_budget=dense_memory_budget,
+        memory_budget=memory_budget,
     )
     return BACKENDS.get(name)(connectivity, dale=dale, column_sign=column_sign)

@@ -145,17 +145,13 @@ class CSRWeight(SparseWeight):
     def set_values_(self, rows: Tensor, cols: Tensor, values: Tensor) -> None:
         dev = self.values.device
         v = values.to(device=dev, dtype=self.values.dtype)
-        canon_rows = self._rows()
-        if (
-            rows.numel() == self.nnz
-            and torch.equal(cols.to(dev, torch.int64), self.col.to(torch.int64))
-            and torch.equal(rows.to(dev, torch.int64), canon_rows)
-        ):  # exactly the stored synapses in canonical order (the usual initialisation): no search
+        if self._is_canonical(
+            rows, cols
+        ):  # the stored synapses in canonical order (the usual init): no search
             self.values.copy_(v.abs() if self.dale == "abs" else v)
             self.apply_constraints_()
             return
-        canon = self._keys(canon_rows, self.col)
-        del canon_rows
+        canon = self._keys(self._rows(), self.col)
         keys = self._keys(rows.to(dev), cols.to(dev))
         pos = torch.searchsorted(canon, keys)
         if canon.numel() == 0:
@@ -167,6 +163,20 @@ class CSRWeight(SparseWeight):
         self.values.zero_()
         self.values[pos] = v.abs() if self.dale == "abs" else v
         self.apply_constraints_()
+
+    def _is_canonical(self, rows: Tensor, cols: Tensor) -> bool:
+        """Whether ``(rows, cols)`` lists exactly the stored synapses in canonical order (cheap in memory)."""
+        if rows.numel() != self.nnz or cols.numel() != self.nnz:
+            return False
+        dev = self.values.device
+        if not torch.equal(cols.to(dev, self.col.dtype), self.col):
+            return False
+        rows = rows.to(dev)
+        if self.nnz > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+            return False
+        if self.nnz and (int(rows.min()) < 0 or int(rows.max()) >= self.n_out):
+            return False
+        return torch.equal(torch.bincount(rows.to(torch.int64), minlength=self.n_out), self.crow.diff())
 
     @torch.no_grad()
     def apply_constraints_(self) -> None:
