@@ -279,3 +279,11 @@ def test_auto_prefers_the_leaner_backend_when_the_faster_does_not_fit():
     assert choose_backend(20_000, 20_000, 20_000 * 19_999, batch_hint=32) == "masked_dense"
     # p = 0.2 at N = 30,000: csr (7.9 GB) is leaner than dense (15.3 GB).
     assert choose_backend(30_000, 30_000, int(0.2 * 30_000**2), batch_hint=256) == "csr"
+
+
+def test_crossover_interpolation():
+    assert crossover_density(32, n=1000) == pytest.approx(0.33)
+    assert crossover_density(32, n=100_000) == pytest.approx(0.41)  # clamped at the largest measured N
+    mid = crossover_density(90, n=1000)
+    assert 0.15 < mid < 0.33
+    assert crossover_density(10_000, n=1000) == pytest.approx(0.15)

@@ -1,20 +1,24 @@
 """``"auto"``: pick the fastest backend for a weight from measured crossovers.
 
-Rules (CPU numbers measured with ``benchmarks/crossover.py`` on the 2-core EPYC development machine, torch
-2.13, forward+backward of the whole 28-step recurrence, each case in its own process; the fused dense
-Function :class:`~cortexnet.sparse.DenseRecurrence` against the CSR backend; see benchmarks/README.md):
+Rules (see benchmarks/README.md for the measurements):
 
 1. Speed: tiny matrices (fewer than ``SMALL_DENSE`` possible synapses) use ``"masked_dense"`` (one GEMM beats
    the sparse kernels' per-call overhead); otherwise ``"csr"`` when the density is below the crossover density
-   for the batch size and device, ``"masked_dense"`` above it.
+   for the size, batch and device, ``"masked_dense"`` above it. CPU crossovers (:data:`CPU_CROSSOVER`) were
+   measured with ``benchmarks/crossover.py`` on the 2-core EPYC development machine: the training step
+   (forward+backward of the 28-step recurrence and the fused Adam step) of masked dense (the fused
+   :class:`~cortexnet.sparse.DenseRecurrence`) against csr, each case in its own process. CUDA
+   (:data:`CUDA_CROSSOVER`): dense GEMMs run far closer to peak than cuSPARSE on a GPU, so the crossover is much
+   lower — a guess from the literature, **not measured** (no GPU was available when this was written).
 2. Memory: if the faster backend's training state would exceed ``memory_budget`` (default: 4 GiB) and the
    other's is smaller, the other is used. Training state per possible synapse of masked dense: 17 bytes
    (weight, gradient, Adam's two moments, bool mask); per stored synapse of csr: ~44 bytes (value, gradient,
    Adam's moments, five int32 index arrays, gathered copies in the backward) — so csr is also the leaner one
-   below p ≈ 0.4. CPU crossovers are interpolated (in log B) between the measured points of
-   :data:`CPU_CROSSOVER`. CUDA: dense GEMMs are far closer to peak than cuSPARSE on a GPU, so the CUDA
-   crossover is much lower (:data:`CUDA_CROSSOVER`, from the literature, **not measured here**: no GPU was
-   available when this was written).
+   below p ≈ 0.4.
+
+The layer builds its weight before it knows the batch or the device, so ``batch_hint`` defaults to 32 and
+``device`` to the CPU; pass them through ``make_sparse_weight("auto", ..., batch_hint=B, device=...)`` when
+known.
 """
 
 from __future__ import annotations
@@ -28,11 +32,17 @@ from torch import Tensor
 from cortexnet.connectivity import Connectivity
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 
-#: Measured on CPU: (batch, density above which the fused dense path is faster than CSR). Batches between
-#: points are interpolated in log B; outside, the nearest point is used.
-CPU_CROSSOVER: tuple[tuple[int, float], ...] = ((32, 0.3), (256, 0.2))
-#: CUDA: (batch, crossover density). Unmeasured guess; re-measure with benchmarks/crossover.py on a GPU.
-CUDA_CROSSOVER: tuple[tuple[int, float], ...] = ((32, 0.02), (256, 0.01))
+#: Measured on CPU (benchmarks/results/crossover-20261122T053731Z.json: 2-core AMD EPYC, torch 2.13, training
+#: step = forward+backward over 28 steps + fused Adam, other processes < 1 % CPU): batch -> ((N, density above
+#: which masked dense is faster than csr), ...). Interpolated in log N within a batch row (clamped at its ends),
+#: then in log B between rows. PERFORMANCE.md's earlier probe found 0.25-0.39 at B = 32, 0.13-0.28 at B = 256.
+CPU_CROSSOVER: dict[int, tuple[tuple[int, float], ...]] = {
+    32: ((1000, 0.33), (3000, 0.42), (10000, 0.41)),
+    256: ((1000, 0.15), (3000, 0.16)),
+}
+#: CUDA: unmeasured guess (dense GEMMs run far closer to peak than cuSPARSE on a GPU); re-measure with
+#: benchmarks/crossover.py on a GPU.
+CUDA_CROSSOVER: dict[int, tuple[tuple[int, float], ...]] = {32: ((1000, 0.02),), 256: ((1000, 0.01),)}
 #: Matrices with fewer possible synapses than this always use masked dense.
 SMALL_DENSE = 256 * 256
 #: Bytes per possible synapse of the dense path during training (weight, grad, Adam x2, bool mask).
@@ -42,19 +52,26 @@ CSR_BYTES_PER_SYNAPSE = 44
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 
 
-def crossover_density(batch: int, device: str | torch.device = "cpu") -> float:
-    """Density above which masked dense is faster than CSR, for ``batch`` rows per product on ``device``."""
+def _interp(points: tuple[tuple[int, float], ...], x: float) -> float:
+    """Piecewise-linear interpolation in log x, clamped at the ends."""
+    if x <= points[0][0]:
+        return points[0][1]
+    if x >= points[-1][0]:
+        return points[-1][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x0 <= x <= x1:
+            w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return y0 + w * (y1 - y0)
+    return points[-1][1]  # pragma: no cover
+
+
+def crossover_density(batch: int, device: str | torch.device = "cpu", n: int = 10_000) -> float:
+    """Density above which masked dense is faster than csr, for ``batch`` rows per product, ``n`` nodes
+    (``max(n_out, n_in)``) on ``device``."""
     table = CUDA_CROSSOVER if torch.device(device).type == "cuda" else CPU_CROSSOVER
-    b = max(1, batch)
-    if b <= table[0][0]:
-        return table[0][1]
-    if b >= table[-1][0]:
-        return table[-1][1]
-    for (b0, d0), (b1, d1) in itertools.pairwise(table):
-        if b0 <= b <= b1:
-            w = (math.log(b) - math.log(b0)) / (math.log(b1) - math.log(b0))
-            return d0 + w * (d1 - d0)
-    return table[-1][1]  # pragma: no cover
+    rows = sorted(table.items())
+    per_batch = tuple((b, _interp(points, max(n, 1))) for b, points in rows)
+    return _interp(per_batch, max(batch, 1))
 
 
 def choose_backend(
@@ -78,7 +95,8 @@ def choose_backend(
     if possible < SMALL_DENSE:
         fast = "masked_dense"
     else:
-        fast = "csr" if density < crossover_density(batch_hint, device) else "masked_dense"
+        threshold = crossover_density(batch_hint, device, max(n_out, n_in))
+        fast = "csr" if density < threshold else "masked_dense"
     need = {"masked_dense": possible * DENSE_BYTES_PER_ENTRY, "csr": nnz * CSR_BYTES_PER_SYNAPSE}
     other = "csr" if fast == "masked_dense" else "masked_dense"
     if need[fast] > memory_budget and need[other] < need[fast]:
