@@ -77,6 +77,12 @@ class CSRWeight(SparseWeight):
             self._index_key = key
         return self._index
 
+    def __getstate__(self):  # pickling / deepcopy: the kernel structures are a cache, rebuilt on demand
+        state = dict(super().__getstate__())
+        state["_index"] = None
+        state["_index_key"] = None
+        return state
+
     def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .double(), ...: rebuild the index lazily
         self._index = None
         self._index_key = None
