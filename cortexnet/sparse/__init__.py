@@ -8,7 +8,7 @@ measured crossovers). Checkpoints of any backend load into any other.
 from cortexnet.sparse import auto as _auto  # noqa: F401  (registers "auto")
 from cortexnet.sparse import csr as _csr  # noqa: F401  (registers "csr")
 from cortexnet.sparse import masked_dense as _masked_dense  # noqa: F401  (registers "masked_dense")
-from cortexnet.sparse.auto import choose_backend, crossover_density
+from cortexnet.sparse.auto import backend_hints, choose_backend, crossover_density
 from cortexnet.sparse.base import BACKENDS, DALE_MODES, DaleMode, SparseWeight, make_sparse_weight
 from cortexnet.sparse.checkpoint import convert_state_dict
 from cortexnet.sparse.csr import CSRWeight
@@ -27,6 +27,7 @@ __all__ = [
     "DenseRecurrence",
     "MaskedDenseWeight",
     "SparseWeight",
+    "backend_hints",
     "check_activation",
     "choose_backend",
     "convert_state_dict",

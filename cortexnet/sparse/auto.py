@@ -16,15 +16,20 @@ Rules (see benchmarks/README.md for the measurements):
    Adam's moments, five int32 index arrays, gathered copies in the backward) — so csr is also the leaner one
    below p ≈ 0.4.
 
-The layer builds its weight before it knows the batch or the device, so ``batch_hint`` defaults to 32 and
-``device`` to the CPU; pass them through ``make_sparse_weight("auto", ..., batch_hint=B, device=...)`` when
-known.
+A layer builds its weight before it knows the batch or the device. Pass them explicitly
+(``make_sparse_weight("auto", ..., batch_hint=B, device=...)``), or build the model inside
+``with backend_hints(batch=B, device=d):`` (what the training runner does), so that every ``"auto"`` weight of
+the model decides from its own shape and synapse count with the run's batch size and device; without either,
+``batch_hint`` is 32 and ``device`` the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -50,6 +55,27 @@ DENSE_BYTES_PER_ENTRY = 17
 #: Bytes per stored synapse of the csr path during training (see rule 2).
 CSR_BYTES_PER_SYNAPSE = 44
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
+DEFAULT_BATCH_HINT = 32
+
+_HINTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cortexnet_backend_hints", default=None)
+
+
+@contextlib.contextmanager
+def backend_hints(*, batch: int | None = None, device: str | torch.device | None = None) -> Iterator[None]:
+    """Defaults for every ``"auto"`` weight built inside the block: ``batch`` (rows per product, the training
+    batch size) and ``device`` (where the model will run). Explicit arguments of the factory still win."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"backend_hints batch must be >= 1, got {batch}")
+    hints = dict(_HINTS.get() or {})
+    if batch is not None:
+        hints["batch"] = int(batch)
+    if device is not None:
+        hints["device"] = torch.device(device)
+    token = _HINTS.set(hints)
+    try:
+        yield
+    finally:
+        _HINTS.reset(token)
 
 
 def _interp(points: tuple[tuple[int, float], ...], x: float) -> float:
@@ -110,12 +136,16 @@ def auto_sparse_weight(
     *,
     dale: DaleMode = "none",
     column_sign: Tensor | None = None,
-    batch_hint: int = 32,
-    device: str | torch.device = "cpu",
+    batch_hint: int | None = None,
+    device: str | torch.device | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> SparseWeight:
     """Build the backend :func:`choose_backend` picks (registry name ``"auto"``); the result is a concrete
-    backend (its ``backend`` attribute says which), and its checkpoints load into any backend."""
+    backend (its ``backend`` attribute says which), and its checkpoints load into any backend.
+    ``batch_hint`` / ``device`` default to the enclosing :func:`backend_hints`, else 32 / CPU."""
+    hints = _HINTS.get() or {}
+    batch_hint = batch_hint if batch_hint is not None else hints.get("batch", DEFAULT_BATCH_HINT)
+    device = device if device is not None else hints.get("device", "cpu")
     name = choose_backend(
         connectivity.n_out,
         connectivity.n_in,
