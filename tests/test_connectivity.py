@@ -1,6 +1,7 @@
 """Connectivity: ER masks, exact E/I counts, determinism, registry (ARCHITECTURE invariants 2 and 4)."""
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from cortexnet.connectivity import (
     dale_signs,
     erdos_renyi,
     make_connectivity,
-    round_half_up,
+    rounded_count,
 )
 
 
@@ -40,7 +41,7 @@ def test_er_self_connections_option():
 @pytest.mark.parametrize("n,p", [(50, 0.1), (200, 0.01), (123, 0.37), (64, 1.0), (10, 0.0)])
 def test_er_exact_count(n, p):
     c = erdos_renyi(n, n, p=p, generator=gen(3), exact=True)
-    assert c.nnz == round_half_up(p * n * (n - 1))
+    assert c.nnz == math.floor(Fraction(repr(p)) * n * (n - 1) + Fraction(1, 2))
     assert not c.diagonal_present().any()
 
 
@@ -85,13 +86,37 @@ def test_er_rejects_bad_p(bad):
 def test_inhibitory_count_is_exact_and_unique(n, f):
     inh = assign_inhibitory(n, f, generator=gen(n))
     assert inh.dtype == torch.bool and inh.shape == (n,)
-    assert int(inh.sum()) == math.floor(f * n + 0.5)
+    # Exact rational arithmetic on the decimal value of f (what the user wrote), halves up.
+    assert int(inh.sum()) == math.floor(Fraction(repr(f)) * n + Fraction(1, 2))
 
 
 def test_inhibitory_paper_fraction_at_10000():
     inh = assign_inhibitory(10_000, 0.115, generator=gen())
     assert int(inh.sum()) == 1150  # the authors' with-replacement draw gives ~1090 unique
     assert torch.equal(dale_signs(inh)[inh], -torch.ones(1150))
+
+
+def test_inhibitory_count_rounds_the_decimal_fraction_not_its_binary_product():
+    # 0.145 * 100 == 14.499999999999998 in floating point; 14.5 rounds half up to 15.
+    assert 0.145 * 100 < 14.5
+    assert int(assign_inhibitory(100, 0.145, generator=gen()).sum()) == 15
+    assert rounded_count(0.145, 100) == 15 and rounded_count(0.125, 4) == 1 and rounded_count(0.1, 4) == 0
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 7), (7, 4), (1, 1), (2, 2)])
+@pytest.mark.parametrize("self_connections", [True, False])
+def test_full_is_built_in_index_form_and_equals_the_dense_mask(shape, self_connections):
+    mask = torch.ones(shape, dtype=torch.bool)
+    if not self_connections and shape[0] == shape[1]:
+        mask.fill_diagonal_(False)
+    c = Connectivity.full(*shape, self_connections=self_connections)
+    assert c.equals(Connectivity.from_dense(mask))
+
+
+def test_er_at_p_one_is_every_allowed_pair():
+    c = erdos_renyi(60, 60, p=1.0, generator=gen())
+    assert c.equals(Connectivity.full(60, 60, self_connections=False))
+    assert c.col.numel() == 60 * 59  # no spare capacity left in the stored array
 
 
 def test_inhibitory_rejects_bad_fraction():

@@ -10,6 +10,7 @@ from cortexnet.connectivity.base import (
     assign_inhibitory,
     dale_signs,
     round_half_up,
+    rounded_count,
 )
 from cortexnet.connectivity.er import erdos_renyi
 
@@ -30,4 +31,5 @@ __all__ = [
     "erdos_renyi",
     "make_connectivity",
     "round_half_up",
+    "rounded_count",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import torch
 from torch import Tensor
@@ -91,11 +92,22 @@ class Connectivity:
 
     @staticmethod
     def full(n_out: int, n_in: int, *, self_connections: bool = True) -> Connectivity:
-        """All-to-all connectivity (optionally without the diagonal when square)."""
-        mask = torch.ones(n_out, n_in, dtype=torch.bool)
-        if not self_connections and n_out == n_in:
-            mask.fill_diagonal_(False)
-        return Connectivity.from_dense(mask)
+        """All-to-all connectivity (optionally without the diagonal when square), built directly in index
+        form: O(nnz) int64 and no dense mask (the p = 1 and sparse-to-dense cases at N = 20,000+)."""
+        drop_diag = not self_connections and n_out == n_in
+        per_row = n_in - 1 if drop_diag else n_in
+        crow = torch.arange(n_out + 1, dtype=torch.int64) * per_row
+        if not drop_diag:
+            return Connectivity(n_out, n_in, crow, torch.arange(n_in, dtype=torch.int64).repeat(n_out))
+        col = torch.empty(n_out * per_row, dtype=torch.int64)
+        base = torch.arange(per_row, dtype=torch.int64)
+        chunk = max(1, 4_000_000 // max(per_row, 1))
+        for start in range(0, n_out, chunk):
+            rows = torch.arange(start, min(n_out, start + chunk), dtype=torch.int64)
+            # Row i skips column i: columns >= i shift up by one.
+            block = base + (base >= rows[:, None])
+            col[start * per_row : (start + rows.numel()) * per_row] = block.reshape(-1)
+        return Connectivity(n_out, n_in, crow, col)
 
     def equals(self, other: Connectivity) -> bool:
         """Same shape and exactly the same synapses."""
@@ -111,6 +123,12 @@ def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+def rounded_count(fraction: float, n: int) -> int:
+    """``round(fraction · n)``, halves upwards, computed on the decimal value of ``fraction`` as written
+    (``repr``): in binary floating point ``0.145 * 100`` is 14.499999999999998 and would round to 14."""
+    return math.floor(Decimal(repr(float(fraction))) * n + Decimal("0.5"))
+
+
 def assign_inhibitory(n: int, fraction: float, *, generator: torch.Generator) -> Tensor:
     """Choose exactly ``round(fraction * n)`` inhibitory nodes, drawn without replacement.
 
@@ -119,7 +137,7 @@ def assign_inhibitory(n: int, fraction: float, *, generator: torch.Generator) ->
 
     Args:
         n: number of nodes, ≥ 1.
-        fraction: inhibitory fraction in [0, 1]; the count is rounded half up.
+        fraction: inhibitory fraction in [0, 1]; the count is rounded half up (:func:`rounded_count`).
         generator: explicit source of randomness (CPU ``torch.Generator``).
 
     Returns:
@@ -129,7 +147,7 @@ def assign_inhibitory(n: int, fraction: float, *, generator: torch.Generator) ->
         raise ValueError(f"number of nodes must be >= 1, got {n}")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"inhibitory fraction must be in [0, 1], got {fraction}")
-    n_inh = round_half_up(fraction * n)
+    n_inh = rounded_count(fraction, n)
     inhibitory = torch.zeros(n, dtype=torch.bool)
     inhibitory[torch.randperm(n, generator=generator)[:n_inh]] = True
     return inhibitory
