@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, exclusive temporary file beside ``path`` (same file system, so the rename is atomic), created
+    with mode 0666 so that the umask decides its permissions like any other file's (``mkstemp`` would
+    make it 0600 and every result file private)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - a 32-bit random name collided
+            continue
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

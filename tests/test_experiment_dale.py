@@ -12,7 +12,7 @@ import cortexnet.training.runs as runs_mod
 from cortexnet.experiments import dale
 from cortexnet.experiments.common import run_cli
 from cortexnet.io import read_jsonl
-from cortexnet.training import Callback, load_checkpoint
+from cortexnet.training import Callback, load_checkpoint, model_from_checkpoint
 
 BASE = ["--dataset", "digits", "--nodes", "60", "--epochs", "2", "--batch-size", "200", "--no-progress"]
 
@@ -48,17 +48,18 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
     assert (run / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert "delay" in printed and "11.5%" in printed
-    # Dale's law and the exact inhibitory count, checked on every saved checkpoint.
+    # Dale's law and the exact inhibitory count, checked on every saved checkpoint (whatever backend "auto"
+    # chose: the effective weight of the rebuilt model, not one backend's storage).
     for member in (run / "members").iterdir():
-        state = load_checkpoint(member / "checkpoint.pt")["model_state"]
-        w, mask, inh = (
-            state["recurrent.rec.weight"],
-            state["recurrent.rec.mask"],
-            state["recurrent.inhibitory"],
-        )
+        rebuilt, ckpt = model_from_checkpoint(member / "checkpoint.pt")
+        rec, inh = rebuilt.recurrent.rec, ckpt["model_state"]["recurrent.inhibitory"]
+        w, mask = rec.to_dense(), rec.connectivity().to_dense()
         assert int(inh.sum()) == 7  # round(0.115 * 60) = 6.9 -> 7
+        assert rec.sign_violations() == 0
         assert torch.all(w[~mask] == 0)
         assert torch.all(w[:, inh] <= 0) and torch.all(w[:, ~inh] >= 0)
+        assert ckpt["meta"]["backend_hints"] == {"batch": 200, "device": "cpu"}
+        assert ckpt["meta"]["backends"] == {"recurrent.rec": "masked_dense"}  # auto: 60 x 60 is tiny
 
 
 @pytest.mark.parametrize(
@@ -112,8 +113,11 @@ def test_toml_config_and_command_line_override(tmp_path):
 
 
 class Kill(Callback):
+    """A kill in epoch 2, after epoch 1's checkpoint was written (epoch-end hooks run before the checkpoint)."""
+
     def on_epoch_end(self, model, state):
-        raise KeyboardInterrupt("simulated kill")
+        if state.epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
@@ -126,7 +130,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
 
     def killing(folder, label, **kw):
         calls.append(label)
-        if len(calls) == 2:  # second member: killed after its first epoch's checkpoint
+        if len(calls) == 2:  # second member: killed in epoch 2, after its first epoch's checkpoint
             kw["callbacks"] = [Kill()]
         return real(folder, label, **kw)
 
@@ -136,6 +140,8 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(runs_mod, "train_member", real)
     run = only_run(tmp_path / "killed")
     assert not (run / "summary.json").exists()  # no summary for an unfinished run
+    killed = run / "members" / calls[1] / "checkpoint.pt"
+    assert load_checkpoint(killed)["train_state"]["epoch"] == 1  # resume really continues from a checkpoint
     assert run_cli(dale.main, ["--resume", str(run), "--no-progress"]) == 0
     resumed = json.loads((run / "summary.json").read_text())
     for a, b in zip(reference["configurations"], resumed["configurations"], strict=True):

@@ -70,3 +70,21 @@ def test_failed_write_leaves_old_file_and_no_temporaries(tmp_path):
         atomic_torch_save(target, {"big": torch.zeros(100_000), "bad": lambda: 0})
     assert json.loads(target.read_text()) == {"complete": True}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_files_get_normal_permissions(tmp_path, umask):
+    """Result files are 0666 & ~umask like any file a program creates (mkstemp's 0600 would hide them)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {"a": 1})
+        atomic_write_jsonl(tmp_path / "metrics.jsonl", [{"x": 1}])
+        atomic_torch_save(tmp_path / "checkpoint.pt", {"w": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "metrics.jsonl", "checkpoint.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "summary.json"]

@@ -47,6 +47,55 @@ def _scalar(tp: Any) -> Callable[[str], Any]:
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _coerce_scalar(tp: Any, value: Any, optional: bool) -> Any:
+    """``value`` as ``tp`` (int, float, str or bool), or raise ``TypeError`` saying what was expected."""
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+        return None
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - build_parser already refuses such fields
+        raise TypeError(f"unsupported config field type {tp!r}")
+    if not ok:
+        expected = _TYPE_WORDS[tp] + (" or none" if optional else "")
+        raise TypeError(f"must be {expected}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def coerce_field(tp: Any, value: Any) -> Any:
+    """Check ``value`` (from TOML, JSON or argparse) against a config field's type hint ``tp`` and convert it:
+    ints must be ints (20.5 and true are refused), bools bools, floats accept ints, ``X | None`` accepts None
+    or "none", and ``tuple[X, ...]`` takes a list (or a single value, as a 1-tuple) of X. Raises ``TypeError``
+    saying what was expected."""
+    inner, optional = _unwrap(tp)
+    if typing.get_origin(inner) is tuple:
+        if optional and value is None:
+            return None
+        items = value if isinstance(value, list | tuple) else [value]
+        elem = typing.get_args(inner)[0]
+        try:
+            return tuple(_coerce_scalar(elem, v, False) for v in items)
+        except TypeError as exc:
+            raise TypeError(f"each value {exc}") from None
+    return _coerce_scalar(inner, value, optional)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a bad option is one line (no usage dump), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see --help)")
+
+
 def build_parser(cls: type, *, prog: str, description: str) -> argparse.ArgumentParser:
     """An ``argparse`` parser with one option per field of the frozen dataclass ``cls``.
 
@@ -55,7 +104,7 @@ def build_parser(cls: type, *, prog: str, description: str) -> argparse.Argument
     Defaults are suppressed so that :func:`parse_config` can tell given options from defaults; ``--config``
     reads a TOML file of field values, overridden by options given on the command line.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
+    parser = _Parser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help="TOML file with option values (command line wins)")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -87,26 +136,46 @@ def _optional(conv: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> C:
-    """Defaults ← TOML file (``--config``) ← command-line options; returns a validated ``cls`` instance.
-
-    Raises :class:`UsageError` for unknown TOML keys, wrong types, or values that ``cls.validate`` rejects.
-    """
-    ns = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    cfg_file = ns.pop("config", None)
+def coerce_values(cls: type, values: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """``values`` checked and converted against the field types of ``cls`` (see :func:`coerce_field`);
+    raises :class:`UsageError` naming the key, ``source``, what was expected and what was given."""
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for name, value in values.items():
+        if name not in names:
+            raise UsageError(f"unknown key {name!r} in {source}; known: {', '.join(sorted(names))}")
+        try:
+            out[name] = coerce_field(hints[name], value)
+        except TypeError as exc:
+            raise UsageError(f"{name} in {source} {exc}") from None
+    return out
+
+
+def given_values(cls: type, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict[str, Any]:
+    """The values given explicitly (TOML file from ``--config``, then command-line options, which win),
+    type-checked; defaults are not included."""
+    ns = vars(parser.parse_args(argv))
+    cfg_file = ns.pop("config", None)
+    values: dict[str, Any] = {}
     if cfg_file is not None:
         try:
             data = tomllib.loads(Path(cfg_file).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"cannot read config file {cfg_file}: {exc}") from exc
-        for key, value in data.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                raise UsageError(f"unknown key {key!r} in {cfg_file}; known: {', '.join(sorted(names))}")
-            values[name] = tuple(value) if isinstance(value, list) else value
-    values.update({k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()})
+        values.update(
+            coerce_values(cls, {k.replace("-", "_"): v for k, v in data.items()}, source=str(cfg_file))
+        )
+    values.update(coerce_values(cls, ns, source="the command line"))
+    return values
+
+
+def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> C:
+    """Defaults ← TOML file (``--config``) ← command-line options; returns a validated ``cls`` instance.
+
+    Raises :class:`UsageError` for unknown TOML keys, wrong types, or values that ``cls.validate`` rejects.
+    """
+    values = given_values(cls, parser, argv)
     try:
         config = cls(**values)
     except TypeError as exc:
@@ -121,17 +190,24 @@ def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[s
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run an experiment's ``main`` with logging set up; a :class:`UsageError` or a data error becomes one line
-    ``<prog>: error: <message>`` on stderr and exit status 2."""
+    """Run an experiment's ``main`` with logging set up. A :class:`UsageError`, a data error or an unusable
+    output folder becomes one line ``<prog>: error: <message>`` on stderr and exit status 2; training that
+    diverged (NaN/inf loss or weights) one such line and exit status 1 (the metrics of every finished
+    evaluation are already in the run folder, and the last good checkpoint is named)."""
     from cortexnet.data import DataError
+    from cortexnet.training import NonFiniteLossError
+    from cortexnet.training.runs import OutputError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prog = Path(sys.argv[0]).stem if argv is None else "cortexnet"
     try:
         return main(None if argv is None else list(argv))
-    except (UsageError, DataError) as exc:
+    except (UsageError, DataError, OutputError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as exc:
+        print(f"{prog}: error: training diverged: {exc}", file=sys.stderr)
+        return 1
 
 
 def parse_key_values(items: Sequence[str], *, option: str) -> dict[str, Any]:
@@ -187,7 +263,11 @@ class RunOptions:
     split_seed: int = field(0, "seed of the validation split and the limited-data subset")
     eval_fractions: tuple[float, ...] = field((), "extra evaluations at these fractions of every epoch")
     early_stopping_patience: int | None = field(None, "stop after this many epochs without validation gain")
-    backend: str = field("masked_dense", "sparse-weight backend of the sparse matrices")
+    backend: str = field(
+        "auto",
+        "sparse-weight backend: auto (per weight, from its size, density, the batch size and the device), "
+        "masked_dense or csr",
+    )
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
@@ -197,6 +277,7 @@ class RunOptions:
         """Check the shared options; raise ``ValueError`` naming the value, the allowed range and the fix."""
         from cortexnet.data import DATASETS
         from cortexnet.sparse import BACKENDS
+        from cortexnet.training.fit import resolve_device
         from cortexnet.training.runs import check_output_writable
 
         if not self.seeds:
@@ -215,6 +296,10 @@ class RunOptions:
             raise ValueError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         parse_key_values(self.dataset_options, option="--dataset-options")
         self.train_config(self.seeds[0]).validate()
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise ValueError(f"--device: {exc}") from None
         if self.resume is None:
             check_output_writable(self.out)
 
@@ -249,22 +334,39 @@ def resolve_run_config(
     parser = build_parser(
         cls, prog=f"python -m cortexnet.experiments.{cls.experiment}", description=description
     )
-    config = parse_config(cls, parser, argv)
-    if config.resume is None:
-        return config, None
+    given = given_values(cls, parser, argv)
+    if given.get("resume") is None:
+        return parse_config(cls, parser, argv), None
     try:
-        folder, saved = RunFolder.open(config.resume, cls.experiment)
+        folder, saved = RunFolder.open(given["resume"], cls.experiment)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    given = {k for k in vars(parser.parse_args(argv)) if k in RESUME_OVERRIDES}
-    saved.update({k: getattr(config, k) for k in given})
     try:
-        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        saved = coerce_values(cls, saved, source=str(folder.path / "config.json"))
+    except UsageError as exc:
+        raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
+    # Everything but RESUME_OVERRIDES comes from the saved run: refuse other options rather than ignore them.
+    changed = sorted(
+        k for k, v in given.items() if k != "resume" and k not in RESUME_OVERRIDES and saved.get(k) != v
+    )
+    if changed:
+        allowed = ", ".join(_flag(k) for k in RESUME_OVERRIDES)
+        raise UsageError(
+            f"{', '.join(_flag(k) for k in changed)} cannot be changed when resuming {folder.path} (the run "
+            f"continues with its saved configuration); with --resume only {allowed} may be given"
+        )
+    saved.update({k: v for k, v in given.items() if k in RESUME_OVERRIDES})
+    try:
+        config = cls(**saved)
         config = dataclasses.replace(config, resume=str(folder.path))
         config.validate()  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
     return config, folder
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:

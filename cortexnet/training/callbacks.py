@@ -27,7 +27,8 @@ class Callback:
         """After every evaluation (epoch 0, fractional points, epoch ends) with its history record."""
 
     def on_epoch_end(self, model: nn.Module, state: Any) -> None:
-        """After the epoch-end evaluation and checkpoint."""
+        """After the epoch-end evaluation and before the epoch's checkpoint, so that what :meth:`state_dict`
+        returns (saved in that checkpoint) already includes the epoch just finished."""
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue this callback (saved in the checkpoint)."""

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cortexnet.io import atomic_torch_save
+from cortexnet.sparse import backend_hints
 
 CHECKPOINT_FORMAT = "cortexnet.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -75,7 +76,11 @@ def model_from_checkpoint(
     name = meta.get("model")
     if name not in MODELS:
         raise CheckpointError(f"checkpoint names model {name!r}; known models: {', '.join(MODELS.names())}")
-    model = build_model(name, meta["model_config"], meta["n_inputs"], meta["n_classes"])
+    saved_hints = meta.get("backend_hints") or {}
+    # "auto" weights are rebuilt with the training batch size for the device the model is loaded to; whichever
+    # backend they pick, the saved weights load into it (SparseWeight converts layouts on load).
+    with backend_hints(batch=saved_hints.get("batch"), device=torch.device(map_location).type):
+        model = build_model(name, meta["model_config"], meta["n_inputs"], meta["n_classes"])
     try:
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, KeyError) as exc:

@@ -31,7 +31,17 @@ HISTORY_NAME = "history.jsonl"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept untouched."""
+    """The training loss, the weights or the optimiser state became NaN or infinite; the last good checkpoint
+    is kept untouched (a checkpoint with non-finite values is never written).
+
+    Attributes:
+        epoch, step: where training stopped (the epoch in progress, 1-based; the optimiser steps done).
+        checkpoint: the last good checkpoint this run wrote or resumed from (None: there is none).
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
 
 
 @dataclass
@@ -55,13 +65,36 @@ class TrainState:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" → CUDA when available, else CPU; otherwise ``torch.device(name)`` (checked to exist)."""
+    """ "auto" → CUDA when available, else CPU; otherwise ``torch.device(name)``, checked to exist (raises
+    ``ValueError`` naming the device and the fix). Cheap: it does not create a CUDA context."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:K") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {name!r} requested but only {count} CUDA device(s) exist (cuda:0 ... cuda:{count - 1})"
+            )
     return dev
+
+
+def _all_finite(tensors) -> bool:
+    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one device sync)."""
+    flags = [torch.isfinite(t).all() for t in tensors if torch.is_tensor(t) and t.is_floating_point()]
+    return bool(torch.stack([f.to("cpu") for f in flags]).all()) if flags else True
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer):
+    for per_param in optimizer.state.values():
+        for value in per_param.values():
+            if torch.is_tensor(value):
+                yield value
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
@@ -140,7 +173,9 @@ def fit(
         The final :class:`TrainState` (its ``history`` is also on disk when ``run_dir`` is given).
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf; the last checkpoint on disk stays the last good one.
+        NonFiniteLossError: the loss, or at a checkpoint the weights or optimiser state, became NaN/inf; the
+            checkpoint on disk stays the last good one (the error names it, its epoch, and where training
+            stopped).
     """
     config.validate()
     if config.early_stopping_patience is not None and val is None:
@@ -154,14 +189,35 @@ def fit(
     run_path = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_path / CHECKPOINT_NAME if run_path else None
     state = TrainState()
+    # The last checkpoint this call wrote or resumed from, and its epoch (a checkpoint left in run_dir by an
+    # earlier, unrelated call is not "good" for this run).
+    last_good: dict[str, Any] = {"path": None, "epoch": None}
 
     def write_history() -> None:
         if run_path is not None:
             atomic_write_jsonl(run_path / HISTORY_NAME, state.history)
 
+    def non_finite(what: str, epoch: int, step: int) -> NonFiniteLossError:
+        where = (
+            f"last good checkpoint: {last_good['path']} (epoch {last_good['epoch']})"
+            if last_good["path"] is not None
+            else "no good checkpoint was written"
+        )
+        return NonFiniteLossError(
+            f"{what} at epoch {epoch}, step {step}; {where} (try a lower --lr)",
+            epoch=epoch,
+            step=step,
+            checkpoint=last_good["path"],
+        )
+
     def checkpoint() -> None:
         if ckpt_path is None:
             return
+        if not _all_finite(model.parameters()) or not _all_finite(_optimizer_tensors(optimizer)):
+            # Never overwrite the last good checkpoint with a broken network.
+            raise non_finite(
+                "weights or optimiser state became NaN/inf (checkpoint not written)", state.epoch, state.step
+            )
         save_checkpoint(
             ckpt_path,
             {
@@ -174,6 +230,7 @@ def fit(
                 "callbacks": [cb.state_dict() for cb in callbacks],
             },
         )
+        last_good.update(path=ckpt_path, epoch=state.epoch)
 
     def record(epoch: float, train_loss: float | None, t0: float) -> dict[str, Any]:
         rec: dict[str, Any] = {"epoch": epoch, "step": state.step, "train_loss": train_loss}
@@ -201,6 +258,7 @@ def fit(
         for cb, cb_state in zip(callbacks, ckpt.get("callbacks", []), strict=False):
             cb.load_state_dict(cb_state)
         write_history()  # drop evaluations made after the checkpoint by the interrupted process
+        last_good.update(path=ckpt_path, epoch=state.epoch)
         log.info("resumed %s at epoch %d (step %d)", ckpt_path, state.epoch, state.step)
     else:
         if run_path is not None:
@@ -228,15 +286,7 @@ def fit(
             y = y_train[idx].to(device, non_blocking=True)
             loss = F.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss became {loss.item()} at epoch {state.epoch + 1}, step {state.step + 1}; "
-                    + (
-                        f"last good checkpoint: {ckpt_path}"
-                        if ckpt_path and ckpt_path.exists()
-                        else "no checkpoint"
-                    )
-                    + " (try a lower --lr)"
-                )
+                raise non_finite(f"training loss became {loss.item()}", state.epoch + 1, state.step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for cb in callbacks:
@@ -267,10 +317,12 @@ def fit(
                 log.info(
                     "early stop at epoch %d: no validation improvement for %d epochs", state.epoch, patience
                 )
-        if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs or state.stopped_early:
-            checkpoint()
+        # Callbacks first, so that the state they save in the checkpoint includes the epoch just finished
+        # (a resumed run then continues their records exactly where the checkpoint left off).
         for cb in callbacks:
             cb.on_epoch_end(model, state)
+        if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs or state.stopped_early:
+            checkpoint()
     if config.epochs == 0 or (ckpt_path is not None and not ckpt_path.exists()):
         checkpoint()
     model.eval()

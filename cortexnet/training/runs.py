@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,11 @@ import torch
 
 from cortexnet.io import atomic_write_json, atomic_write_jsonl, git_revision
 from cortexnet.models import build_model
+from cortexnet.sparse import SparseWeight, backend_hints
 from cortexnet.training.callbacks import Callback
 from cortexnet.training.checkpoint import load_checkpoint
 from cortexnet.training.config import TrainConfig
-from cortexnet.training.fit import CHECKPOINT_NAME, TrainState, fit
+from cortexnet.training.fit import CHECKPOINT_NAME, TrainState, fit, resolve_device
 
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -35,16 +38,40 @@ def derive_seeds(seed: int) -> dict[str, int]:
     return {"connectivity_seed": int(conn), "weight_seed": int(weight), "data_seed": int(data)}
 
 
+class OutputError(ValueError):
+    """The results folder cannot be created or written (a usage error: choose another ``--out``)."""
+
+
 def check_output_writable(out: str | os.PathLike) -> Path:
-    """Raise ``ValueError`` unless ``out`` (created later if missing) can be written; nothing is created."""
+    """Raise :class:`OutputError` unless files can really be created under ``out``.
+
+    Tries it: makes the missing folders of ``out``, creates and deletes a probe file in it, then removes the
+    folders it made, so nothing is left behind either way. (``os.access`` is not enough: it says yes to root
+    on a read-only file system or a folder root may not write to.) Returns the resolved path.
+    """
     path = Path(out).resolve()
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"output folder {out} is not writable ({probe} is not a writable folder); choose --out"
-        )
+    made: list[Path] = []
+    try:
+        missing = path
+        while not missing.exists() and missing != missing.parent:
+            made.append(missing)
+            missing = missing.parent
+        for folder in reversed(made):
+            folder.mkdir()
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".cortexnet-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(
+            f"output folder {out} is not writable ({reason}: {exc.filename or path}); choose --out"
+        ) from exc
+    finally:
+        for folder in made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not created by us after all, or already gone
     return path
 
 
@@ -73,17 +100,33 @@ class RunFolder:
 
     @classmethod
     def create(cls, out: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
-        """Make ``<out>/<experiment>/<UTC timestamp>-<config hash>/`` and write ``config.json``."""
+        """Make ``<out>/<experiment>/<UTC timestamp>-<config hash>/`` and write ``config.json``.
+
+        The name is claimed atomically (exclusive ``mkdir``): when another run of the same configuration took
+        it in the same second, ``-2``, ``-3``, ... is appended. Raises :class:`OutputError` when the folder
+        cannot be created or written.
+        """
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        path = Path(out) / experiment / f"{stamp}-{digest}"
-        path.mkdir(parents=True, exist_ok=False)
-        folder = cls(path)
-        atomic_write_json(
-            path / CONFIG_NAME,
-            {"experiment": experiment, "config": config, "created": stamp, **provenance()},
-        )
-        return folder
+        parent = Path(out) / experiment
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for n in itertools.count(1):
+                path = parent / (f"{stamp}-{digest}" if n == 1 else f"{stamp}-{digest}-{n}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            atomic_write_json(
+                path / CONFIG_NAME,
+                {"experiment": experiment, "config": config, "created": stamp, **provenance()},
+            )
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the run folder under {parent}: {exc.strerror or exc}; choose --out"
+            ) from exc
+        return cls(path)
 
     @classmethod
     def open(cls, path: str | os.PathLike, experiment: str) -> tuple[RunFolder, dict[str, Any]]:
@@ -145,12 +188,18 @@ def train_member(
     """
     member = folder.member_dir(label)
     ckpt_path = member / CHECKPOINT_NAME
+    # "auto" sparse weights decide from their own shape with the run's batch size and device.
+    hints = {"batch": train_config.batch_size, "device": resolve_device(train_config.device).type}
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         st = TrainState(**ckpt["train_state"])
         if st.epoch >= train_config.epochs or st.stopped_early:
             return st
-    model = build_model(model_name, model_config, splits.n_inputs, splits.n_classes)
+        # Rebuild with the hints of the first run (even on another --device), so every "auto" weight picks the
+        # same backend and the saved optimiser state fits its parameters.
+        hints = dict(ckpt.get("meta", {}).get("backend_hints") or hints)
+    with backend_hints(**hints):
+        model = build_model(model_name, model_config, splits.n_inputs, splits.n_classes)
     meta = {
         "model": model_name,
         "model_config": dataclasses.asdict(model_config),
@@ -158,6 +207,8 @@ def train_member(
         "n_classes": splits.n_classes,
         "dataset": dataset_spec,
         "tags": tags,
+        "backend_hints": hints,
+        "backends": _backends(model),
     }
     return fit(
         model,
@@ -171,3 +222,8 @@ def train_member(
         meta=meta,
         progress=progress,
     )
+
+
+def _backends(model: Any) -> dict[str, str]:
+    """The concrete backend of every sparse weight of ``model`` (what ``"auto"`` chose), by module name."""
+    return {name: m.backend for name, m in model.named_modules() if isinstance(m, SparseWeight)}
