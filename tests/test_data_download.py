@@ -188,3 +188,27 @@ def test_module_runs_as_a_command_without_heavy_imports(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "error: download of mnist file" in done.stderr
+
+
+def test_network_guard_blocks_non_loopback_and_allows_loopback(network_guard, server):
+    import socket
+    import urllib.request
+
+    from conftest import NetworkAccessError
+
+    for attempt in (
+        lambda: socket.create_connection(("192.0.2.1", 80), timeout=1),  # TEST-NET-1, never routable
+        lambda: socket.socket().connect(("198.51.100.7", 443)),
+        lambda: socket.getaddrinfo("example.org", 443),
+    ):
+        with pytest.raises(NetworkAccessError, match="network access attempted"):
+            attempt()
+    assert len(network_guard) == 3
+    network_guard.clear()  # the attempts above were this test's own; any other would fail it at teardown
+    base, www = server
+    (www / "ok.txt").write_text("fine")
+    with urllib.request.urlopen(base + "ok.txt", timeout=5) as reply:  # 127.0.0.1 stays allowed
+        assert reply.read() == b"fine"
+    with pytest.raises(OSError):  # a refused loopback port is an ordinary OSError, as before
+        socket.create_connection(("127.0.0.1", 1), timeout=1)
+    socket.getaddrinfo("localhost", 80)

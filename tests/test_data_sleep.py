@@ -118,6 +118,25 @@ def test_sleep_ucr_parses_once_then_uses_its_cache(ucr_root, monkeypatch):
     assert torch.equal(first.train.tensors[0], second.train.tensors[0])
 
 
+def test_sleep_ucr_cache_sees_a_same_size_replacement_with_preserved_mtime(ucr_root, no_network):
+    import os
+
+    root, _ = ucr_root
+    opts = {"split": "archive"}
+    first = load_dataset("sleep-ucr", root=root, val_fraction=0, options=opts)
+    path = root / "sleep-ucr" / "Sleep_TRAIN.ts"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    last_digit = data.index(b",", data.index(b"@data\n")) - 1  # last digit of the first value
+    data[last_digit] = ord("7") if data[last_digit] != ord("7") else ord("3")
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second = load_dataset("sleep-ucr", root=root, val_fraction=0, options=opts)
+    assert second.train.tensors[0][0, 0, 0] != first.train.tensors[0][0, 0, 0]
+    assert torch.equal(second.train.tensors[0][1:], first.train.tensors[0][1:])
+
+
 def test_sleep_ucr_rejects_data_that_is_not_sleep(tmp_path):
     x, labels = ts_series(10, length=100)
     write_ts(tmp_path / "sleep-ucr" / "Sleep_TRAIN.ts", x, labels)
@@ -199,6 +218,54 @@ def test_sleep_ucr_unverifiable_download_leaves_nothing(zip_server, tmp_path, mo
     with pytest.raises(DataError, match="expected"):
         download_dataset("sleep-ucr", tmp_path, base_urls=[base])
     assert list((tmp_path / "sleep-ucr").iterdir()) == []
+
+
+def test_sleep_ucr_download_true_replaces_a_file_failing_its_manifest(zip_server, tmp_path, monkeypatch):
+    base, www = zip_server
+    _write_zip(www)
+    monkeypatch.setattr(sleep_ucr, "EXPECTED_TOTAL", 28)
+    monkeypatch.setattr(sleep_ucr, "ARCHIVE_MIRRORS", (base,))
+    root = tmp_path / "r"
+    load_dataset("sleep-ucr", root=root, download=True, val_fraction=0)
+    test_file = root / "sleep-ucr" / "Sleep_TEST.ts"
+    good = test_file.read_bytes()
+    with open(test_file, "a") as fh:  # changed after download: fails its manifest entry
+        fh.write("0.1" + ",0.1" * 177 + ":0\n")
+    with pytest.raises(DataError, match="does not match its download manifest"):
+        load_dataset("sleep-ucr", root=root, val_fraction=0)
+    s = load_dataset("sleep-ucr", root=root, download=True, val_fraction=0, options={"split": "archive"})
+    assert len(s.train) == 20 and len(s.test) == 8 and test_file.read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    ("constant", "value", "match"),
+    [
+        ("ARCHIVE_BYTES", 12345, "bytes, expected 12345"),
+        ("EXPECTED_TRAIN", 19, "20 series, expected 19"),
+        ("EXPECTED_TEST", 9, "8 series, expected 9"),
+    ],
+)
+def test_sleep_ucr_download_checks_known_size_and_counts(
+    zip_server, tmp_path, monkeypatch, constant, value, match
+):
+    base, www = zip_server
+    _write_zip(www)
+    monkeypatch.setattr(sleep_ucr, "EXPECTED_TOTAL", 28)
+    monkeypatch.setattr(sleep_ucr, constant, value)
+    with pytest.raises(DataError, match=match):
+        download_dataset("sleep-ucr", tmp_path, base_urls=[base])
+    assert list((tmp_path / "sleep-ucr").iterdir()) == []
+    monkeypatch.setattr(
+        sleep_ucr, constant, None if constant != "ARCHIVE_BYTES" else (www / "Sleep.zip").stat().st_size
+    )
+    assert len(download_dataset("sleep-ucr", tmp_path, base_urls=[base])) == 2
+
+
+def test_sleep_ucr_load_checks_known_per_file_counts(ucr_root, monkeypatch, no_network):
+    root, _ = ucr_root
+    monkeypatch.setattr(sleep_ucr, "EXPECTED_TRAIN", 26)
+    with pytest.raises(DataError, match=r"Sleep_TRAIN\.ts: 25 series, expected 26"):
+        load_dataset("sleep-ucr", root=root)
 
 
 def test_sleep_ucr_download_offline(tmp_path):
@@ -324,6 +391,93 @@ def test_epochs_are_cached_with_a_manifest(edf_root, monkeypatch, no_network):
     assert [c[0].name for c in calls] == ["SC4011E0-PSG.edf"]
 
 
+def test_same_size_replacement_with_preserved_mtime_is_not_served_from_the_cache(edf_root, no_network):
+    import os
+
+    from conftest_data import HYPNOGRAM
+
+    root, _ = edf_root
+    opts = {"subjects": [0, 1], "recordings": [1], "normalize": "none", "crop_wake_minutes": None}
+    opts["test_subjects"] = [1]
+    first = load_dataset("sleep-edf", root=root, options=opts, val_fraction=0)
+    assert first.test.tensors[1].tolist() == EXPECTED_LABELS
+    psg, hyp = _pair(root, 1)
+    before, psg_before = hyp.stat(), psg.stat()
+    # stage 1 <-> stage 2 swapped: same byte size; then the mtime set back, as cp -p / rsync -a would
+    swapped = {"Sleep stage 1": "Sleep stage 2", "Sleep stage 2": "Sleep stage 1"}
+    write_sleep_edf_fixture(
+        root, recordings=((1, 1),), hypnograms={(1, 1): [(o, d, swapped.get(t, t)) for o, d, t in HYPNOGRAM]}
+    )
+    os.utime(hyp, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.utime(psg, ns=(psg_before.st_atime_ns, psg_before.st_mtime_ns))  # the PSG is rewritten identically
+    for path, old in ((hyp, before), (psg, psg_before)):
+        assert (path.stat().st_size, path.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    second = load_dataset("sleep-edf", root=root, options=opts, val_fraction=0)
+    expected = [{1: 2, 2: 1}.get(v, v) for v in EXPECTED_LABELS]
+    assert second.test.tensors[1].tolist() == expected != EXPECTED_LABELS
+
+
+def test_manifest_prunes_cache_entries_built_from_older_files(edf_root, no_network):
+    root, _ = edf_root
+    cache = root / "sleep-edf" / "cache"
+    base = {"subjects": [0, 1], "recordings": [1]}
+    load_dataset("sleep-edf", root=root, options={**base, "crop_wake_minutes": None}, val_fraction=0)
+    load_dataset("sleep-edf", root=root, options=base, val_fraction=0)  # a second parameter set
+
+    def entries():
+        return json.loads((cache / "manifest.json").read_text())["entries"]
+
+    assert sorted(n[:8] for n in entries()) == ["SC4001E0"] * 2 + ["SC4011E0"] * 2
+    assert sorted(entries()) == sorted(p.name for p in cache.glob("*.npz"))
+    write_sleep_edf_fixture(root, recordings=((1, 1),))  # subject 1's files replaced
+    load_dataset("sleep-edf", root=root, options=base, val_fraction=0)
+    # subject 1's entry for the other parameter set was built from the old files: deleted with its npz file
+    assert sorted(n[:8] for n in entries()) == ["SC4001E0"] * 2 + ["SC4011E0"]
+    assert sorted(entries()) == sorted(p.name for p in cache.glob("*.npz"))
+
+
+def test_verify_checksums_checks_the_hash_even_on_a_cache_hit(edf_root, monkeypatch, no_network):
+    root, _ = edf_root
+    opts = {"verify_checksums": True, "subjects": [0, 1], "recordings": [1]}
+    table = {p.name: sleep_edf._sha1(p) for s in (0, 1) for p in _pair(root, s)}
+    monkeypatch.setattr(sleep_edf, "known_sha1", lambda: table)
+    load_dataset("sleep-edf", root=root, options=opts, val_fraction=0)  # verified and cached
+    table["SC4001E0-PSG.edf"] = "0" * 40  # the file is unchanged, so its cache entry is still current
+    with pytest.raises(DataError, match=r"SC4001E0-PSG\.edf has SHA-1"):
+        load_dataset("sleep-edf", root=root, options=opts, val_fraction=0)
+
+
+def test_assembly_holds_the_data_about_once(no_network):
+    import tracemalloc
+    from pathlib import Path
+
+    from cortexnet.data.sleep_edf import Recording, _assemble
+
+    tracemalloc.start()
+    try:
+        rng = np.random.default_rng(0)
+        per_rec = [
+            (Recording(s, 1, Path(f"SC40{s}1E0-PSG.edf"), Path("h.edf")),
+             rng.normal(10 * s, 5, (40, 3000, 1)).astype(np.float32), np.arange(40) % 5)
+            for s in range(8)
+        ]  # fmt: skip
+        data_bytes = sum(x.nbytes for _, x, _ in per_rec)
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        sides = _assemble(per_rec, [6, 7], 3000, "recording")
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert per_rec == [None] * 8  # consumed
+    x_train, y_train, g_train = sides["train"]
+    assert x_train.shape == (240, 3000, 1) and sides["test"][0].shape == (80, 3000, 1)
+    assert g_train.tolist() == [s for s in range(6) for _ in range(40)] and y_train.dtype == np.int64
+    assert abs(float(x_train[:40].mean())) < 1e-4 and float(x_train[:40].std()) == pytest.approx(1, abs=1e-3)
+    # one output copy plus one recording's temporaries (float64 statistics), far from the ~2 extra copies of
+    # resample/normalise/concatenate
+    assert peak < 1.5 * data_bytes, (peak, data_bytes)
+
+
 def test_truncated_psg_is_a_data_error_naming_it(edf_root):
     root, _ = edf_root
     psg, _ = _pair(root, 1)
@@ -344,18 +498,71 @@ def test_garbage_edf_is_a_data_error_naming_it(edf_root, which):
     assert str(bad) in str(info.value)
 
 
-def test_damaged_hypnogram_annotation_is_reported_not_skipped_silently(edf_root, caplog):
-    root, _ = edf_root
-    _, hyp = _pair(root, 2)
+def _wreck_first_annotation(hyp):
     data = bytearray(hyp.read_bytes())
     tal = data.index(b"Sleep stage W")
     data[tal - 6 : tal] = b"\x07" * 6  # wreck the first annotation's onset/duration: MNE skips it silently
     hyp.write_bytes(bytes(data))
+
+
+def _zero_annotation_data(hyp):
+    from cortexnet.data.edf import read_edf_header
+
+    data = bytearray(hyp.read_bytes())
+    start = read_edf_header(hyp).header_bytes
+    data[start:] = bytes(len(data) - start)  # header intact, every annotation byte zero: MNE finds nothing
+    hyp.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (_wreck_first_annotation, "malformed annotation"),
+        (_zero_annotation_data, "no time-stamped annotation"),
+    ],
+)
+def test_corrupt_hypnogram_annotations_are_a_data_error_naming_it(edf_root, damage, match, no_network):
+    root, _ = edf_root
+    _, hyp = _pair(root, 2)
+    damage(hyp)
+    with pytest.raises(DataError, match=match) as info:
+        epoch_recording(*_pair(root, 2), crop_wake_minutes=None)
+    assert str(hyp) in str(info.value) and "corrupt" in str(info.value)
+    # the other three recordings are fine: the load must still fail, not skip the damaged one
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset("sleep-edf", root=root, val_fraction=0)
+    assert str(hyp) in str(info.value)
+
+
+def test_read_edf_annotations_is_strict_and_exact(edf_root):
+    from conftest_data import HYPNOGRAM
+
+    from cortexnet.data.edf import read_edf_annotations
+
+    root, _ = edf_root
+    psg, hyp = _pair(root, 0)
+    assert read_edf_annotations(hyp) == [(float(o), float(d), t) for o, d, t in HYPNOGRAM]
+    with pytest.raises(DataError, match="no 'EDF Annotations' signal") as info:
+        read_edf_annotations(psg)
+    assert str(psg) in str(info.value)
+    data = bytearray(hyp.read_bytes())
+    data[-1:] = b"x"  # a stray byte after the last annotation list
+    hyp.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"at byte 771 .* the file is corrupt"):
+        read_edf_annotations(hyp)
+
+
+def test_unannotated_gap_in_a_wellformed_hypnogram_is_reported(tmp_path, caplog, no_network):
+    from conftest_data import HYPNOGRAM
+
+    gap = [h for h in HYPNOGRAM if h[0] != 0]  # no annotation for the first 120 s
+    write_sleep_edf_fixture(tmp_path, recordings=((0, 1), (1, 1), (2, 1)), hypnograms={(2, 1): gap})
     with caplog.at_level(logging.WARNING, logger="cortexnet.data.sleep_edf"):
-        ep = epoch_recording(*_pair(root, 2), crop_wake_minutes=None)
+        ep = epoch_recording(*_pair(tmp_path, 2), crop_wake_minutes=None)
+    _, hyp = _pair(tmp_path, 2)
     assert str(hyp) in caplog.text and "1 gap(s) totalling 120 s (first at 0 s)" in caplog.text
     assert ep.report["annotation_gaps"] == [[0.0, 120.0]] and ep.y.tolist() == EXPECTED_LABELS[4:]
-    s = load_dataset("sleep-edf", root=root, val_fraction=0, options={"crop_wake_minutes": None})
+    s = load_dataset("sleep-edf", root=tmp_path, val_fraction=0, options={"crop_wake_minutes": None})
     assert "hypnograms with unannotated gaps: ['SC4021EH-Hypnogram.edf']" in s.description
 
 
@@ -414,6 +621,31 @@ def test_download_true_calls_mne_fetch_data_with_the_selection(tmp_path, monkeyp
     assert len(s.test) == 16
 
 
+def test_download_true_replaces_a_corrupt_local_file(tmp_path, monkeypatch, no_network):
+    from mne.datasets.sleep_physionet import age
+
+    write_sleep_edf_fixture(tmp_path, recordings=((0, 1), (1, 1), (2, 1)))
+    _, hyp = _pair(tmp_path, 2)
+    _zero_annotation_data(hyp)
+    fetched = []
+
+    def fake_fetch_data(subjects, recording, path, base_url, on_missing, verbose):
+        pairs = []
+        for s in subjects:  # like MNE: a file already present is never fetched again
+            if not all(p.exists() for p in _pair(tmp_path, s)):
+                fetched.append(s)
+                write_sleep_edf_fixture(tmp_path, recordings=((s, 1),))
+            pairs.append([str(p) for p in _pair(tmp_path, s)])
+        return pairs
+
+    monkeypatch.setattr(age, "fetch_data", fake_fetch_data)
+    opts = {"subjects": [0, 1, 2], "recordings": [1]}
+    with pytest.raises(DataError, match="no time-stamped annotation"):
+        load_dataset("sleep-edf", root=tmp_path, options=opts)
+    s = load_dataset("sleep-edf", root=tmp_path, download=True, options=opts, val_fraction=0)
+    assert fetched == [2] and len(s.train) + len(s.test) == 48
+
+
 def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     import requests
     from mne.datasets.sleep_physionet import age
@@ -425,6 +657,35 @@ def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"download of sleep-edf failed.*no network") as info:
         download_dataset("sleep-edf", tmp_path, options={"subjects": [4]})
     assert "--subjects 4" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "cause"),
+    [
+        ("http404", "HTTP error 404"),
+        ("sha1", "did not match the expected SHA-1 and was deleted"),
+        ("disk", "OSError: [Errno 28] No space left on device"),
+    ],
+)
+def test_download_failures_other_than_offline_name_the_real_cause(tmp_path, monkeypatch, failure, cause):
+    import requests
+    from mne.datasets.sleep_physionet import age
+
+    def fail(**kwargs):
+        if failure == "http404":
+            response = requests.Response()
+            response.status_code = 404
+            raise requests.HTTPError("404 Client Error: Not Found", response=response)
+        if failure == "sha1":
+            raise ValueError("SHA1 hash of downloaded file (SC4041E0-PSG.edf) does not match the known hash")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(age, "fetch_data", fail)
+    with pytest.raises(DataError) as info:
+        download_dataset("sleep-edf", tmp_path, options={"subjects": [4]})
+    msg = str(info.value)
+    assert msg.startswith("download of sleep-edf failed from every mirror: ") and cause in msg
+    assert "no network" not in msg and "unreachable" not in msg and "--subjects 4" in msg
 
 
 def test_verify_checksums_uses_the_known_sha1(edf_root, monkeypatch):
@@ -479,6 +740,8 @@ def test_sleep_edf_bad_options_fail_before_io(options, match, tmp_path, no_netwo
 def test_sequence_cost_guidance():
     text = sequence_cost(3000, 10_000, 1000, density=0.1, batch_size=100)
     assert "3.00e+10 node updates" in text and "3.00e+13 multiply-adds" in text and "12.00 GB" in text
+    # the docstring's example: 3,000 steps x 10,000 nodes = 3e7 node updates per sample
+    assert "3.00e+07 node updates" in sequence_cost(3000, 10_000, 1) and "3.0e7" in sequence_cost.__doc__
     with pytest.raises(ValueError, match="n_nodes"):
         sequence_cost(3000, 0, 10)
 

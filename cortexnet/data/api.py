@@ -42,8 +42,10 @@ def load_dataset(
         name: a registered name (``DATASETS.names()``): ``digits`` (embedded, no download), ``mnist``,
             ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``.
         root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/``.
-        download: fetch missing or invalid files first (hash-verified). When false (the default) nothing touches
-            the network and missing files raise ``DataError`` naming the path and the fetch command.
+        download: fetch missing files first, and replace present ones that fail verification (image datasets:
+            sha256; ``sleep-ucr``: its download manifest, when there is one; ``sleep-edf``: the structural checks,
+            plus SHA-1 with ``verify_checksums``). When false (the default) nothing touches the network and missing
+            files raise ``DataError`` naming the path and the fetch command.
         val_fraction: fraction in [0, 1) of the *training* pool held out for validation, stratified by class
             (by whole subject for ``sleep-edf``) and drawn with ``seed``; 0 → ``val is None``. Never from test.
         n_per_class: limited-data subset — this many training examples per class, drawn with ``seed`` from what
@@ -116,7 +118,8 @@ def sequence_cost(
     = that × ``n_nodes × density`` (``density``: fraction of recurrent connections present); training costs about
     three times the forward pass; back-propagation through time keeps at least ``n_steps × n_nodes × batch_size``
     float32 hidden states (4 bytes each) per batch. Example: Sleep-EDF epochs at 100 Hz have 3,000 steps, so a
-    10,000-node network does 3.0e8 node updates *per sample*; ``options={"seq_len": 300}`` cuts all of it tenfold.
+    10,000-node network does 3,000 × 10,000 = 3.0e7 node updates *per sample* (3.0e11 multiply-adds at full
+    density); ``options={"seq_len": 300}`` cuts all of it tenfold.
     """
     for label, value in (("n_steps", n_steps), ("n_nodes", n_nodes), ("n_samples", n_samples),
                          ("batch_size", batch_size)):  # fmt: skip

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,22 @@ logger = logging.getLogger(__name__)
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """Name, size and modification time of a source file: a cache built from it is stale when any changes."""
+    """Name, size, modification and status-change times and inode of a source file: a cache built from it is
+    stale when any of them changes.
+
+    Size and mtime alone miss a same-size replacement whose mtime was preserved (``cp -p``, ``rsync -a``,
+    ``os.utime``); the ctime is set by the kernel on every write or metadata change and cannot be set back
+    by user code, and a replacement by rename brings a new inode. Moving or copying the data root therefore
+    rebuilds the caches once, which is the price of never trusting a replaced file.
+    """
     st = os.stat(path)
-    return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {
+        "name": path.name,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+    }
 
 
 def _atomic_replace(path: Path, write: Any, suffix: str) -> None:
@@ -79,10 +92,19 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
-def update_manifest(path: Path, entries: Mapping[str, Any]) -> None:
-    """Merge ``entries`` (cache file name → metadata) into the manifest at ``path`` (created if needed)."""
+def manifest_entries(path: Path) -> dict[str, Any]:
+    """The entries (cache file name → metadata) of the manifest at ``path``; ``{}`` when absent or unreadable."""
     manifest = read_json(path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), dict):
-        manifest = {"entries": {}}
-    manifest["entries"].update(entries)
-    write_json(path, manifest)
+        return {}
+    return dict(manifest["entries"])
+
+
+def update_manifest(path: Path, entries: Mapping[str, Any], remove: Sequence[str] = ()) -> None:
+    """Merge ``entries`` (cache file name → metadata) into the manifest at ``path`` (created if needed) and drop
+    the entries named in ``remove``."""
+    current = manifest_entries(path)
+    current.update(entries)
+    for name in remove:
+        current.pop(name, None)
+    write_json(path, {"entries": current})

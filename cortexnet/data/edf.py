@@ -1,7 +1,8 @@
-"""A minimal EDF/EDF+ header reader, used to check files before MNE reads them."""
+"""A minimal EDF/EDF+ header and annotation reader, used to check files strictly before MNE reads them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,65 @@ def check_edf_complete(path: Path) -> EdfHeader:
             f"file has {size} bytes"
         )
     return header
+
+
+ANNOTATION_LABEL = "EDF Annotations"
+# one TAL: +onset [\x15 duration] \x14 (annotation \x14)* \x00 (EDF+ specification, section 2.2.2)
+_TAL = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14((?:[^\x14\x00]*\x14)*)\x00")
+
+
+def read_edf_annotations(path: Path) -> list[tuple[float, float | None, str]]:
+    """Every annotation of an EDF+ file, parsed strictly: ``(onset s, duration s or None, text)``.
+
+    Reads the "EDF Annotations" signal of each data record: a sequence of TALs (time-stamped annotation lists),
+    then zero padding. Each record must hold at least one TAL (the EDF+ time-keeping one) and every TAL must be
+    well formed; the empty time-keeping annotations are not returned. MNE's reader instead skips whatever does not
+    match its pattern, so a damaged annotation, or a record of zeros, silently disappears; here it is a
+    ``DataError`` naming the file, the record and the byte offset. The file must already have passed
+    ``check_edf_complete``.
+    """
+    header = read_edf_header(path)
+    slots = [i for i, label in enumerate(header.labels) if label == ANNOTATION_LABEL]
+    if not slots:
+        raise DataError(f"{path} has no '{ANNOTATION_LABEL}' signal: it is not an EDF+ annotation file")
+    record_bytes = 2 * sum(header.samples_per_record)
+    data = path.read_bytes()[header.header_bytes :]
+    n_records = header.n_records if header.n_records >= 0 else len(data) // max(record_bytes, 1)
+    out: list[tuple[float, float | None, str]] = []
+    for r in range(n_records):
+        record = data[r * record_bytes : (r + 1) * record_bytes]
+        for slot in slots:
+            start = 2 * sum(header.samples_per_record[:slot])
+            chunk = record[start : start + 2 * header.samples_per_record[slot]]
+            where = f"{path}: data record {r + 1} of {n_records}"
+            base = header.header_bytes + r * record_bytes + start  # file offset of this chunk
+            pos = 0
+            while pos < len(chunk) and chunk[pos] != 0:
+                match = _TAL.match(chunk, pos)
+                if match is None:
+                    raise DataError(
+                        f"{where}: malformed annotation at byte {base + pos} ({bytes(chunk[pos : pos + 24])!r}...); "
+                        "the file is corrupt. Delete it and fetch it again"
+                    )
+                onset, duration, texts = match.groups()
+                for raw in texts.split(b"\x14")[:-1]:
+                    if raw:
+                        try:
+                            text = raw.decode("utf-8")
+                        except UnicodeDecodeError as exc:
+                            raise DataError(
+                                f"{where}: annotation text is not UTF-8 ({exc}); corrupt"
+                            ) from exc
+                        out.append((float(onset), None if duration is None else float(duration), text))
+                pos = match.end()
+            if pos == 0:
+                raise DataError(
+                    f"{where}: the annotation signal holds no time-stamped annotation list (all zeros or empty); "
+                    "the file is corrupt. Delete it and fetch it again"
+                )
+            if any(chunk[pos:]):
+                raise DataError(
+                    f"{where}: unexpected bytes after the annotations at byte {base + pos}; the file is corrupt. "
+                    "Delete it and fetch it again"
+                )
+    return out

@@ -181,12 +181,13 @@ def retrieve(url: str, sha256: str | None, dest: Path) -> Path:
     return Path(path)
 
 
-def describe_failure(url: str, exc: BaseException) -> str:
-    """One clause saying why fetching ``url`` failed, in words a user can act on."""
+def describe_failure(url: str, exc: BaseException, hash_name: str = "sha256") -> str:
+    """One clause saying why fetching ``url`` failed, in words a user can act on; only a connection failure is
+    described as "no network, or the server is unreachable"."""
     import requests
 
     if isinstance(exc, ValueError) and "hash" in str(exc).lower():
-        return f"{url}: the download did not match the expected sha256 and was deleted ({exc})"
+        return f"{url}: the download did not match the expected {hash_name} and was deleted ({exc})"
     if isinstance(exc, requests.HTTPError):
         status = exc.response.status_code if exc.response is not None else "?"
         return f"{url}: HTTP error {status}"

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .cache import fingerprint, load_npz, save_npz, update_manifest
-from .edf import check_edf_complete
+from .cache import fingerprint, load_npz, manifest_entries, save_npz, update_manifest
+from .edf import check_edf_complete, read_edf_annotations
 from .errors import DataError
+from .remote import describe_failure
 from .root import fetch_command
 from .sources import DATASETS, DatasetLoader
 from .splits import SourceData
@@ -53,7 +54,7 @@ AVAILABLE_SUBJECTS = tuple(s for s in range(83) if s not in MISSING_SUBJECTS)
 #: (subject, night) pairs absent from the corpus (recording hardware failed)
 MISSING_RECORDINGS = frozenset({(13, 2), (36, 1), (52, 1)})
 _PSG_NAME = re.compile(r"^SC4(\d\d)([12])[A-Z]0-PSG\.edf$")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: strict hypnogram check, sources with ctime/inode, sha1 hashes
 _DEFAULTS: dict[str, Any] = {
     "subjects": None,
     "recordings": (1, 2),
@@ -106,9 +107,11 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     - ``test_fraction`` (default 0.3) and ``split_seed`` (default 0): the subject-wise test split —
       ``round(test_fraction · n_subjects)`` subjects (at least 1, leaving at least 1) drawn with ``split_seed``;
       or ``test_subjects``: an explicit list of test subjects.
-    - ``verify_checksums``: also check each EDF file's SHA-1 against MNE's table of the PhysioNet files when its
-      epochs are (re)cached (default ``False``: downloads are verified by MNE already; files are always checked
-      structurally — readable header, length as declared, channels present).
+    - ``verify_checksums``: also check each EDF file's SHA-1 against MNE's table of the PhysioNet files on every
+      load (hashes memoised within a process; about 7 s for all 153 recordings), and use a cached entry only if it
+      was built from files with those hashes (default ``False``: MNE verifies the SHA-1 at download; files are
+      always checked structurally when (re)epoched — readable header, length as declared, well-formed hypnogram
+      annotations, channels present).
     """
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(_DEFAULTS))
@@ -202,8 +205,8 @@ def _sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def known_sha1() -> dict[str, str]:
-    """File name → SHA-1 of every sleep-cassette file, from the table shipped with MNE."""
+def _mne_records() -> list[dict[str, str]]:
+    """The rows (subject, night, record type, sha, fname, ...) of the sleep-cassette table shipped with MNE."""
     import csv
 
     try:
@@ -213,21 +216,71 @@ def known_sha1() -> dict[str, str]:
             f"this MNE version does not expose the Sleep-EDF checksum table ({exc}); use verify_checksums=False"
         ) from exc
     with open(AGE_SLEEP_RECORDS, encoding="utf-8") as fh:
-        return {row["fname"]: row["sha"] for row in csv.DictReader(fh)}
+        return list(csv.DictReader(fh))
 
 
-def _verify_sha1(rec: Recording) -> None:
+def known_sha1() -> dict[str, str]:
+    """File name → SHA-1 of every sleep-cassette file, from the table shipped with MNE."""
+    return {row["fname"]: row["sha"] for row in _mne_records()}
+
+
+def _delete_invalid_local_files(
+    folder: Path, subjects: Sequence[int], nights: Sequence[int], verify: bool
+) -> None:
+    """Before a download: delete the selection's files in ``folder`` that fail the structural checks (or, with
+    ``verify``, their SHA-1), because MNE's ``fetch_data`` skips every file already present, good or bad."""
+    try:
+        table = _mne_records()
+    except DataError as exc:
+        logger.warning("%s: cannot check the files already present before fetching (%s)", NAME, exc)
+        return
+    wanted = set(subjects)
+    for row in table:
+        path = folder / row["fname"]
+        if int(row["subject"]) not in wanted or int(row["night"]) not in nights or not path.is_file():
+            continue
+        try:
+            check_edf_complete(path)
+            if row["record type"] == "Hypnogram":
+                read_edf_annotations(path)
+            if verify and _sha1_memo(path) != row["sha"]:
+                raise DataError(f"{path} has SHA-1 {_sha1_memo(path)}, expected {row['sha']}")
+        except DataError as exc:
+            logger.warning("%s: deleting %s to fetch it again: %s", NAME, path, exc)
+            path.unlink()
+
+
+# path -> (fingerprint, SHA-1) of files hashed in this process: a re-hash costs ~0.1 s per 45 MB PSG, and any
+# write to the file changes its fingerprint (ctime), so a replaced file is hashed again
+_HASHED: dict[str, tuple[dict[str, Any], str]] = {}
+
+
+def _sha1_memo(path: Path) -> str:
+    key = fingerprint(path)
+    seen = _HASHED.get(str(path))
+    if seen is not None and seen[0] == key:
+        return seen[1]
+    digest = _sha1(path)
+    _HASHED[str(path)] = (key, digest)
+    return digest
+
+
+def _verify_sha1(rec: Recording) -> dict[str, str]:
+    """Check both files of ``rec`` against MNE's SHA-1 table; return ``{"psg": sha1, "hypnogram": sha1}``."""
     table = known_sha1()
-    for path in (rec.psg, rec.hypnogram):
+    out = {}
+    for part, path in (("psg", rec.psg), ("hypnogram", rec.hypnogram)):
         expected = table.get(path.name)
         if expected is None:
             raise DataError(f"{path}: no SHA-1 known for this file name; it is not a sleep-cassette file")
-        actual = _sha1(path)
+        actual = _sha1_memo(path)
+        out[part] = actual
         if actual != expected:
             raise DataError(
                 f"{path} has SHA-1 {actual}, expected {expected}: corrupt or not the PhysioNet file. Delete it and "
                 f"fetch again with: {fetch_command(NAME, path.parent.parent.parent, ['--subjects', str(rec.subject)])}"
             )
+    return out
 
 
 def annotation_gaps(onset: np.ndarray, duration: np.ndarray, tol_s: float = 0.5) -> list[tuple[float, float]]:
@@ -262,12 +315,14 @@ def epoch_recording(
     the first sleep epoch to that long after the end of the last one are kept (no sleep at all → no epochs).
 
     Returns ``RecordingEpochs`` with ``x`` float32 ``(n, 30·sfreq, len(channels))`` in microvolts. A truncated or
-    unreadable file, or a missing channel, raises ``DataError`` naming the file.
+    unreadable file, a hypnogram with a malformed annotation or a data record without one (e.g. zeroed), or a
+    missing channel, raises ``DataError`` naming the file.
     """
     import mne
 
     header = check_edf_complete(psg)
     check_edf_complete(hypnogram)
+    n_stored = len(read_edf_annotations(hypnogram))  # strict: a damaged annotation is a DataError, not a gap
     absent = [c for c in channels if c not in header.labels]
     if absent:
         raise DataError(f"{psg} has no channel(s) {absent}; its channels are {list(header.labels)}")
@@ -281,12 +336,18 @@ def epoch_recording(
         annotations = mne.read_annotations(hypnogram)
     except Exception as exc:
         raise DataError(f"MNE cannot read hypnogram {hypnogram}: {type(exc).__name__}: {exc}") from exc
+    if len(annotations) != n_stored:
+        raise DataError(
+            f"MNE read {len(annotations)} annotation(s) from hypnogram {hypnogram}, but the file holds {n_stored}; "
+            "the file is damaged or in a form MNE misreads"
+        )
     gaps = annotation_gaps(np.asarray(annotations.onset), np.asarray(annotations.duration))
     if gaps:
-        # Sleep-EDF hypnograms tile the night from its start; MNE silently skips an annotation it cannot parse
+        # Sleep-EDF hypnograms tile the night from its start; every annotation parsed (checked above), so a gap
+        # means a well-formed file that leaves time unlabelled: reported, not fatal
         logger.warning(
             "%s: the annotations leave %d gap(s) totalling %.0f s (first at %.0f s); the hypnogram may be "
-            "damaged — epochs in the gaps have no label and are left out",
+            "incomplete — epochs in the gaps have no label and are left out",
             hypnogram, len(gaps), sum(g[1] for g in gaps), gaps[0][0],
         )  # fmt: skip
     try:
@@ -408,31 +469,34 @@ def find_recordings(root: Path, subjects: Sequence[int] | None, recordings: Sequ
 def _cached_epochs(
     rec: Recording, cache_dir: Path, channels: Sequence[str], crop: float | None, verify: bool
 ) -> tuple[RecordingEpochs, str, dict[str, Any]]:
-    """Epochs of ``rec`` from the cache when it matches the sources and parameters, else from MNE (then cached)."""
+    """Epochs of ``rec`` from the cache when it matches the sources and parameters, else from MNE (then cached).
+
+    With ``verify`` both files are hashed (memoised per process) and checked against MNE's table on every call,
+    cache hit or not, and a cache entry is used only if it was built from files with these very hashes.
+    """
     params = {"format": _CACHE_FORMAT, "channels": list(channels), "crop_wake_minutes": crop}
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     cache_path = cache_dir / f"{rec.psg.name[:8]}-{key}.npz"
     sources = {"psg": fingerprint(rec.psg), "hypnogram": fingerprint(rec.hypnogram)}
+    sha1 = _verify_sha1(rec) if verify else None
     cached = load_npz(cache_path)
     if cached is not None:
         meta, arrays = cached
         if (
             meta.get("params") == params
             and meta.get("sources") == sources
-            and (meta.get("sha1") or not verify)
+            and (not verify or meta.get("sha1") == sha1)
         ):
             epochs = RecordingEpochs(
                 arrays["x"], arrays["y"], arrays["onset_s"], meta["sfreq"], meta["report"]
             )
             return epochs, cache_path.name, meta
-    if verify:
-        _verify_sha1(rec)
     logger.info("epoching %s with MNE (cached afterwards in %s)", rec.psg.name, cache_path)
     epochs = epoch_recording(rec.psg, rec.hypnogram, channels=channels, crop_wake_minutes=crop)
     meta = {
         "params": params,
         "sources": sources,
-        "sha1": verify,
+        "sha1": sha1,
         "subject": rec.subject,
         "night": rec.night,
         "sfreq": epochs.sfreq,
@@ -445,6 +509,32 @@ def _cached_epochs(
     except OSError as exc:  # a read-only data root still works, only without the cache
         logger.warning("cannot write cache %s (%s); MNE will run again next time", cache_path, exc)
     return epochs, cache_path.name, meta
+
+
+def _stale_entries(
+    known: Mapping[str, Any], cache_dir: Path, rec: Recording, current: str, sources: Mapping[str, Any]
+) -> list[str]:
+    """Delete the cache files of ``rec`` that the manifest says were built from other versions of its files (or
+    an older cache format), which can never be used again; return their names. Other parameter sets built from
+    the current files are kept."""
+    stale = []
+    for name, entry in known.items():
+        if name == current or not isinstance(entry, dict) or entry.get("psg") != rec.psg.name:
+            continue
+        params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+        if entry.get("sources") == sources and params.get("format") == _CACHE_FORMAT:
+            continue
+        path = cache_dir / name
+        if path.parent != cache_dir or path.suffix != ".npz":  # only ever a cache file of this folder
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("cannot delete stale cache file %s (%s)", path, exc)
+            continue
+        logger.info("deleted stale cache file %s (built from an older version of %s)", path, rec.psg.name)
+        stale.append(name)
+    return stale
 
 
 def _resample(x: np.ndarray, seq_len: int) -> np.ndarray:
@@ -460,9 +550,11 @@ def _resample(x: np.ndarray, seq_len: int) -> np.ndarray:
     return np.ascontiguousarray(out[:, :seq_len], dtype=np.float32)
 
 
-def _normalize(x: np.ndarray, how: str, where: str) -> np.ndarray:
+def _normalize_into(x: np.ndarray, out: np.ndarray, how: str, where: str) -> None:
+    """Write ``x`` (n, L, C) into ``out`` (same shape, float32), z-scored per recording or epoch, or as it is."""
     if how == "none" or len(x) == 0:
-        return x
+        out[...] = x
+        return
     axes = (0, 1) if how == "recording" else (1,)
     mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
     std = x.std(axis=axes, keepdims=True, dtype=np.float64)
@@ -471,7 +563,46 @@ def _normalize(x: np.ndarray, how: str, where: str) -> np.ndarray:
         logger.warning(
             "%s: %d flat channel/epoch block(s) (std < 1e-6 uV) are only centred", where, int(flat.sum())
         )
-    return ((x - mean) / np.where(flat, 1.0, std)).astype(np.float32)
+    # computed in float64 chunk by chunk inside the ufuncs, stored as float32: no full-size temporary
+    np.subtract(x, mean, out=out, casting="unsafe")
+    np.divide(out, np.where(flat, 1.0, std), out=out, casting="unsafe")
+
+
+def _assemble(
+    per_rec: list[tuple[Recording, np.ndarray, np.ndarray] | None],
+    test_subjects: Sequence[int],
+    seq_len: int,
+    how: str,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{"train": (x, y, subject), "test": (x, y, subject)}`` from per-recording epochs, *consuming* ``per_rec``.
+
+    Each side's output is allocated once and every recording is resampled and normalised straight into its slice,
+    and its raw array is released from ``per_rec`` right after: the peak is about one copy of the data plus one
+    recording (resampling, normalising and concatenating lists of arrays would hold it about three times).
+    """
+    test = set(test_subjects)
+    side_of = ["test" if item is not None and item[0].subject in test else "train" for item in per_rec]
+    out = {}
+    for side in ("train", "test"):
+        members = [i for i, s in enumerate(side_of) if s == side and per_rec[i] is not None]
+        n = sum(len(per_rec[i][2]) for i in members)
+        n_channels = per_rec[members[0]][1].shape[2] if members else 0
+        x_out = np.empty((n, seq_len, n_channels), np.float32)
+        y_out = np.empty(n, np.int64)
+        g_out = np.empty(n, np.int64)
+        at = 0
+        for i in members:
+            rec, x, y = per_rec[i]
+            per_rec[i] = None  # drop the list's reference: the raw epochs are freed once ``x`` goes too
+            if x.shape[1] != seq_len:
+                x = _resample(x, seq_len)
+            _normalize_into(x, x_out[at : at + len(y)], how, str(rec.psg))
+            y_out[at : at + len(y)] = y
+            g_out[at : at + len(y)] = rec.subject
+            at += len(y)
+            del x, y
+        out[side] = (x_out, y_out, g_out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- loader
@@ -487,12 +618,15 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     recs = find_recordings(root, options["subjects"], options["recordings"])
     cache_dir = root / NAME / "cache"
     channels, crop = options["channels"], options["crop_wake_minutes"]
-    per_rec: list[tuple[Recording, np.ndarray, np.ndarray]] = []
+    per_rec: list[tuple[Recording, np.ndarray, np.ndarray] | None] = []
     skipped, gapped, manifest, rec_meta = [], [], {}, []
     lengths = set()
+    known = manifest_entries(cache_dir / "manifest.json")
+    stale: list[str] = []
     for rec in recs:
         epochs, cache_name, meta = _cached_epochs(rec, cache_dir, channels, crop, options["verify_checksums"])
         manifest[cache_name] = {**meta, "psg": rec.psg.name, "hypnogram": rec.hypnogram.name}
+        stale += _stale_entries(known, cache_dir, rec, cache_name, meta["sources"])
         rec_meta.append({"psg": rec.psg.name, "subject": rec.subject, "night": rec.night,
                          "n_epochs": meta["n_epochs"], "class_counts": meta["class_counts"]})  # fmt: skip
         if len(epochs.y) == 0:
@@ -504,8 +638,9 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
             gapped.append(rec.hypnogram.name)
         lengths.add(epochs.x.shape[1])
         per_rec.append((rec, epochs.x, epochs.y))
+    epochs = None  # per_rec holds the only reference to each recording's arrays (released by _assemble)
     try:
-        update_manifest(cache_dir / "manifest.json", manifest)
+        update_manifest(cache_dir / "manifest.json", manifest, remove=stale)
     except OSError as exc:
         logger.warning("cannot write %s (%s)", cache_dir / "manifest.json", exc)
     if not per_rec:
@@ -519,21 +654,10 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     usable = sorted({rec.subject for rec, _, _ in per_rec})
     test_subjects = _choose_test_subjects(usable, options)
     train_subjects = [s for s in usable if s not in test_subjects]
-    # build each side separately: concatenating everything first and then splitting would hold the full
-    # dataset twice (1.8 GB at 3000 steps for all 153 recordings)
-    sides: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {
-        "train": ([], [], []),
-        "test": ([], [], []),
-    }
-    for rec, x, y in per_rec:
-        xs, ys, groups = sides["test" if rec.subject in test_subjects else "train"]
-        x = _resample(x, seq_len) if x.shape[1] != seq_len else x
-        xs.append(_normalize(x, options["normalize"], str(rec.psg)))
-        ys.append(y)
-        groups.append(np.full(len(y), rec.subject, np.int64))
-    (x_train, y_train, g_train), (x_test, y_test, _) = (
-        tuple(np.concatenate(part) for part in sides[name]) for name in ("train", "test")
-    )
+    usable_recordings = len(per_rec)
+    sides = _assemble(per_rec, test_subjects, seq_len, options["normalize"])  # empties per_rec
+    (x_train, y_train, g_train), (x_test, y_test, _) = sides["train"], sides["test"]
+    del sides
     import torch
 
     counts = {
@@ -554,7 +678,7 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
         logger.warning("%s: hypnograms with unannotated gaps (possibly damaged): %s", NAME, gapped)
         skipped_text += f"; hypnograms with unannotated gaps: {gapped}"
     description = (
-        f"Sleep-EDF sleep-cassette (PhysioNet, via MNE) from {root / NAME / DATA_SUBDIR}: {len(per_rec)} "
+        f"Sleep-EDF sleep-cassette (PhysioNet, via MNE) from {root / NAME / DATA_SUBDIR}: {usable_recordings} "
         f"recording(s) of {len(usable)} subject(s), channel(s) {list(channels)}, 30-s epochs as {native} x "
         f"{len(channels)} input(s), W/N1/N2/N3(stages 3+4)/REM ('?' and movement dropped), {crop_text}, "
         f"normalize={options['normalize']}; split by subject ({how}); class counts {counts}{skipped_text}"
@@ -603,8 +727,11 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
     """Download the selected recordings with ``mne.datasets.sleep_physionet.age.fetch_data`` (SHA-1 verified).
 
     Only ever called on an explicit request (``download=True`` or the download command): ``fetch_data`` downloads
-    whatever is missing on its own. Files already present are not fetched again. ``subjects=None`` fetches all
-    78 subjects (about 7 GB). Failures (offline, HTTP error, checksum) raise ``DataError``.
+    whatever is missing on its own. Files already present are not fetched again unless they fail the structural
+    checks (header, declared length, hypnogram annotations) or, with ``verify_checksums``, their SHA-1: those are
+    deleted first and fetched again. ``subjects=None`` fetches all 78 subjects (about 7 GB). Failures (offline,
+    HTTP error, checksum, disk) raise ``DataError`` naming the cause; only a connection failure is described as
+    "no network".
     """
     import requests
     from mne.datasets.sleep_physionet import age
@@ -617,6 +744,9 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
         )
     target = root / NAME
     target.mkdir(parents=True, exist_ok=True)
+    _delete_invalid_local_files(
+        target / DATA_SUBDIR, subjects, options["recordings"], options["verify_checksums"]
+    )
     mirrors = tuple(base_urls) if base_urls is not None else (age.BASE_URL,)
     failures = []
     for base in mirrors:
@@ -631,12 +761,14 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
             )
             return [Path(p) for pair in pairs for p in pair]
         except (ValueError, requests.RequestException, OSError) as exc:
-            failures.append(f"{base}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+            # the real cause first: only a connection failure is called "no network"; an HTTP error, a SHA-1
+            # mismatch (MNE deletes the file) or a local OSError (disk full, permissions) is named as what it is
+            failures.append(" ".join(describe_failure(base, exc, hash_name="SHA-1").split())[:300])
             logger.warning("download failed: %s", failures[-1])
     extra = [] if options["subjects"] is None else ["--subjects", *map(str, subjects)]
     raise DataError(
-        f"download of {NAME} failed from every mirror ({'; '.join(failures)}): no network, or the server is "
-        f"unreachable. Retry with: {fetch_command(NAME, root, extra)}"
+        f"download of {NAME} failed from every mirror: {'; '.join(failures)}. Retry with: "
+        f"{fetch_command(NAME, root, extra)}"
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .cache import fingerprint, load_npz, read_json, save_npz, write_json
 from .errors import DataError
-from .remote import check_file, describe_failure, retrieve, sha256_of
+from .remote import check_file, describe_failure, mark_verified, retrieve, sha256_of
 from .root import fetch_command
 from .sources import DATASETS, DatasetLoader
 from .splits import SourceData
@@ -38,8 +38,14 @@ TRAIN_FILE = "Sleep_TRAIN.ts"
 TEST_FILE = "Sleep_TEST.ts"
 SERIES_LENGTH = 178
 N_CLASSES = 5
+#: byte size of Sleep.zip, checked before extraction when known (not pinned yet, like its hash)
+ARCHIVE_BYTES: int | None = None
 #: train + test series in the archive: the paper's 398,370 training + 170,730 test samples after its 70/30 split.
 EXPECTED_TOTAL = 569_100
+#: series in Sleep_TRAIN.ts / Sleep_TEST.ts, checked (at download and on load) when known. Not pinned: DATA.md
+#: gives only the total above; pin them from a verified copy (its manifest.json records ``n_series``).
+EXPECTED_TRAIN: int | None = None
+EXPECTED_TEST: int | None = None
 _CACHE_FORMAT = 1
 _CHUNK_LINES = 20_000
 
@@ -149,7 +155,8 @@ def _check_sleep(ts: TsData, path: Path, expected_total: int | None = None) -> N
 
 
 def _read_cached(path: Path, cache_dir: Path) -> TsData:
-    """``read_ts`` with an ``.npz`` cache keyed by the file's size and mtime (parsing 500 MB of text is slow)."""
+    """``read_ts`` with an ``.npz`` cache keyed by the file's ``fingerprint`` (size, mtime, ctime, inode): parsing
+    500 MB of text is slow."""
     cache_path = cache_dir / f"{path.stem}.npz"
     source = fingerprint(path)
     cached = load_npz(cache_path)
@@ -197,30 +204,46 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"split": split, "test_fraction": float(fraction), "split_seed": int(seed)}
 
 
-def _verify_against_manifest(folder: Path) -> None:
+def _expected_counts() -> dict[str, int | None]:
+    return {TRAIN_FILE: EXPECTED_TRAIN, TEST_FILE: EXPECTED_TEST}
+
+
+def _manifest_problems(folder: Path) -> dict[str, str]:
+    """File name → why it fails its entry in ``manifest.json`` (missing, size, sha256); ``{}`` when all pass or
+    there is no manifest (files copied in by hand are then checked by content only)."""
     manifest = read_json(folder / "manifest.json")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         logger.info("%s has no download manifest; checking the .ts content (shape, classes) only", folder)
-        return
+        return {}
+    problems = {}
     for fname in (TRAIN_FILE, TEST_FILE):
-        entry = manifest["files"].get(fname, {})
-        if "sha256" in entry:
+        entry = manifest["files"].get(fname)
+        if isinstance(entry, dict) and "sha256" in entry:
             reason = check_file(folder / fname, entry["sha256"], entry.get("size"))
             if reason is not None:
-                raise DataError(
-                    f"{folder / fname} does not match its download manifest ({reason}); delete it and fetch "
-                    f"again with: {fetch_command(NAME, folder.parent)}"
-                )
+                problems[fname] = reason
+    return problems
+
+
+def _verify_against_manifest(folder: Path) -> None:
+    problems = _manifest_problems(folder)
+    if problems:
+        fname, reason = next(iter(problems.items()))
+        raise DataError(
+            f"{folder / fname} does not match its download manifest ({reason}); delete it and fetch again with: "
+            f"{fetch_command(NAME, folder.parent)} (or pass download=True / --download, which replaces it)"
+        )
 
 
 def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     """Load ``<root>/sleep-ucr/Sleep_{TRAIN,TEST}.ts`` as ``(n, 178, 1)`` float32 sequences with 5 classes.
 
-    Values are the archive's, unscaled. With ``download`` the archive is fetched first if a file is missing.
+    Values are the archive's, unscaled. With ``download`` the archive is fetched first if a file is missing or
+    fails its download manifest (the failing file is deleted first).
     """
     folder = root / NAME
     paths = [folder / TRAIN_FILE, folder / TEST_FILE]
-    if download and not all(p.exists() for p in paths):
+    if download:
         fetch(root, None, options)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -231,7 +254,7 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     _verify_against_manifest(folder)
     train, test = (_read_cached(p, folder / "cache") for p in paths)
     for ts, p in ((train, paths[0]), (test, paths[1])):
-        _check_sleep(ts, p)
+        _check_sleep(ts, p, _expected_counts()[p.name])
     classes = train.class_labels or tuple(sorted(set(train.labels.tolist()) | set(test.labels.tolist())))
     if test.class_labels is not None and test.class_labels != classes:
         raise DataError(
@@ -283,17 +306,25 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
     """Download ``Sleep.zip``, extract the two ``.ts`` files into ``<root>/sleep-ucr/`` and verify them.
 
     The archive's hash is not pinned (``ARCHIVE_SHA256 is None``), so the content is verified instead: both files
-    parse, series are 178 steps × 1 dimension, 5 classes, and there are ``EXPECTED_TOTAL`` series in all. Nothing
-    is left at the final paths unless every check passed; the zip is deleted after extraction and its sha256 is
-    recorded in ``manifest.json``.
+    parse, series are 178 steps × 1 dimension, 5 classes, and there are ``EXPECTED_TOTAL`` series in all (and,
+    where known, ``ARCHIVE_BYTES`` bytes in the zip and ``EXPECTED_TRAIN`` / ``EXPECTED_TEST`` series per file).
+    Nothing is left at the final paths unless every check passed; the zip is deleted after extraction and its
+    sha256 is recorded in ``manifest.json``. Files already present that pass the manifest are kept; a file that
+    fails it (changed, truncated) is deleted and the archive fetched again.
     """
     import requests
 
     folder = root / NAME
     paths = [folder / TRAIN_FILE, folder / TEST_FILE]
     if all(p.exists() for p in paths):
-        _verify_against_manifest(folder)
-        return paths
+        problems = _manifest_problems(folder)
+        if not problems:
+            return paths
+        for fname, reason in problems.items():
+            logger.warning(
+                "%s fails its download manifest (%s); deleting it and fetching again", folder / fname, reason
+            )
+            (folder / fname).unlink(missing_ok=True)
     archive = folder / ARCHIVE_NAME
     mirrors = tuple(base_urls) if base_urls is not None else ARCHIVE_MIRRORS
     failures = []
@@ -318,6 +349,12 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
 
 
 def _extract_and_verify(archive: Path, folder: Path, url: str) -> list[Path]:
+    size = archive.stat().st_size
+    if ARCHIVE_BYTES is not None and size != ARCHIVE_BYTES:
+        raise DataError(
+            f"{archive} (from {url}) has {size} bytes, expected {ARCHIVE_BYTES}; incomplete or not the archive's "
+            "Sleep.zip (deleted)"
+        )
     archive_sha = sha256_of(archive)
     logger.info(
         "sha256 of %s: %s (pin it as cortexnet.data.sleep_ucr.ARCHIVE_SHA256)", archive.name, archive_sha
@@ -341,7 +378,7 @@ def _extract_and_verify(archive: Path, folder: Path, url: str) -> list[Path]:
             raise DataError(f"{archive} (from {url}) is not a readable zip archive: {exc}") from exc
         parsed = {fname: read_ts(tmp) for fname, tmp in staged.items()}
         for fname, ts in parsed.items():
-            _check_sleep(ts, staged[fname])
+            _check_sleep(ts, staged[fname], _expected_counts()[fname])
         total = sum(len(ts.labels) for ts in parsed.values())
         if total != EXPECTED_TOTAL:
             raise DataError(
@@ -355,6 +392,7 @@ def _extract_and_verify(archive: Path, folder: Path, url: str) -> list[Path]:
                 "n_series": len(parsed[fname].labels),
             }
             os.replace(tmp, folder / fname)
+            mark_verified(folder / fname, files[fname]["sha256"])  # load need not hash it again
         write_json(folder / "manifest.json", {"source": url, "archive_sha256": archive_sha, "files": files})
     finally:
         for tmp in staged.values():
