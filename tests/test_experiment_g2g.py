@@ -92,6 +92,11 @@ def test_sweep_only_trains_g2g_and_er(tmp_path):
             "divide the image height 8",
         ),  # found once the digits' geometry is known
         (["--image-channels", "3"], "do not divide"),
+        (["--p", "0.1"], "exceeds the intra-pathway probability --p 0.1"),
+        (
+            ["--p", "0.3", "--p-inter", "0.1", "--p-inter-sweep", "0.5"],
+            "p' = 0.5 (--p-inter / --p-inter-sweep)",
+        ),
     ],
 )
 def test_bad_values_exit_2_with_one_line_and_no_results(tmp_path, capsys, args, msg):
@@ -150,3 +155,50 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     resumed = json.loads((run / "summary.json").read_text())
     for a, b in zip(reference["table1"], resumed["table1"], strict=True):
         assert a["runs"][0]["test_acc_per_epoch"] == b["runs"][0]["test_acc_per_epoch"]
+        assert a["parameters"] == b["parameters"] and a["runs"][0]["parameters"] == b["runs"][0]["parameters"]
+
+
+def test_summary_reports_the_built_models_counts_per_seed_beside_the_budget(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [
+        *BASE,
+        "--no-exact-edges",
+        "--seeds",
+        "0",
+        "1",
+        "--models",
+        "g2g",
+        "fc_same_width",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(g2g.main, args) == 0
+    run = only_run(out)
+    rows = {r["model"]: r for r in json.loads((run / "summary.json").read_text())["table1"]}
+    g = rows["g2g"]
+    per_seed = []
+    for r in g["runs"]:
+        model, _ = model_from_checkpoint(
+            run / "members" / f"g2g-pinter0.15-seed{r['seed']}" / "checkpoint.pt"
+        )
+        assert r["parameters"] == model.parameter_counts()
+        per_seed.append(r["parameters"]["hidden_synapses"])
+    # Bernoulli masks: the counts differ by seed, the row gives their mean and SD; the budget is the expectation.
+    assert per_seed[0] != per_seed[1] and g["parameters"]["hidden_synapses"] == pytest.approx(
+        sum(per_seed) / 2
+    )
+    assert g["parameters_sd"]["hidden_synapses"] > 0 and g["parameters"]["hidden_synapses"] not in per_seed
+    assert isinstance(g["parameter_budget"]["hidden_synapses"], float)
+    assert g["parameter_budget"]["hidden_synapses"] != g["parameters"]["hidden_synapses"]
+    fc = rows["fc_same_width"]  # dense: identical in every seed, exact integers, SD 0
+    assert (
+        fc["parameters"]["hidden_synapses"]
+        == fc["parameter_budget"]["hidden_synapses"]
+        == 4 * 16 * 16 + 2 * 16 * 16
+    )
+    assert fc["parameters_sd"]["hidden_synapses"] == 0
+    printed = capsys.readouterr().out
+    sd = g["parameters_sd"]["hidden_synapses"]
+    assert (
+        f"{g['parameters']['hidden_synapses']:,.0f} ± {sd:,.0f}" in printed and "the built models" in printed
+    )

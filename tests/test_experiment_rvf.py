@@ -2,6 +2,8 @@
 error contract (exit status 2 before any work, no partial results), TOML configs, resume after a kill."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,6 +142,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     resumed = json.loads((run / "summary.json").read_text())
     for a, b in zip(reference["configurations"], resumed["configurations"], strict=True):
         assert a["runs"][0]["test_acc_per_epoch"] == b["runs"][0]["test_acc_per_epoch"]
+        assert a["runs"][0]["parameters"]["synapses"] == b["runs"][0]["parameters"]["synapses"]
     strip = lambda ms: [{k: v for k, v in m.items() if k != "elapsed_s"} for m in ms]  # noqa: E731
     assert strip(read_jsonl(run / "metrics.jsonl")) == strip(
         read_jsonl(only_run(tmp_path / "ref") / "metrics.jsonl")
@@ -148,3 +151,41 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
 
 def test_resume_of_a_non_run_folder_is_a_usage_error(tmp_path):
     assert run_cli(rvf.main, ["--resume", str(tmp_path)]) == 2
+
+
+def test_summary_and_table_report_the_built_models_counts_per_seed(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [*BASE, "--epochs", "1", "--densities", "0.3", "--seeds", "0", "1", "2", "--out", str(out)]
+    assert run_cli(rvf.main, args) == 0
+    run = only_run(out)
+    summary = json.loads((run / "summary.json").read_text())
+    printed = capsys.readouterr().out
+    assert "synapses (built)" in printed and "params (built)" in printed
+    for conf in summary["configurations"]:
+        per_seed = []
+        for r in conf["runs"]:
+            label = f"{conf['architecture']}-n40-p0.3-seed{r['seed']}"
+            model, _ = model_from_checkpoint(run / "members" / label / "checkpoint.pt")
+            assert r["parameters"]["synapses"] == model.describe()["synapses"]
+            per_seed.append(r["parameters"]["synapses"])
+        # Bernoulli masks: the counts differ by seed; the configuration reports their mean and SD.
+        assert len(set(per_seed)) > 1 and conf["parameters_sd"]["synapses"] > 0
+        assert conf["parameters"]["synapses"] == pytest.approx(sum(per_seed) / 3)
+        assert f"{conf['parameters']['synapses']:,.0f} ± {conf['parameters_sd']['synapses']:,.0f}" in printed
+    ff = next(c for c in summary["configurations"] if c["architecture"] == "feedforward")
+    model, _ = model_from_checkpoint(run / "members" / "feedforward-n40-p0.3-seed0" / "checkpoint.pt")
+    assert ff["runs"][0]["parameters"]["parameters"] == model.parameter_counts()["total"]
+    rec = next(c for c in summary["configurations"] if c["architecture"] == "recurrent")
+    # CortexRNN: W_in (40 x 8) + bias 40 + active synapses + readout (40 x 10 + 10).
+    r0 = rec["runs"][0]["parameters"]
+    assert r0["parameters"] == 40 * 8 + 40 + r0["synapses"] + 40 * 10 + 10
+
+
+def test_paper_figure_configs_use_the_papers_seed_counts():
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    seeds = {name: tomllib.loads((root / name).read_text())["seeds"] for name in (
+        "recurrent_vs_feedforward_fig3a.toml", "g2g_table1.toml", "g2g_fig4a.toml")}  # fmt: skip
+    assert len(seeds["recurrent_vs_feedforward_fig3a.toml"]) == 10  # "10 random initialisations"
+    assert len(seeds["g2g_table1.toml"]) == len(seeds["g2g_fig4a.toml"]) == 5  # "mean ... over five runs"
+    assert all(len(set(s)) == len(s) for s in seeds.values())

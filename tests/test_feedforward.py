@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cortexnet.analysis import hidden_activations
+from cortexnet.connectivity.g2g import group_assignment
 from cortexnet.data import chance_level, load_dataset
 from cortexnet.layers import apply_constraints
 from cortexnet.models import MODEL_CONFIGS, FeedForwardConfig, FeedForwardNet, build_model
@@ -68,6 +69,45 @@ def test_g2g_hidden_topology():
         FeedForwardConfig(n_nodes=64, n_steps=2, p=1.0, topology="g2g", exact_edges=True), 3, 2
     )
     assert model.connections.nnz == 32 * 32 // 8 + round(0.15 * 32 * 32 * 7 / 8)
+
+
+def test_g2g_topology_params_reach_the_generator():
+    cfg = FeedForwardConfig(
+        n_nodes=96, n_steps=2, p=0.5, topology="g2g", exact_edges=True,
+        topology_params={"p_inter": 0.05, "groups": 4, "grouping": "index"},
+    )  # fmt: skip
+    model = FeedForwardNet(cfg, 3, 2)
+    g = group_assignment(48, 4, "index")
+    intra = g[:, None] == g[None, :]
+    mask = model.connections.connectivity().to_dense()
+    assert int(mask[intra].sum()) == round(0.5 * 48 * 12) and int(mask[~intra].sum()) == round(0.05 * 48 * 36)
+    assert model.describe()["topology_params"] == {"p_inter": 0.05, "groups": 4, "grouping": "index"}
+    rebuilt = FeedForwardNet(FeedForwardConfig(**dataclasses.asdict(cfg)), 3, 2)  # a saved dict round trip
+    assert rebuilt.connections.connectivity().equals(model.connections.connectivity())
+
+
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        # p = 0.1 is the intra-pathway probability: the generator's default p' = 0.15 would exceed it.
+        (
+            {"topology": "g2g"},
+            r"p_inter = 0\.15 exceeds the intra-pathway probability p = 0\.1.*topology_params",
+        ),
+        ({"topology": "g2g", "topology_params": {"p": 0.5}}, r"must not repeat \['p'\]"),
+        ({"topology": "g2g", "topology_params": {"recurrent": True}}, "must not repeat"),
+        ({"topology": "er", "topology_params": {"groups": 4}}, r"takes no \['groups'\]"),
+    ],
+)
+def test_topology_params_errors(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        FeedForwardConfig(**kwargs).validate()
+
+
+def test_default_backend_is_auto_and_small_layers_stay_masked_dense():
+    assert FeedForwardConfig().backend == "auto"
+    model = FeedForwardNet(FeedForwardConfig(n_nodes=40, n_steps=2), 3, 2)  # 20 x 20 < 65,536 possible
+    assert model.connections.sparse.backend == "masked_dense"
 
 
 def test_dale_on_the_first_hidden_layer_holds_while_training():

@@ -8,6 +8,7 @@ import torch
 
 from cortexnet.connectivity import TOPOLOGIES, make_connectivity
 from cortexnet.connectivity.g2g import (
+    check_pathway_probabilities,
     g2g_edge_count,
     g2g_expected_density,
     group_assignment,
@@ -16,7 +17,14 @@ from cortexnet.connectivity.g2g import (
     resolve_groups,
 )
 from cortexnet.layers import RecurrentLayer, apply_constraints
-from cortexnet.models import CortexRNN, CortexRNNConfig
+from cortexnet.models import (
+    CortexRNN,
+    CortexRNNConfig,
+    FeedForwardConfig,
+    FeedForwardNet,
+    G2GNet,
+    G2GNetConfig,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -232,3 +240,49 @@ def test_cortex_rnn_builds_a_recurrent_g2g_cortex_by_topology_name():
     assert mask[same].all() and not conn.diagonal_present().any()
     assert int(mask[g[:, None] != g[None, :]].sum()) == math.floor(0.15 * 64 * 56 + 0.5)
     assert model(torch.rand(3, 8, 8)).shape == (3, 10)
+
+
+# -- p' <= p, square default, the paper's patch correspondence ----------------------------------------------
+def test_inter_denser_than_intra_is_rejected_naming_both_values():
+    with pytest.raises(ValueError, match=r"p_inter = 0\.15 exceeds the intra-pathway probability p = 0\.1"):
+        group_to_group(30, 20, generator=gen(), p=0.1, p_inter=0.15)
+    with pytest.raises(ValueError, match=r"lower p_inter or raise p"):
+        check_pathway_probabilities(0.5, 0.6)
+    # p' = p is accepted: Erdős–Rényi at density p, whatever the groups.
+    conn = group_to_group(40, 50, generator=gen(), p=0.3, p_inter=0.3, groups=5, exact=True)
+    assert conn.nnz == round(0.3 * 40 * 50)
+
+
+def test_square_default_is_recurrent_and_every_feed_forward_caller_passes_recurrent_false():
+    # The documented default: a square matrix without recurrent= is one node set (as "er"; CortexRNN relies on it).
+    kw = {"p": 1.0, "p_inter": 0.0, "groups": 4}
+    default = make_connectivity("g2g", 32, 32, generator=gen(), **kw)
+    assert default.equals(make_connectivity("g2g", 32, 32, generator=gen(), recurrent=True, **kw))
+    assert "recurrent=False" in group_to_group.__doc__ and "MUST" in group_to_group.__doc__
+    # Square feed-forward layers of the models get the mixer's alternation, not the recurrent default.
+    ff = FeedForwardNet(
+        FeedForwardConfig(n_nodes=64, n_steps=2, p=1.0, topology="g2g", topology_params={"p_inter": 0.0}),
+        3,
+        2,
+    )
+    expected = make_connectivity("g2g", 32, 32, generator=gen(), p=1.0, p_inter=0.0, recurrent=False)
+    assert ff.connections.connectivity().equals(expected)
+    assert ff.connections.connectivity().diagonal_present().any()  # two layers: (i, i) is a real pair
+    net = G2GNet(G2GNetConfig(image_channels=1, image_height=8, image_width=8, patch_channels=4,
+                              hidden=(64, 64), p_inter=0.0, groups=4), 8, 10)  # fmt: skip
+    g_in = torch.arange(64) % 4  # hidden 1: interleaved (layer 1); hidden 2: index (layer 2)
+    g_out = torch.arange(64) // 16
+    assert torch.equal(net.layers[1].connectivity().to_dense(), g_out[:, None] == g_in[None, :])
+
+
+def test_each_first_hidden_group_corresponds_to_two_input_patches_at_the_papers_defaults():
+    import cortexnet.connectivity.g2g as g2g_module
+
+    assert "each group in the first hidden layer corresponds to two input patches" in g2g_module.__doc__
+    cfg = G2GNetConfig(p_inter=0.0, hidden=(64,))  # 16 patches x 32 channels, G = 8, mixer; p' = 0 isolates p
+    m0 = G2GNet(cfg, 3 * 32, 10).layers[0].connectivity().to_dense()  # (64, 512)
+    patch_of_feature = torch.arange(512) // 32  # patch-major embedding
+    for k in range(8):
+        rows = m0[torch.arange(64) % 8 == k]  # group k of the first hidden layer (interleaved)
+        patches = patch_of_feature[rows.any(0)].unique().tolist()
+        assert patches == [2 * k, 2 * k + 1] and bool(rows[:, patch_of_feature // 2 == k].all())

@@ -156,6 +156,7 @@ def test_er_with_a_given_density_and_bernoulli_counts():
         ({"grouping": "blocks"}, "grouping must be one of"),
         ({"connectivity": "dense"}, "connectivity must be one of"),
         ({"p_inter": 1.5}, r"p_inter must be in \[0, 1\]"),
+        ({"p": 0.1}, r"p_inter = 0\.15 exceeds the intra-pathway probability p = 0\.1"),
         ({"er_density": 0.0}, "er_density"),
         ({"init": "zeros"}, "init must be one of"),
     ],
@@ -205,3 +206,11 @@ def test_hidden_is_what_the_readout_sees_for_the_representation_analyses():
     torch.testing.assert_close(acts.values, h.detach())
     with pytest.raises(ValueError, match="no time steps"):
         model.hidden(x, all_steps=True)
+
+
+def test_p_inter_equal_to_p_is_allowed_and_the_default_backend_is_auto():
+    cfg = G2GNetConfig(**SMALL, p=0.4, p_inter=0.4).validate()  # Erdős–Rényi at density 0.4
+    assert g2gnet_parameter_budget(cfg, 10)["density"] == pytest.approx(0.4, abs=1e-3)
+    assert G2GNetConfig().backend == "auto"
+    model = G2GNet(G2GNetConfig(**SMALL), 8, 10)  # 64 x 128 and 64 x 64 matrices: small, masked dense
+    assert {layer.sparse.backend for layer in model.layers} == {"masked_dense"}

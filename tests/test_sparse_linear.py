@@ -162,3 +162,15 @@ def test_constructor_errors(kwargs, msg):
 def test_forward_rejects_wrong_feature_count():
     with pytest.raises(ValueError, match="expected 40"):
         SparseLinear(conn(), generator=gen())(torch.randn(2, 41))
+
+
+def test_default_backend_is_auto_masked_dense_when_small_csr_when_large_and_sparse():
+    from cortexnet.layers import RecurrentLayer
+    from cortexnet.models import CortexRNNConfig
+
+    assert CortexRNNConfig().backend == "auto"
+    assert SparseLinear(conn(), generator=gen()).sparse.backend == "masked_dense"  # 30 x 40 possible
+    big = SparseLinear(conn(400, 400, p=0.01), generator=gen())  # 160,000 possible, 1 % dense
+    assert big.sparse.backend == "csr"
+    rec = RecurrentLayer(3, conn(400, 400, p=0.01), generator=gen())
+    assert rec.rec.backend == "csr"

@@ -14,12 +14,28 @@ Grouping strategies (paper §III-B, Fig. 3), for a layer of n neurons numbered l
 * ``"interleaved"``: group(l) = l mod G;
 * ``"random"``: a uniformly random balanced assignment (the index assignment, randomly permuted);
 * ``"mixer"`` (the paper's proposal): ``"index"`` in even-numbered layers, ``"interleaved"`` in odd ones. Layer
-  numbers count from 0 = the input of the first G2G matrix (in G2GNet: the concatenated patch embeddings, whose
-  index groups are then whole patches, as the paper states: "each group ... corresponds to two input patches").
+  numbers count from 0 = the input of the first G2G matrix (in G2GNet: the concatenated patch embeddings).
+
+The paper (§IV-A): "The input image is divided into 16 patches, and a convolutional layer with 32 output channels
+is applied to each patch independently. The resulting patch embeddings are concatenated and passed through the
+G2GNet. Given this configuration, each group in the first hidden layer corresponds to two input patches." The
+code realises it as follows: :class:`cortexnet.layers.PatchEmbedding` is patch-major (feature
+``patch · 32 + channel``), so with mixer grouping the embedding (layer 0, ``"index"``) has G = 8 consecutive
+groups of 512 / 8 = 64 features = two whole patches each (group k: patches 2k and 2k + 1); the intra-pathway
+(p = 1) block of the first G2G matrix joins embedding group k to group k of the first hidden layer (layer 1,
+``"interleaved"``: neurons l with l mod 8 = k), which therefore corresponds to those two patches.
+
+The definition needs p' < p (intra-pathway denser than inter-pathway; the paper: p' << p): ``p_inter > p`` is
+rejected. ``p_inter == p`` is allowed: it is an Erdős–Rényi matrix of density p (the groups then make no
+difference), a useful end point of a p' sweep (p = p' = 1 is dense).
 
 Besides the paper's feed-forward layers (any shapes, N_i != N_{i+1} included), the same generator builds a
 *recurrent* group-to-group matrix: one grouping of one node set used for both pre- and postsynaptic sides,
-without self-connections by default (as ``"er"``).
+without self-connections by default (as ``"er"``). **A square matrix is recurrent unless ``recurrent=False`` is
+passed** (the registry's convention, shared with ``"er"``: a square matrix is one node set, which is how
+:class:`cortexnet.models.CortexRNN` calls every generator); a square *feed-forward* layer must pass
+``recurrent=False`` (as :class:`~cortexnet.models.FeedForwardNet` and :class:`~cortexnet.models.G2GNet` do),
+or it gets one grouping on both sides (no mixer alternation) and, without ``self_connections``, no diagonal.
 """
 
 from __future__ import annotations
@@ -127,6 +143,16 @@ def pathway_pair_counts(
     return intra, inter
 
 
+def check_pathway_probabilities(p: float, p_inter: float) -> None:
+    """Raise ``ValueError`` unless p' <= p: the G2G definition connects same-group pairs more densely than pairs
+    of different groups (paper: p' << p). p' = p is accepted (Erdős–Rényi at density p)."""
+    if p_inter > p:
+        raise ValueError(
+            f"inter-pathway probability p_inter = {p_inter} exceeds the intra-pathway probability p = {p}; "
+            f"G2G needs p_inter <= p (intra-pathway denser): lower p_inter or raise p (paper: p = 1, p' = 0.15)"
+        )
+
+
 def g2g_expected_density(p: float, p_inter: float, groups: int) -> float:
     """The paper's active fraction p / G + p' (G - 1) / G (exact for G equal-sized groups on both sides)."""
     if groups < 1:
@@ -175,7 +201,8 @@ def group_to_group(
         n_out, n_in: matrix shape (rows = postsynaptic layer i+1, columns = presynaptic layer i); any sizes.
         generator: explicit CPU ``torch.Generator``; same state → bit-identical mask.
         p: intra-pathway probability in [0, 1] (paper default 1).
-        p_inter: inter-pathway probability p' in [0, 1] (paper default 0.15; Fig. 4A sweeps it).
+        p_inter: inter-pathway probability p' in [0, p] (paper default 0.15; Fig. 4A sweeps it). p' > p is
+            rejected (the G2G definition has intra denser than inter); p' = p is Erdős–Rényi at density p.
         groups: G per layer (paper default 8); ignored when both ``out_groups`` and ``in_groups`` are given.
         grouping: ``"index"``, ``"interleaved"``, ``"random"`` or ``"mixer"`` (paper default, see module doc).
         layer: number of the presynaptic layer (mixer parity); the postsynaptic layer is ``layer + 1``.
@@ -183,8 +210,10 @@ def group_to_group(
             ``grouping`` (a model building several matrices passes each layer's one assignment to both matrices
             that touch it, which "random" grouping needs). Ids need not be balanced; equal ids mean "same group".
         recurrent: the matrix connects one node set to itself: one grouping on both sides, and no self-connections
-            unless ``self_connections``. Default None: True exactly for square matrices (as ``"er"`` treats
-            square matrices); pass False for a square feed-forward layer.
+            unless ``self_connections``. Default None means **True for every square matrix** (as ``"er"`` treats
+            square matrices, and as :class:`~cortexnet.models.CortexRNN` relies on) and False otherwise. A
+            square feed-forward layer (N_i = N_{i+1}) MUST pass ``recurrent=False``: the default would give it
+            one grouping on both sides instead of the mixer's alternation (and drop the diagonal).
         self_connections: allow the diagonal of a recurrent matrix (default False, as ``"er"``).
         exact: False (default) draws every pair independently (Bernoulli, the paper's model). True places exactly
             round(p · intra) intra-pathway and round(p' · inter) inter-pathway edges, each set uniform among the
@@ -200,6 +229,7 @@ def group_to_group(
         raise ValueError(f"intra-pathway probability p must be in [0, 1], got {p}")
     if not 0.0 <= p_inter <= 1.0:
         raise ValueError(f"inter-pathway probability p_inter must be in [0, 1], got {p_inter}")
+    check_pathway_probabilities(p, p_inter)
     if generator is None:
         raise ValueError(
             "group_to_group needs an explicit torch.Generator (generator=torch.Generator().manual_seed(s))"

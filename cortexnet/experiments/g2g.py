@@ -11,6 +11,9 @@ edge-matched ER at every value (Fig. 4A)::
 
 Writes ``runs/g2g/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json (parameter counts beside
 Table I's), accuracy.png, sweep.png (with a sweep) and one checkpoint per member; ``--resume <folder>`` continues.
+The summary's ``parameters`` are the built models' :meth:`G2GNet.parameter_counts` (per seed in every run; mean
+and ``parameters_sd`` per row: with ``--no-exact-edges`` the masks' counts differ by seed), ``parameter_budget``
+the same counts computed from the configuration (expectations for Bernoulli masks).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cortexnet.experiments.common import (
     run_cli,
     train_members,
 )
+from cortexnet.experiments.recurrent_vs_feedforward import RecordCounts, summarize_counts
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import G2GNetConfig
 from cortexnet.models.g2gnet import g2gnet_parameter_budget, image_geometry_from_rows, matched_fc_width
@@ -120,6 +124,11 @@ class G2GExperimentConfig(RunOptions):
         for q in (self.p_inter, *self.p_inter_sweep):
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"inter-pathway probability p' must be in [0, 1], got {q}")
+            if 0.0 <= self.p <= 1.0 and q > self.p:
+                raise ValueError(
+                    f"inter-pathway probability p' = {q} (--p-inter / --p-inter-sweep) exceeds the intra-pathway "
+                    f"probability --p {self.p}; G2G needs p' <= p: lower p' or raise --p"
+                )
         if len(set(self.p_inter_sweep)) != len(self.p_inter_sweep):
             raise ValueError(f"--p-inter-sweep values must be distinct, got {list(self.p_inter_sweep)}")
         if self.image_channels is not None and self.image_channels < 1:
@@ -212,19 +221,26 @@ def main(argv: list[str] | None = None) -> int:
             model_name="g2gnet",
             model_config=model_config,
             seed=seed,
+            callbacks=(RecordCounts(lambda model: model.parameter_counts()),),
         )
         for (kind, q, seed), model_config in specs.items()
     ]
-    groups = train_members(config, folder, splits, dataset_spec, members).groups
+    results = train_members(config, folder, splits, dataset_spec, members)
+    for m in members:
+        results.runs[m.label]["parameters"] = m.callbacks[0].result(m, splits)
+    groups = results.groups
 
     def row(kind: str, q: float) -> dict[str, Any]:
         model_config = specs[(kind, q, config.seeds[0])]
         runs = groups[(kind, q)]
+        mean, sd = summarize_counts([r["parameters"] for r in runs])
         return {
             "model": kind,
             "p_inter": q,
             "hidden": list(model_config.hidden),
-            "parameters": g2gnet_parameter_budget(model_config, splits.n_classes),
+            "parameters": mean,
+            "parameters_sd": sd,
+            "parameter_budget": g2gnet_parameter_budget(model_config, splits.n_classes),
             "runs": runs,
             "aggregate": aggregate_runs(runs),
         }
@@ -293,7 +309,7 @@ def _plots(folder: RunFolder, config: G2GExperimentConfig, groups: dict, chance:
 def _print_tables(summary: dict, config: G2GExperimentConfig) -> None:
     if summary["table1"]:
         head = (
-            f"{'model':>15} {'hidden':>16} {'hidden wts':>11} {'total params':>12} {'final (%)':>14} "
+            f"{'model':>15} {'hidden':>16} {'hidden wts':>17} {'total params':>12} {'final (%)':>14} "
             f"{'best (%)':>14} {'paper (%)':>9} {'paper params':>12}"
         )
         print(head)
@@ -303,12 +319,19 @@ def _print_tables(summary: dict, config: G2GExperimentConfig) -> None:
             final, best = agg["final_test_acc"], agg["best_test_acc"]
             paper = "n/a" if r["paper_accuracy"] is None else f"{r['paper_accuracy']:g}"
             hidden = "x".join(str(h) for h in r["hidden"])
+            wts = f"{r['parameters']['hidden_synapses']:,.0f}"
+            if r["parameters_sd"]["hidden_synapses"]:
+                wts += f" ± {r['parameters_sd']['hidden_synapses']:,.0f}"
             print(
-                f"{r['model']:>15} {hidden:>16} {r['parameters']['hidden_synapses']:>11.0f} "
-                f"{r['parameters']['total']:>12.0f} {MeanSD(final['mean'], final['sd'], final['n']).format(100):>14} "
+                f"{r['model']:>15} {hidden:>16} {wts:>17} {r['parameters']['total']:>12,.0f} "
+                f"{MeanSD(final['mean'], final['sd'], final['n']).format(100):>14} "
                 f"{MeanSD(best['mean'], best['sd'], best['n']).format(100):>14} {paper:>9} "
                 f"{PAPER['table1_parameters'][r['model']]:>12,}"
             )
+        print(
+            "(hidden wts / total params: the built models, mean over seeds (± SD when the masks differ); "
+            "paper params: Table I, hidden weights of three 1024 x 1024 matrices only)"
+        )
         if config.dataset not in PAPER["table1_accuracy"]:
             print(
                 f"(the paper reports no {config.dataset} numbers: Table I covers fashion-mnist, cifar10, cifar100)"

@@ -9,15 +9,20 @@ epoch and the sparse − dense difference per architecture::
     python -m cortexnet.experiments.recurrent_vs_feedforward --dataset digits --nodes 200 --epochs 3  # minutes, CPU
 
 Writes ``runs/recurrent_vs_feedforward/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json,
-accuracy.png and one checkpoint per member; ``--resume <that folder>`` continues an interrupted run.
+accuracy.png and one checkpoint per member; ``--resume <that folder>`` continues an interrupted run. The summary's
+synapse and parameter counts are those of the built models (per seed in each run, mean ± SD per configuration:
+Bernoulli masks differ from seed to seed), beside the expected synapse count p · possible pairs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from torch import nn
 
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
 from cortexnet.data import chance_level
@@ -30,9 +35,10 @@ from cortexnet.experiments.common import (
     run_cli,
     train_members,
 )
-from cortexnet.models import CortexRNNConfig, FeedForwardConfig
+from cortexnet.models import CortexRNNConfig, FeedForwardConfig, build_model
 from cortexnet.models.feedforward import FF_HIDDEN_INITS
-from cortexnet.sparse import ACTIVATIONS
+from cortexnet.sparse import ACTIVATIONS, SparseWeight
+from cortexnet.training import Callback
 from cortexnet.training.runs import RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
@@ -134,6 +140,67 @@ def expected_synapses(architecture: str, nodes: int, p: float) -> float:
     return p * (nodes - n2) * n2
 
 
+def built_counts(model: nn.Module) -> dict[str, int]:
+    """Counts of a built model: ``synapses`` (active weights of its sparse matrices), ``parameters`` (every
+    trainable value that exists: dense parameters plus active sparse weights, masked-off positions excluded)
+    and ``stored`` (what its parameters allocate, backend-dependent)."""
+    sparse = [m for m in model.modules() if isinstance(m, SparseWeight)]
+    synapses = sum(m.nnz for m in sparse)
+    stored = sum(p.numel() for p in model.parameters())
+    sparse_stored = sum(p.numel() for m in sparse for p in m.parameters())
+    return {"synapses": synapses, "parameters": stored - sparse_stored + synapses, "stored": stored}
+
+
+class RecordCounts(Callback):
+    """Records ``count(model)`` of the member's built model when training begins (kept in its checkpoint)."""
+
+    def __init__(self, count: Callable[[nn.Module], dict[str, Any]]) -> None:
+        self.count = count
+        self.counts: dict[str, Any] | None = None
+
+    def on_train_begin(self, model: nn.Module, state: Any) -> None:
+        self.counts = self.count(model)
+
+    def state_dict(self) -> dict:
+        return {"counts": self.counts}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts = state.get("counts")
+
+    def result(self, member: Member, splits: Any) -> dict[str, Any]:
+        """The recorded counts; a member finished before a resume (not trained again) is rebuilt from its
+        configuration (same seeds, same masks) and counted."""
+        if self.counts is None:
+            self.counts = self.count(
+                build_model(member.model_name, member.model_config, splits.n_inputs, splits.n_classes)
+            )
+        return self.counts
+
+
+def summarize_counts(counts: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(mean, sd)`` over seeds of count dicts (numbers, and lists of numbers element by element); a count
+    equal in every seed stays that exact value (its SD is 0). Non-numeric entries are left out."""
+    mean: dict[str, Any] = {}
+    sd: dict[str, Any] = {}
+    for key, first in counts[0].items():
+        vals = [c[key] for c in counts]
+        if isinstance(first, bool) or not isinstance(first, (int, float, list)):
+            continue
+        if isinstance(first, list):
+            cols = [MeanSD.of(col) for col in zip(*vals, strict=True)]
+            same = all(v == first for v in vals)
+            mean[key], sd[key] = (first if same else [m.mean for m in cols]), [m.sd for m in cols]
+        else:
+            m = MeanSD.of(vals)
+            mean[key], sd[key] = (first if all(v == first for v in vals) else m.mean), m.sd
+    return mean, sd
+
+
+def _count_fields(runs: list[dict]) -> dict[str, dict[str, Any]]:
+    mean, sd = summarize_counts([r["parameters"] for r in runs])
+    return {"parameters": mean, "parameters_sd": sd}
+
+
 def _label(architecture: str, nodes: int, p: float, seed: int) -> str:
     return f"{architecture}-n{nodes}-p{p:g}-seed{seed}"
 
@@ -152,13 +219,17 @@ def main(argv: list[str] | None = None) -> int:
             model_name=MODEL_NAMES[arch],
             model_config=config.model_config(arch, nodes, p, seed, n_steps=splits.n_steps),
             seed=seed,
+            callbacks=(RecordCounts(built_counts),),
         )
         for nodes in config.nodes
         for arch in config.architectures
         for p in config.densities
         for seed in config.seeds
     ]
-    groups = train_members(config, folder, splits, dataset_spec, members).groups
+    results = train_members(config, folder, splits, dataset_spec, members)
+    for m in members:
+        results.runs[m.label]["parameters"] = m.callbacks[0].result(m, splits)
+    groups = results.groups
     chance = chance_level(splits)
     summary = {
         "experiment": EXPERIMENT,
@@ -171,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 "layer_sizes": [nodes] if arch == "recurrent" else [nodes - nodes // 2, nodes // 2],
                 "density": p,
                 "expected_synapses": expected_synapses(arch, nodes, p),
+                **_count_fields(runs),
                 "runs": runs,
                 "aggregate": aggregate_runs(runs),
             }
@@ -223,16 +295,23 @@ def _sparse_minus_dense(groups: dict[tuple[str, int, float], list[dict]]) -> lis
 
 
 def _print_table(summary: dict) -> None:
-    head = f"{'architecture':>12} {'N':>7} {'p':>6} {'seeds':>5} {'synapses':>12} {'acc@1 (%)':>14} {'best (%)':>14}"
+    head = (
+        f"{'architecture':>12} {'N':>7} {'p':>6} {'seeds':>5} {'synapses (built)':>21} {'expected':>10} "
+        f"{'params (built)':>14} {'acc@1 (%)':>14} {'best (%)':>14}"
+    )
     print(head)
     print("-" * len(head))
     for c in summary["configurations"]:
         best = c["aggregate"]["best_test_acc"]
+        syn = f"{c['parameters']['synapses']:,.0f} ± {c['parameters_sd']['synapses']:,.0f}"
         print(
             f"{c['architecture']:>12} {c['nodes']:>7} {c['density']:>6g} {c['aggregate']['n_seeds']:>5} "
-            f"{c['expected_synapses']:>12.0f} {_acc_at_epoch_1(c['runs']).format(100):>14} "
-            f"{MeanSD(best['mean'], best['sd'], best['n']).format(100):>14}"
+            f"{syn:>21} {c['expected_synapses']:>10,.0f} {c['parameters']['parameters']:>14,.0f} "
+            f"{_acc_at_epoch_1(c['runs']).format(100):>14} {MeanSD(best['mean'], best['sd'], best['n']).format(100):>14}"
         )
+    print(
+        "(synapses / params: the built models, mean ± SD over seeds; params = every trainable value that exists)"
+    )
     if summary["sparse_minus_dense"]:
         print("\nsparse - dense (percentage points of mean test accuracy):")
         for d in summary["sparse_minus_dense"]:

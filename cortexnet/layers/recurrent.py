@@ -36,7 +36,9 @@ class RecurrentLayer(nn.Module):
         inhibitory_scale: multiplier of inhibitory initial magnitudes (Dale only), > 0.
         init_connectivity: synapses given non-zero initial weights (default: ``connectivity``). The paper's
             "sparse-to-dense" variant passes a sparse set here and a full ``connectivity``.
-        backend: sparse-weight backend name (``"masked_dense"``; more in :mod:`cortexnet.sparse`).
+        backend: sparse-weight backend name (default ``"auto"``: masked dense below 65,536 possible synapses,
+            otherwise by size, density and :func:`cortexnet.sparse.backend_hints`; ``"masked_dense"``, ``"csr"``,
+            more in :mod:`cortexnet.sparse`).
         generator: explicit CPU generator for the weight initialisation.
     """
 
@@ -50,7 +52,7 @@ class RecurrentLayer(nn.Module):
         dale_mode: DaleMode = "clip",
         inhibitory_scale: float = 1.0,
         init_connectivity: Connectivity | None = None,
-        backend: str = "masked_dense",
+        backend: str = "auto",
         generator: torch.Generator,
     ) -> None:
         super().__init__()

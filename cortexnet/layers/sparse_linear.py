@@ -47,7 +47,8 @@ class SparseLinear(nn.Module):
         dale_mode: ``"clip"`` (paper) or ``"abs"`` (|W|·sign), used only with ``inhibitory``.
         init: one of :data:`SPARSE_LINEAR_INITS`.
         init_scale: half-width of the ``"uniform"`` initialisation, > 0.
-        backend: sparse-weight backend name (``"masked_dense"``, ``"csr"``, ``"auto"``, ...).
+        backend: sparse-weight backend name (default ``"auto"``: masked dense below 65,536 possible synapses,
+            otherwise by size, density and :func:`cortexnet.sparse.backend_hints`; ``"masked_dense"``, ``"csr"``, ...).
         backend_options: extra keyword arguments for the backend (e.g. ``{"batch_hint": 100}`` for ``"auto"``).
         generator: explicit CPU generator for the initial values.
     """
@@ -61,7 +62,7 @@ class SparseLinear(nn.Module):
         dale_mode: DaleMode = "clip",
         init: SparseLinearInit = "dense_fan_in",
         init_scale: float = 1e-3,
-        backend: str = "masked_dense",
+        backend: str = "auto",
         backend_options: dict[str, Any] | None = None,
         generator: torch.Generator,
     ) -> None:

@@ -36,7 +36,8 @@ class CortexRNNConfig:
         topology_params: further keyword arguments of that generator, e.g. ``{"p_inter": 0.05, "groups": 8,
             "grouping": "random"}`` for "g2g". ``p``, ``self_connections`` and ``exact_edges`` above are passed
             to every generator that takes them.
-        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``).
+        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"`` (masked
+            dense below 65,536 possible synapses, otherwise by size, density and the runner's hints).
         connectivity_seed: seed of the mask and of the E/I assignment.
         weight_seed: seed of the weight initialisation (independent of the mask).
     """
@@ -53,7 +54,7 @@ class CortexRNNConfig:
     exact_edges: bool = False
     topology: str = "er"
     topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    backend: str = "masked_dense"
+    backend: str = "auto"
     connectivity_seed: int = 0
     weight_seed: int = 0
 

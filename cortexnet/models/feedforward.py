@@ -8,13 +8,17 @@ to a 1D vector) ... and for the Sleep-EDF dataset, the whole EEG sequence was pa
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import assign_inhibitory, make_connectivity
+from cortexnet.connectivity import TOPOLOGIES, assign_inhibitory, make_connectivity
+from cortexnet.connectivity.g2g import check_pathway_probabilities
 from cortexnet.layers import REC_INIT_SCALE, SparseLinear
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
@@ -23,6 +27,8 @@ from cortexnet.sparse import ACTIVATIONS, BACKENDS
 FF_HIDDEN_INITS: tuple[str, ...] = ("paper", "dense_fan_in", "sparse_fan_in")
 #: Topologies of the hidden-to-hidden weights (those taking ``p``, ``exact`` and ``self_connections``).
 FF_TOPOLOGIES: tuple[str, ...] = ("er", "g2g")
+#: Generator arguments the model sets itself (config fields, or fixed: the two layers are different nodes).
+_FF_FIXED_PARAMS: frozenset[str] = frozenset({"p", "exact", "self_connections", "recurrent", "generator"})
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,16 @@ class FeedForwardConfig:
         inhibitory_fraction: fraction of inhibitory first-layer nodes in [0, 1] (paper 0.115).
         dale_mode: "clip" (paper) or "abs".
         exact_edges: exactly round(p · N1 · N2) synapses instead of independent Bernoulli(p) draws (default).
-        topology: connectivity of the hidden-to-hidden weights: "er" (the paper) or "g2g" (group-to-group with
-            intra-pathway probability ``p`` and the generator's defaults p' = 0.15, G = 8, mixer grouping). Both
-            are called with ``self_connections=True``: the two layers are different nodes, so a square matrix
-            has no diagonal to exclude.
-        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``).
+        topology: connectivity of the hidden-to-hidden weights: "er" (the paper) or "g2g" (group-to-group:
+            ``p`` is the *intra-pathway* probability; p', G and the grouping come from ``topology_params``, else
+            the generator's defaults p' = 0.15, G = 8, mixer). Both are called with ``self_connections=True``
+            (the two layers are different nodes, so a square matrix has no diagonal to exclude) and "g2g" with
+            ``recurrent=False``.
+        topology_params: further keyword arguments of that generator, e.g. ``{"p_inter": 0.05, "groups": 4}``
+            for "g2g" (needs p_inter <= p: with p = 0.1 the default p' = 0.15 is rejected). Checked against the
+            generator's signature; must not repeat ``p``, ``exact``, ``self_connections`` or ``recurrent``.
+        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"``
+            (masked dense below 65,536 possible synapses, otherwise by size, density and the runner's hints).
         connectivity_seed: seed of the mask and of the E/I assignment.
         weight_seed: seed of the weight initialisation (independent of the mask).
     """
@@ -62,7 +73,8 @@ class FeedForwardConfig:
     dale_mode: str = "clip"
     exact_edges: bool = False
     topology: str = "er"
-    backend: str = "masked_dense"
+    topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    backend: str = "auto"
     connectivity_seed: int = 0
     weight_seed: int = 0
 
@@ -84,6 +96,27 @@ class FeedForwardConfig:
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
         if self.topology not in FF_TOPOLOGIES:
             raise ValueError(f"topology must be one of {FF_TOPOLOGIES}, got {self.topology!r}")
+        fixed = sorted(_FF_FIXED_PARAMS & set(self.topology_params))
+        if fixed:
+            raise ValueError(
+                f"topology_params must not repeat {fixed}: p and exact_edges are config fields, "
+                "self_connections=True and recurrent=False are fixed for two distinct layers"
+            )
+        accepted = inspect.signature(TOPOLOGIES.get(self.topology)).parameters
+        unknown = [k for k in self.topology_params if k not in accepted]
+        if unknown:
+            takes = [k for k in accepted if k not in _FF_FIXED_PARAMS]
+            raise ValueError(
+                f"topology {self.topology!r} takes no {unknown}; topology_params may set {takes}"
+            )
+        if self.topology == "g2g":
+            p_inter = self.topology_params.get("p_inter", accepted["p_inter"].default)
+            try:
+                check_pathway_probabilities(self.p, p_inter)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (FeedForwardConfig: set topology_params={{'p_inter': ...}})"
+                ) from None
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self
@@ -121,7 +154,7 @@ class FeedForwardNet(nn.Module):
         extra = {"recurrent": False} if config.topology == "g2g" else {}
         conn = make_connectivity(
             config.topology, n2, n1, generator=g_conn, p=config.p, exact=config.exact_edges,
-            self_connections=True, **extra,
+            self_connections=True, **extra, **config.topology_params,
         )  # fmt: skip
         inhibitory = (
             assign_inhibitory(n1, config.inhibitory_fraction, generator=g_conn) if config.dale else None

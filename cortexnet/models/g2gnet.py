@@ -32,7 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity, make_connectivity
-from cortexnet.connectivity.g2g import GROUPINGS, g2g_edge_count, group_assignment
+from cortexnet.connectivity.g2g import (
+    GROUPINGS,
+    check_pathway_probabilities,
+    g2g_edge_count,
+    group_assignment,
+)
 from cortexnet.layers import SPARSE_LINEAR_INITS, PatchEmbedding, SparseLinear, rows_to_images
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
@@ -79,7 +84,8 @@ class G2GNetConfig:
         activation: hidden activation, "relu" (paper) or "tanh".
         connectivity: hidden weight matrices: "g2g" (G2GNet), "er" (Erdős–Rényi), "full" (dense baselines).
         p: intra-pathway probability in [0, 1] (paper: 1).
-        p_inter: inter-pathway probability p' in [0, 1] (paper: 0.15; Fig. 4A sweeps it).
+        p_inter: inter-pathway probability p' in [0, p] (paper: 0.15; Fig. 4A sweeps it); p' > p is rejected (the
+            G2G definition: intra-pathway denser), p' = p is Erdős–Rényi at density p.
         groups: G per layer, in [1, narrowest layer] (paper: 8).
         grouping: "mixer" (paper), "index", "interleaved" or "random"; layer 0 is the embedding.
         er_density: "er" only — connection probability of every hidden matrix; None (default) matches the G2G
@@ -87,7 +93,9 @@ class G2GNetConfig:
         exact_edges: place exactly the rounded expected number of edges per pathway class (G2G) or per matrix
             (ER), so that G2G and matched ER have identical counts (default True); False: Bernoulli per pair.
         init: hidden-weight initialisation, one of :data:`cortexnet.layers.SPARSE_LINEAR_INITS`.
-        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``).
+        backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"``
+            (masked dense for small layers, < 65,536 possible synapses; otherwise decided from the size, density
+            and the training runner's batch-size / device hints, see :mod:`cortexnet.sparse.auto`).
         connectivity_seed: seed of the masks (and of random grouping).
         weight_seed: seed of every initial weight.
     """
@@ -107,7 +115,7 @@ class G2GNetConfig:
     er_density: float | None = None
     exact_edges: bool = True
     init: str = "dense_fan_in"
-    backend: str = "masked_dense"
+    backend: str = "auto"
     connectivity_seed: int = 0
     weight_seed: int = 0
 
@@ -149,6 +157,7 @@ class G2GNetConfig:
         for name in ("p", "p_inter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_pathway_probabilities(self.p, self.p_inter)
         if self.connectivity != "full" and not 1 <= self.groups <= min(self.widths):
             raise ValueError(
                 f"groups must be in [1, {min(self.widths)}] (the narrowest layer), got {self.groups}"
