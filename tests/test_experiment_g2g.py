@@ -14,7 +14,7 @@ from cortexnet.experiments import g2g
 from cortexnet.experiments.common import run_cli
 from cortexnet.io import read_jsonl
 from cortexnet.models import G2GNet
-from cortexnet.training import Callback, model_from_checkpoint
+from cortexnet.training import Callback, load_checkpoint, model_from_checkpoint
 
 TINY = ["--dataset", "digits", "--hidden", "16", "16", "16", "--patch-channels", "4", "--groups", "4"]
 BASE = [*TINY, "--epochs", "1", "--batch-size", "200", "--no-progress"]
@@ -118,8 +118,11 @@ def test_a_non_image_dataset_is_refused_before_any_work(tmp_path, capsys, monkey
 
 
 class Kill(Callback):
+    """A kill in epoch 2, after epoch 1's checkpoint was written (epoch-end hooks run before the checkpoint)."""
+
     def on_epoch_end(self, model, state):
-        raise KeyboardInterrupt("simulated kill")
+        if state.epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
@@ -150,6 +153,8 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
         run_cli(g2g.main, [*args, "--out", str(tmp_path / "killed")])
     monkeypatch.setattr(runs_mod, "train_member", real)
     run = only_run(tmp_path / "killed")
+    killed = run / "members" / calls[1] / "checkpoint.pt"
+    assert load_checkpoint(killed)["train_state"]["epoch"] == 1  # resume really continues from a checkpoint
     assert not (run / "summary.json").exists()
     assert run_cli(g2g.main, ["--resume", str(run), "--no-progress"]) == 0
     resumed = json.loads((run / "summary.json").read_text())

@@ -13,7 +13,7 @@ from cortexnet.experiments import recurrent_vs_feedforward as rvf
 from cortexnet.experiments.common import run_cli
 from cortexnet.io import read_jsonl
 from cortexnet.models import CortexRNN, FeedForwardNet
-from cortexnet.training import Callback, model_from_checkpoint
+from cortexnet.training import Callback, load_checkpoint, model_from_checkpoint
 
 BASE = ["--dataset", "digits", "--nodes", "40", "--epochs", "2", "--batch-size", "200", "--no-progress"]
 
@@ -114,8 +114,11 @@ def test_toml_config_and_command_line_override(tmp_path):
 
 
 class Kill(Callback):
+    """A kill in epoch 2, after epoch 1's checkpoint was written (epoch-end hooks run before the checkpoint)."""
+
     def on_epoch_end(self, model, state):
-        raise KeyboardInterrupt("simulated kill")
+        if state.epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
@@ -128,7 +131,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
 
     def killing(folder, label, **kw):
         calls.append(label)
-        if len(calls) == 2:  # the feed-forward member: killed after its first epoch's checkpoint
+        if len(calls) == 2:  # the feed-forward member: killed in epoch 2, after epoch 1's checkpoint
             kw["callbacks"] = [Kill()]
         return real(folder, label, **kw)
 
@@ -137,6 +140,8 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
         run_cli(rvf.main, [*args, "--out", str(tmp_path / "killed")])
     monkeypatch.setattr(runs_mod, "train_member", real)
     run = only_run(tmp_path / "killed")
+    killed = run / "members" / calls[1] / "checkpoint.pt"
+    assert load_checkpoint(killed)["train_state"]["epoch"] == 1  # resume really continues from a checkpoint
     assert not (run / "summary.json").exists()
     assert run_cli(rvf.main, ["--resume", str(run), "--no-progress"]) == 0
     resumed = json.loads((run / "summary.json").read_text())

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from cortexnet.training import TrainConfig
+from torch import nn
+
+from cortexnet.analysis import MeanSD
+from cortexnet.models import build_model
+from cortexnet.sparse import SparseWeight
+from cortexnet.training import Callback, TrainConfig
 
 if TYPE_CHECKING:
     from cortexnet.training.runs import RunFolder
@@ -464,3 +469,62 @@ def train_members(
         )  # fmt: skip
     folder.write_metrics(results.records)
     return results
+
+
+# Counts of the built models (parameters, synapses), recorded per member and summarised over seeds.
+
+
+def built_counts(model: nn.Module) -> dict[str, int]:
+    """Counts of a built model: ``synapses`` (active weights of its sparse matrices), ``parameters`` (every
+    trainable value that exists: dense parameters plus active sparse weights, masked-off positions excluded)
+    and ``stored`` (what its parameters allocate, backend-dependent)."""
+    sparse = [m for m in model.modules() if isinstance(m, SparseWeight)]
+    synapses = sum(m.nnz for m in sparse)
+    stored = sum(p.numel() for p in model.parameters())
+    sparse_stored = sum(p.numel() for m in sparse for p in m.parameters())
+    return {"synapses": synapses, "parameters": stored - sparse_stored + synapses, "stored": stored}
+
+
+class RecordCounts(Callback):
+    """Records ``count(model)`` of the member's built model when training begins (kept in its checkpoint)."""
+
+    def __init__(self, count: Callable[[nn.Module], dict[str, Any]]) -> None:
+        self.count = count
+        self.counts: dict[str, Any] | None = None
+
+    def on_train_begin(self, model: nn.Module, state: Any) -> None:
+        self.counts = self.count(model)
+
+    def state_dict(self) -> dict:
+        return {"counts": self.counts}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts = state.get("counts")
+
+    def result(self, member: Member, splits: Any) -> dict[str, Any]:
+        """The recorded counts; a member finished before a resume (not trained again) is rebuilt from its
+        configuration (same seeds, same masks) and counted."""
+        if self.counts is None:
+            self.counts = self.count(
+                build_model(member.model_name, member.model_config, splits.n_inputs, splits.n_classes)
+            )
+        return self.counts
+
+
+def summarize_counts(counts: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(mean, sd)`` over seeds of count dicts (numbers, and lists of numbers element by element); a count
+    equal in every seed stays that exact value (its SD is 0). Non-numeric entries are left out."""
+    mean: dict[str, Any] = {}
+    sd: dict[str, Any] = {}
+    for key, first in counts[0].items():
+        vals = [c[key] for c in counts]
+        if isinstance(first, bool) or not isinstance(first, (int, float, list)):
+            continue
+        if isinstance(first, list):
+            cols = [MeanSD.of(col) for col in zip(*vals, strict=True)]
+            same = all(v == first for v in vals)
+            mean[key], sd[key] = (first if same else [m.mean for m in cols]), [m.sd for m in cols]
+        else:
+            m = MeanSD.of(vals)
+            mean[key], sd[key] = (first if all(v == first for v in vals) else m.mean), m.sd
+    return mean, sd

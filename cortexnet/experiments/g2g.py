@@ -28,15 +28,16 @@ from cortexnet.connectivity.g2g import GROUPINGS
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     Member,
+    RecordCounts,
     RunOptions,
     UsageError,
     field,
     load_run_data,
     resolve_run_config,
     run_cli,
+    summarize_counts,
     train_members,
 )
-from cortexnet.experiments.recurrent_vs_feedforward import RecordCounts, summarize_counts
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import G2GNetConfig
 from cortexnet.models.g2gnet import g2gnet_parameter_budget, image_geometry_from_rows, matched_fc_width

@@ -18,27 +18,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-from torch import nn
 
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     Member,
+    RecordCounts,
     RunOptions,
+    built_counts,
     field,
     load_run_data,
     resolve_run_config,
     run_cli,
+    summarize_counts,
     train_members,
 )
-from cortexnet.models import CortexRNNConfig, FeedForwardConfig, build_model
+from cortexnet.models import CortexRNNConfig, FeedForwardConfig
 from cortexnet.models.feedforward import FF_HIDDEN_INITS
-from cortexnet.sparse import ACTIVATIONS, SparseWeight
-from cortexnet.training import Callback
+from cortexnet.sparse import ACTIVATIONS
 from cortexnet.training.runs import RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
@@ -138,62 +137,6 @@ def expected_synapses(architecture: str, nodes: int, p: float) -> float:
         return p * nodes * (nodes - 1)
     n2 = nodes // 2
     return p * (nodes - n2) * n2
-
-
-def built_counts(model: nn.Module) -> dict[str, int]:
-    """Counts of a built model: ``synapses`` (active weights of its sparse matrices), ``parameters`` (every
-    trainable value that exists: dense parameters plus active sparse weights, masked-off positions excluded)
-    and ``stored`` (what its parameters allocate, backend-dependent)."""
-    sparse = [m for m in model.modules() if isinstance(m, SparseWeight)]
-    synapses = sum(m.nnz for m in sparse)
-    stored = sum(p.numel() for p in model.parameters())
-    sparse_stored = sum(p.numel() for m in sparse for p in m.parameters())
-    return {"synapses": synapses, "parameters": stored - sparse_stored + synapses, "stored": stored}
-
-
-class RecordCounts(Callback):
-    """Records ``count(model)`` of the member's built model when training begins (kept in its checkpoint)."""
-
-    def __init__(self, count: Callable[[nn.Module], dict[str, Any]]) -> None:
-        self.count = count
-        self.counts: dict[str, Any] | None = None
-
-    def on_train_begin(self, model: nn.Module, state: Any) -> None:
-        self.counts = self.count(model)
-
-    def state_dict(self) -> dict:
-        return {"counts": self.counts}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.counts = state.get("counts")
-
-    def result(self, member: Member, splits: Any) -> dict[str, Any]:
-        """The recorded counts; a member finished before a resume (not trained again) is rebuilt from its
-        configuration (same seeds, same masks) and counted."""
-        if self.counts is None:
-            self.counts = self.count(
-                build_model(member.model_name, member.model_config, splits.n_inputs, splits.n_classes)
-            )
-        return self.counts
-
-
-def summarize_counts(counts: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(mean, sd)`` over seeds of count dicts (numbers, and lists of numbers element by element); a count
-    equal in every seed stays that exact value (its SD is 0). Non-numeric entries are left out."""
-    mean: dict[str, Any] = {}
-    sd: dict[str, Any] = {}
-    for key, first in counts[0].items():
-        vals = [c[key] for c in counts]
-        if isinstance(first, bool) or not isinstance(first, (int, float, list)):
-            continue
-        if isinstance(first, list):
-            cols = [MeanSD.of(col) for col in zip(*vals, strict=True)]
-            same = all(v == first for v in vals)
-            mean[key], sd[key] = (first if same else [m.mean for m in cols]), [m.sd for m in cols]
-        else:
-            m = MeanSD.of(vals)
-            mean[key], sd[key] = (first if all(v == first for v in vals) else m.mean), m.sd
-    return mean, sd
 
 
 def _count_fields(runs: list[dict]) -> dict[str, dict[str, Any]]:
