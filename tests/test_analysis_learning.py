@@ -49,4 +49,4 @@ def test_summaries_and_mean_sd():
     assert agg["learning_delay"]["mean"] == 0.5 and agg["learning_delay"]["never_learned"] == 0
     assert agg["test_acc_per_epoch"]["mean"][1] == pytest.approx(0.3)
     assert MeanSD.of([None]).format() == "n/a"
-    assert MeanSD.of([0.5]).format(100) == "50.0 ± 0.0"
+    assert MeanSD.of([0.5]).format(100) == "50.0 ± n/a" and MeanSD.of([0.5]).sd is None

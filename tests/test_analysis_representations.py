@@ -200,3 +200,129 @@ def test_delay_vs_size():
     assert out[100]["mean"] == 0.5 and out[100]["n"] == 2
     assert out[200]["never_learned"] == 1 and out[200]["mean"] is None
     assert math.isclose(out[100]["sd"], math.sqrt(0.5))
+
+
+def test_magnitudes_are_absolute_values_and_tanh_with_threshold_zero_warns(caplog):
+    h = torch.tensor([[-0.5, 0.2, 0.0], [0.9, -0.1, 0.3]])
+    s = activation_sparsity(h, activation="tanh")
+    assert sorted(s.magnitudes.tolist()) == pytest.approx([0.1, 0.2, 0.3, 0.5, 0.9])
+    assert s.notes and "tanh" in caplog.text
+    assert not activation_sparsity(h, activation="tanh", threshold=0.05).notes
+    assert not activation_sparsity(h.relu(), activation="relu").notes
+
+
+def test_per_population_says_when_a_population_is_empty():
+    h = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    s = activation_sparsity(h, inhibitory=torch.zeros(2, dtype=torch.bool))
+    assert s.per_population["excitatory"]["n_nodes"] == 2
+    inh = s.per_population["inhibitory"]
+    assert inh["n_nodes"] == 0 and inh["mean"] is None and "no inhibitory" in inh["note"]
+    with pytest.raises(ValueError, match="label the 2 nodes"):
+        activation_sparsity(h, inhibitory=torch.zeros(3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("fn", [pairwise_mutual_information, pairwise_correlations])
+def test_pairwise_input_checks(fn):
+    with pytest.raises(ValueError, match="all-steps"):
+        fn(torch.rand(10, 4, 6), n_pairs=3)
+    with pytest.raises(ValueError, match="n_pairs"):
+        fn(torch.rand(10, 6), n_pairs=0)
+    with pytest.raises(ValueError, match="at least 2 nodes"):
+        fn(torch.rand(10, 1), n_pairs=3)
+
+
+@pytest.mark.parametrize("fn", [pairwise_mutual_information, pairwise_correlations])
+def test_pairwise_never_converts_the_whole_matrix(fn, monkeypatch):
+    """Only the columns of sampled pairs are copied to float64 (chunked), never all n x N activations."""
+    h = torch.rand(50, 400, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    orig = torch.Tensor.double
+
+    def spy(self, *a, **k):
+        sizes.append(self.numel())
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "double", spy)
+    fn(h, n_pairs=30)
+    assert sizes and max(sizes) <= 50 * 30
+
+
+def test_pairwise_correlations_chunks_match_numpy(monkeypatch):
+    from cortexnet.analysis import representations as rep
+
+    h = torch.rand(40, 12, generator=torch.Generator().manual_seed(0)).double()
+    full = pairwise_correlations(h, n_pairs=66)
+    monkeypatch.setattr(rep, "PAIR_CHUNK_BYTES", 40 * 8 * 2 * 5)  # 5 pairs per chunk
+    chunked = pairwise_correlations(h, n_pairs=66)
+    assert np.array_equal(full.pairs, chunked.pairs)
+    np.testing.assert_allclose(chunked.values, full.values, rtol=0, atol=1e-12)
+    c = np.corrcoef(h.numpy(), rowvar=False)
+    np.testing.assert_allclose(full.values, c[full.pairs[:, 0], full.pairs[:, 1]], atol=1e-12)
+
+
+def test_mi_grouped_calls_equal_one_scikit_learn_call_per_pair():
+    """Batching pairs that share their first node into one mutual_info_regression call changes nothing: on
+    tie-free data every pair's value equals a separate call for that pair alone."""
+    from sklearn.feature_selection import mutual_info_regression
+
+    rng = np.random.default_rng(1)
+    h = torch.from_numpy(3 * rng.normal(size=(120, 1)) + rng.normal(size=(120, 12)))
+    res = pairwise_mutual_information(h, n_pairs=40, seed=3, n_jobs=1)
+    x = h.numpy()
+    for (i, j), v in zip(res.pairs, res.values, strict=True):
+        alone = mutual_info_regression(x[:, [j]], x[:, i], n_neighbors=3, random_state=0)[0]
+        assert v == pytest.approx(alone, abs=1e-9)
+    assert res.values.mean() > 0.3  # the shared component (r = 0.9) makes the nodes dependent
+
+
+def test_mi_pairs_are_uniform_and_n_jobs_does_not_change_results(monkeypatch):
+    from cortexnet.analysis import representations as rep
+
+    h = torch.rand(60, 40, generator=torch.Generator().manual_seed(0))
+    serial = pairwise_mutual_information(h, n_pairs=150, seed=4, n_jobs=1)
+    expected_pairs = rep._sample_pairs(40, 150, np.random.default_rng(4))
+    assert np.array_equal(serial.pairs, expected_pairs)  # batching does not change which pairs are drawn
+    monkeypatch.setattr(rep, "MI_PARALLEL_MIN_CALLS", 1)
+    parallel = pairwise_mutual_information(h, n_pairs=150, seed=4, n_jobs=2)
+    assert np.array_equal(serial.values, parallel.values)
+
+
+def test_dropout_mask_is_per_input_unscaled_and_at_rate_q():
+    from cortexnet.analysis import dropout_mask
+
+    g = torch.Generator().manual_seed(0)
+    m = dropout_mask((4000, 50), 0.3, g)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}  # survivors are kept as they are (no 1/(1-q))
+    assert (m == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    per_input = (m == 0).float().mean(dim=1)
+    assert per_input.std().item() == pytest.approx(np.sqrt(0.3 * 0.7 / 50), rel=0.1)  # independent per input
+    assert len({tuple(r) for r in m.int().tolist()}) > 3990  # not one mask shared by the batch
+    assert (m == 0).float().mean(dim=0).std().item() < 0.05  # nor by the nodes
+
+
+class _TwoNodes(torch.nn.Module):
+    """hidden(x) = [1, 1]; logits (h0 + h1, 1.5): class 0 wins only if both nodes survive (unscaled)."""
+
+    def __init__(self):
+        super().__init__()
+        self.readout = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            self.readout.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+            self.readout.bias.copy_(torch.tensor([0.0, 1.5]))
+
+    def hidden(self, x, all_steps=False):
+        return torch.ones(len(x), 2)
+
+    def forward(self, x):
+        return self.readout(self.hidden(x))
+
+
+def test_dropout_robustness_known_expectation():
+    """At q = 0.5 with masks drawn per input and node and no rescaling, P(both survive) = 0.25 per input: each
+    draw's accuracy over 2,000 inputs is 0.25 ± 0.01. Rescaling survivors would give 0.75, one mask per batch
+    0 or 1, one mask per input (all nodes together) 0.5."""
+    ds = TensorDataset(torch.zeros(2000, 1, 1), torch.zeros(2000, dtype=torch.long))
+    curve = dropout_robustness(_TwoNodes(), ds, qs=(0.0, 0.5), n_draws=8, batch_size=2000)
+    assert np.all(curve.accuracy[0] == 1.0)
+    assert np.all(np.abs(curve.accuracy[1] - 0.25) < 0.04)
+    assert curve.mean[1] == pytest.approx(0.25, abs=0.015)

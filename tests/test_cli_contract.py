@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import cortexnet.training.runs as runs_mod
+from cortexnet.analysis import aggregate_runs
 from cortexnet.experiments import dale
 from cortexnet.experiments.common import (
     RESUME_OVERRIDES,
@@ -299,10 +300,10 @@ def _run(acc):
 
 
 def test_single_seed_sd_is_na_not_zero(capsys):
-    one = dale._aggregate([_run([0.1, 0.5])])
+    one = aggregate_runs([_run([0.1, 0.5])])
     assert one["best_test_acc"]["sd"] is None and one["final_test_acc"]["sd"] is None
     assert one["learning_delay"]["sd"] is None and one["test_acc_per_epoch"]["sd"] == [None, None]
-    two = dale._aggregate([_run([0.1, 0.5]), _run([0.1, 0.7])])
+    two = aggregate_runs([_run([0.1, 0.5]), _run([0.1, 0.7])])
     assert two["best_test_acc"]["sd"] == pytest.approx(0.1414, abs=1e-4)
     summary = {"configurations": [
         {"density": 1.0, "inhibitory_fraction": 0.115, "runs": [_run([0.1, 0.5])], "aggregate": one},

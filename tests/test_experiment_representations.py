@@ -51,6 +51,11 @@ def test_probe_writes_every_figure_and_measure(trained, tmp_path, capsys):
         )
         assert net["model"]["n_nodes"] == 150 and net["epochs_trained"] == 1
         assert set(net["sparsity"]["per_population"]) == {"excitatory", "inhibitory"}
+        assert net["ei_identities"]["layer"] == "recurrent" and net["ei_identities"]["n_inhibitory"] > 0
+        # E/I balance both as trained and as initialised (rebuilt from the saved seeds), in one run.
+        bal = net["ei_balance"]
+        assert set(bal) == {"after_training", "at_init"}
+        assert bal["at_init"]["struct_exc_mean"] != bal["after_training"]["struct_exc_mean"]
     comp = summary["comparisons"][0]
     assert 0 <= comp["mutual_information_ks"]["pvalue"] <= 1
     assert "KS" not in capsys.readouterr().err
@@ -64,6 +69,119 @@ def test_probe_at_initialisation_rebuilds_the_initial_network(trained, tmp_path)
     net = json.loads((run / "summary.json").read_text())["networks"][0]
     assert net["label"].endswith("@init") and net["epochs_trained"] == 0
     assert set(net) >= {"correlations"} and "mutual_information" not in net
+
+
+def test_probe_ei_balance_at_init_matches_the_rebuilt_network(trained, tmp_path):
+    """--at-init reports only the initial balance; it equals the at_init part of a trained probe."""
+    a, _ = ckpts(trained)
+    common = ["--checkpoint", a, "--analyses", "ei_balance", "--max-samples", "50"]
+    assert run_cli(representations.main, [*common, "--at-init", "--out", str(tmp_path / "i")]) == 0
+    assert run_cli(representations.main, [*common, "--out", str(tmp_path / "t")]) == 0
+    at_init, trained_net = (
+        json.loads(next((tmp_path / d / "representations").iterdir()).joinpath("summary.json").read_text())[
+            "networks"
+        ][0]
+        for d in ("i", "t")
+    )
+    assert set(at_init["ei_balance"]) == {"at_init"}
+    assert at_init["ei_balance"]["at_init"] == trained_net["ei_balance"]["at_init"]
+
+
+def _rewrite(src: str, dst, edit) -> str:
+    from cortexnet.training import load_checkpoint
+    from cortexnet.training.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(src)
+    edit(ckpt["meta"])
+    save_checkpoint(dst, {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
+    return str(dst)
+
+
+def test_probe_loads_the_data_with_the_saved_dataset_options(trained, tmp_path, monkeypatch):
+    """A net trained with dataset options (e.g. sleep-edf seq_len=300) must be probed on the same data: the
+    saved options, n_per_class, val_fraction and split seed are all passed on, and are part of the cache key."""
+    from cortexnet.data import load_dataset
+
+    a, _ = ckpts(trained)
+
+    def spec(options, **kw):
+        def edit(meta):
+            meta["dataset"].update(options=options, n_per_class=7, val_fraction=0.2, seed=3, **kw)
+
+        return edit
+
+    x = _rewrite(a, tmp_path / "x.pt", spec({"seq_len": 300}))
+    y = _rewrite(a, tmp_path / "y.pt", spec({"seq_len": 300}))
+    z = _rewrite(a, tmp_path / "z.pt", spec({"seq_len": 30}))
+    calls = []
+
+    def recording(name, **kw):
+        calls.append((name, kw))
+        return load_dataset(name, root=kw["root"])  # digits takes no options: give it the real data
+
+    monkeypatch.setattr(representations, "load_dataset", recording)
+    args = ["--analyses", "sparsity", "--out", str(tmp_path / "o")]
+    for c in (x, y, z):
+        args += ["--checkpoint", c]
+    assert run_cli(representations.main, args) == 0
+    assert len(calls) == 2  # x and y share their data; z differs only in an option
+    (n1, kw1), (_, kw2) = calls
+    assert n1 == "digits" and kw1["options"] == {"seq_len": 300} and kw2["options"] == {"seq_len": 30}
+    assert (kw1["n_per_class"], kw1["val_fraction"], kw1["seed"]) == (7, 0.2, 3)
+
+
+def test_checkpoint_with_invalid_model_config_is_a_clear_error(trained, tmp_path, capsys):
+    a, _ = ckpts(trained)
+    bad = _rewrite(a, tmp_path / "bad.pt", lambda meta: meta["model_config"].update(p=5.0))
+    for extra in ([], ["--at-init"]):
+        code = run_cli(representations.main, ["--checkpoint", bad, *extra, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and bad in err and "probability" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def _train_tiny(folder, name, cfg):
+    """A 1-epoch network of another model family on digits, checkpointed as the experiments do."""
+    import dataclasses
+
+    from cortexnet.data import load_dataset
+    from cortexnet.models import build_model
+    from cortexnet.training import TrainConfig, fit
+
+    splits = load_dataset("digits", val_fraction=0.0)
+    model = build_model(name, cfg, splits.n_inputs, splits.n_classes)
+    spec = {"name": "digits", "val_fraction": 0.0, "n_per_class": None, "seed": 0, "options": {}}
+    meta = {"model": name, "model_config": dataclasses.asdict(cfg), "n_inputs": splits.n_inputs,
+            "n_classes": splits.n_classes, "dataset": spec}  # fmt: skip
+    fit(model, splits.train, splits.test, TrainConfig(epochs=1, batch_size=100), run_dir=folder, meta=meta,
+        progress=False)  # fmt: skip
+    return str(folder / "checkpoint.pt")
+
+
+def test_probe_feedforward_dale_and_g2gnet_checkpoints(tmp_path):
+    from cortexnet.models import FeedForwardConfig, G2GNetConfig
+
+    ff = _train_tiny(
+        tmp_path / "ff", "feedforward", FeedForwardConfig(n_nodes=60, n_steps=8, p=0.3, dale=True)
+    )
+    g2g_cfg = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2,
+                           patch_channels=4, hidden=(32, 32), groups=2)  # fmt: skip
+    g2g = _train_tiny(tmp_path / "g2g", "g2gnet", g2g_cfg)
+    args = ["--checkpoint", ff, "--checkpoint", g2g, "--mi-pairs", "40", "--corr-pairs", "100",
+            "--dropout-draws", "1", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert run_cli(representations.main, args) == 0
+    (run,) = list((tmp_path / "o" / "representations").iterdir())
+    net_ff, net_g2g = json.loads((run / "summary.json").read_text())["networks"]
+    assert net_ff["ei_identities"]["layer"] == "connections"
+    assert not net_ff["ei_identities"]["label_probed_nodes"]
+    assert set(net_ff["ei_balance"]) == {"after_training", "at_init"}
+    assert net_ff["ei_balance"]["at_init"]["layer"] == "connections"
+    assert net_ff["sparsity"]["per_population"].startswith("not applicable")  # identities are on layer 1
+    assert net_g2g["ei_identities"] is None
+    assert net_g2g["ei_balance"].startswith("not applicable")
+    assert net_g2g["mutual_information"]["pairs"] == 40
+    assert (run / "ei_balance.png").exists()
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -4,10 +4,13 @@ information, dropout robustness, correlations), training dynamics (gradients, si
 from cortexnet.analysis.dynamics import (
     GRAD_BIN_EDGES,
     EIBalance,
+    EILayer,
     GradientRecorder,
     SignTracker,
     delay_vs_size,
     ei_balance,
+    ei_layer,
+    gradient_histogram,
     recurrent_weight,
     sign_changes,
 )
@@ -18,7 +21,12 @@ from cortexnet.analysis.learning import (
     learning_delay,
     summarize_run,
 )
-from cortexnet.analysis.plots import plot_accuracy_curves, plot_curves, plot_histograms
+from cortexnet.analysis.plots import (
+    plot_accuracy_curves,
+    plot_curves,
+    plot_histogram_panels,
+    plot_histograms,
+)
 from cortexnet.analysis.representations import (
     Activations,
     ActivationSparsity,
@@ -26,6 +34,7 @@ from cortexnet.analysis.representations import (
     KSResult,
     PairwiseResult,
     activation_sparsity,
+    dropout_mask,
     dropout_robustness,
     hidden_activations,
     ks_compare,
@@ -39,6 +48,7 @@ __all__ = [
     "Activations",
     "DropoutCurve",
     "EIBalance",
+    "EILayer",
     "GradientRecorder",
     "KSResult",
     "MeanSD",
@@ -47,9 +57,12 @@ __all__ = [
     "activation_sparsity",
     "aggregate_runs",
     "delay_vs_size",
+    "dropout_mask",
     "dropout_robustness",
     "ei_balance",
+    "ei_layer",
     "epoch_curve",
+    "gradient_histogram",
     "hidden_activations",
     "ks_compare",
     "learning_delay",
@@ -57,6 +70,7 @@ __all__ = [
     "pairwise_mutual_information",
     "plot_accuracy_curves",
     "plot_curves",
+    "plot_histogram_panels",
     "plot_histograms",
     "recurrent_weight",
     "sign_changes",

@@ -16,8 +16,29 @@ from cortexnet.analysis.learning import MeanSD, learning_delay
 from cortexnet.sparse import SparseWeight
 from cortexnet.training import Callback
 
-#: log10 |gradient| histogram bin edges: 1e-14 ... 1 in quarter decades (exact zeros are counted apart).
+#: log10 |gradient| histogram bin edges: 1e-14 ... 1 in quarter decades. Values outside are not dropped:
+#: :func:`gradient_histogram` counts exact zeros, underflow (0 < |g| < 1e-14), overflow (|g| > 1) and
+#: non-finite values separately.
 GRAD_BIN_EDGES = np.linspace(-14.0, 0.0, 57)
+
+
+def gradient_histogram(abs_values: np.ndarray) -> dict[str, Any]:
+    """Histogram of log10 |g| on :data:`GRAD_BIN_EDGES` that accounts for every value.
+
+    Returns ``{"counts": (56,) int64 array, "zeros": exact zeros, "underflow": 0 < |g| < 1e-14,
+    "overflow": |g| > 1 (and +inf), "nonfinite": NaN}``; the five parts sum to ``abs_values.size``. The last bin
+    includes |g| = 1 (NumPy's closed right edge).
+    """
+    a = np.abs(np.asarray(abs_values, dtype=np.float64)).reshape(-1)
+    nan = np.isnan(a)
+    zero = a == 0
+    lo, hi = 10.0 ** GRAD_BIN_EDGES[0], 10.0 ** GRAD_BIN_EDGES[-1]
+    under = (a > 0) & (a < lo)
+    over = a > hi
+    inside = ~(nan | zero | under | over)
+    counts = np.histogram(np.log10(a[inside]), bins=GRAD_BIN_EDGES)[0].astype(np.int64)
+    return {"counts": counts, "zeros": int(zero.sum()), "underflow": int(under.sum()),
+            "overflow": int(over.sum()), "nonfinite": int(nan.sum())}  # fmt: skip
 
 
 def recurrent_weight(model: nn.Module) -> SparseWeight:
@@ -28,11 +49,54 @@ def recurrent_weight(model: nn.Module) -> SparseWeight:
     return rec
 
 
+@dataclass(frozen=True)
+class EILayer:
+    """The layer of a model that carries excitatory/inhibitory identities (Dale's law).
+
+    Attributes:
+        name: its module path in the model (``"recurrent"`` for CortexRNN, ``"connections"`` for the Dale
+            feed-forward control).
+        module: the layer (a :class:`~cortexnet.layers.RecurrentLayer` or :class:`~cortexnet.layers.SparseLinear`).
+        weight: its sign-constrained :class:`SparseWeight`; column j holds presynaptic node j's weights.
+        inhibitory: bool ``(n_in,)`` identities of the presynaptic nodes (CPU).
+        labels_representation: whether those nodes are the ones ``model.hidden`` returns (true for the recurrent
+            layer, whose pre- and postsynaptic nodes are the same; false for the feed-forward control, whose
+            identities belong to the first hidden layer while ``hidden`` is the second).
+    """
+
+    name: str
+    module: nn.Module
+    weight: SparseWeight
+    inhibitory: Tensor
+    labels_representation: bool
+
+
+def ei_layer(model: nn.Module) -> EILayer | None:
+    """Find the layer carrying E/I identities: a module with ``dale`` true, a bool ``inhibitory`` buffer and a
+    :class:`SparseWeight` child (RecurrentLayer ``.rec``, SparseLinear ``.sparse``). None when the model has no
+    Dale layer; ``ValueError`` when several do (the analyses would not know which one to use)."""
+    found = []
+    for name, m in model.named_modules():
+        inh = getattr(m, "inhibitory", None)
+        if getattr(m, "dale", None) is not True or not isinstance(inh, Tensor) or inh.dtype != torch.bool:
+            continue
+        sw = next((c for c in m.children() if isinstance(c, SparseWeight)), None)
+        if sw is None or inh.shape != (sw.n_in,):
+            continue
+        rec = isinstance(getattr(m, "rec", None), SparseWeight) and sw.n_out == sw.n_in
+        found.append(EILayer(name, m, sw, inh.detach().cpu(), rec))
+    if len(found) > 1:
+        raise ValueError(f"several layers carry E/I identities ({', '.join(f.name for f in found)})")
+    return found[0] if found else None
+
+
 class _ActiveView:
-    """Reads per-synapse values and gradients of a SparseWeight in a fixed synapse order, for any backend:
-    parameters shaped (n_out, n_in) are dense layouts (gathered at the active positions); parameters with
-    one entry per synapse are compressed layouts. Index positions are cached (the synapse set is fixed unless
-    rewired; call :meth:`refresh` after rewiring)."""
+    """Reads per-synapse effective values and gradients of a SparseWeight in connectivity order (row-major,
+    columns ascending: the order of :class:`Connectivity` and of the CSR backend's storage), for any backend,
+    in O(nnz) without building a dense matrix: a parameter shaped (n_out, n_in) is a dense layout (gathered at
+    the active positions), a 1-D parameter with one entry per synapse a compressed one (already in that order).
+    Dale's ``"abs"`` mode is applied as the backends do (|v| · column sign). Index positions are cached (the
+    synapse set is fixed unless rewired; call :meth:`refresh` after rewiring)."""
 
     def __init__(self, sw: SparseWeight) -> None:
         self.sw = sw
@@ -42,31 +106,53 @@ class _ActiveView:
         conn = self.sw.connectivity()
         self.nnz = conn.nnz
         self.rows, self.cols = conn.rows(), conn.col
+        self._on: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self.param = self._param()
 
+    def _param(self) -> nn.Parameter:
+        for p in self.sw.parameters():
+            if p.dim() == 2 and tuple(p.shape) == (self.sw.n_out, self.sw.n_in):
+                return p
+            if p.dim() == 1 and p.numel() == self.nnz:
+                return p
+        raise TypeError(
+            f"{type(self.sw).__name__}: no parameter of shape ({self.sw.n_out}, {self.sw.n_in}) or ({self.nnz},)"
+        )
+
+    def _index(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device not in self._on:
+            self._on[device] = (self.rows.to(device), self.cols.to(device))
+        return self._on[device]
+
+    def _gather(self, t: Tensor) -> Tensor:
+        """A copy (never a view of the live parameter: snapshots must not change with later updates)."""
+        if t.dim() == 2:
+            r, c = self._index(t.device)
+            return t[r, c]
+        return t.reshape(-1).clone()
+
+    @torch.no_grad()
     def values(self) -> Tensor:
         """Effective weights ``(nnz,)`` (Dale signs applied), CPU float32."""
-        dense = self.sw.to_dense().cpu()
-        return dense[self.rows, self.cols].float()
+        v = self._gather(self.param.detach())
+        if self.sw.dale == "abs":
+            v = v.abs() * self.sw.column_sign.to(v)[self._index(v.device)[1]]
+        return v.float().cpu()
 
     def grads(self) -> Tensor | None:
         """Gradients of the stored parameter at the active synapses ``(nnz,)``, or None before backward."""
-        for p in self.sw.parameters():
-            if p.grad is None:
-                continue
-            g = p.grad.detach()
-            if g.shape == (self.sw.n_out, self.sw.n_in):
-                return g[self.rows.to(g.device), self.cols.to(g.device)].float().cpu()
-            if g.numel() == self.nnz:
-                return g.reshape(-1).float().cpu()
-        return None
+        g = self.param.grad
+        return None if g is None else self._gather(g.detach()).float().cpu()
 
 
 class GradientRecorder(Callback):
     """Records |∂L/∂W_rec| at the active recurrent synapses every ``every`` optimiser steps (paper Fig. 6E).
 
     Per epoch it keeps summary statistics (mean, median of per-step means, max, fraction exactly zero) and a
-    histogram of log10 |g| on :data:`GRAD_BIN_EDGES`, not every value. ``epochs`` is a list of dicts, one per
-    epoch, saved in checkpoints so a resumed run continues the record.
+    histogram of log10 |g| on :data:`GRAD_BIN_EDGES` with explicit ``log10_hist_zeros`` (exact zeros),
+    ``log10_hist_underflow`` (0 < |g| < 1e-14), ``log10_hist_overflow`` (|g| > 1) and ``log10_hist_nonfinite``
+    counts, so that every recorded value is counted somewhere (``values_recorded`` in all). ``epochs`` is a list
+    of dicts, one per epoch, saved in checkpoints so a resumed run continues the record.
     """
 
     def __init__(self, every: int = 1) -> None:
@@ -80,9 +166,9 @@ class GradientRecorder(Callback):
     def _reset_epoch(self) -> None:
         self._means: list[float] = []
         self._max = 0.0
-        self._zeros = 0
         self._count = 0
-        self._hist = np.zeros(len(GRAD_BIN_EDGES) - 1, dtype=np.int64)
+        self._hist = {"counts": np.zeros(len(GRAD_BIN_EDGES) - 1, dtype=np.int64), "zeros": 0,
+                      "underflow": 0, "overflow": 0, "nonfinite": 0}  # fmt: skip
 
     def on_train_begin(self, model: nn.Module, state: Any) -> None:
         self._view = _ActiveView(recurrent_weight(model))
@@ -96,21 +182,26 @@ class GradientRecorder(Callback):
         a = g.abs().double().numpy()
         self._means.append(float(a.mean()) if a.size else 0.0)
         self._max = max(self._max, float(a.max()) if a.size else 0.0)
-        nz = a[a > 0]
-        self._zeros += int(a.size - nz.size)
         self._count += int(a.size)
-        self._hist += np.histogram(np.log10(nz), bins=GRAD_BIN_EDGES)[0]
+        for key, value in gradient_histogram(a).items():
+            self._hist[key] = self._hist[key] + value
 
     def on_epoch_end(self, model: nn.Module, state: Any) -> None:
         means = np.array(self._means) if self._means else np.array([np.nan])
+        h = self._hist
         self.epochs.append({
             "epoch": state.epoch,
             "steps_recorded": len(self._means),
+            "values_recorded": self._count,
             "mean_abs_grad": float(np.mean(means)),
             "median_step_mean_abs_grad": float(np.median(means)),
             "max_abs_grad": self._max,
-            "fraction_zero": self._zeros / self._count if self._count else None,
-            "log10_hist_counts": self._hist.tolist(),
+            "fraction_zero": h["zeros"] / self._count if self._count else None,
+            "log10_hist_counts": h["counts"].tolist(),
+            "log10_hist_zeros": h["zeros"],
+            "log10_hist_underflow": h["underflow"],
+            "log10_hist_overflow": h["overflow"],
+            "log10_hist_nonfinite": h["nonfinite"],
         })  # fmt: skip
         self._reset_epoch()
 
@@ -121,15 +212,31 @@ class GradientRecorder(Callback):
         self.epochs = list(state.get("epochs", []))
 
 
-class SignTracker(Callback):
-    """Counts recurrent weights that change sign, become zero or grow from zero between epoch ends, split by
-    each synapse's sign at initialisation (paper Fig. S5A: negative weights grow, positive ones turn negative).
+_GROUPS = ("positive", "negative", "zero")
+_STEP_KEYS = ("pos_to_neg", "neg_to_pos", "to_zero", "from_zero", "zeroed_by_projection")
 
-    With Dale's law ("clip") no weight can change sign; what the projection does shows up as ``to_zero``.
-    Comparisons are made between epoch-end snapshots (the sign a weight had at the end of each epoch), so a
-    weight zeroed and regrown within one epoch is not counted. ``epochs`` holds, per epoch,
-    ``{init_sign: {"pos_to_neg", "neg_to_pos", "to_zero", "from_zero", "n"}}`` for init_sign in
-    "positive", "negative", "zero".
+
+class SignTracker(Callback):
+    """Counts recurrent weights that change sign, become zero or grow from zero, split by each synapse's sign at
+    initialisation (paper Fig. S5A: negative weights grow, positive ones turn negative), per epoch.
+
+    Two views per epoch record (``epochs[k]``):
+
+    * epoch-end snapshots — ``{init_sign: {"pos_to_neg", "neg_to_pos", "to_zero", "from_zero", "n"}}`` for
+      init_sign in "positive", "negative", "zero": the sign at the end of the epoch against the end of the
+      previous one (net changes; a weight zeroed and regrown within the epoch is not counted here);
+    * per optimiser step — ``"per_step": {init_sign: {...}}`` with the same transitions summed over every step
+      of the epoch (events: one weight can count several times), plus ``"zeroed_by_projection"``: active weights
+      the constraint projection set to zero in a step (the optimiser had moved them off zero to the wrong sign
+      — Dale's "clip" rule — including weights that were already zero and were pushed the wrong way again), and
+      ``"weights_zeroed"``: distinct weights zeroed by the projection at least once in the epoch; ``"steps"``
+      counts the steps seen.
+
+    The pre-projection values come from a :func:`torch.optim.optimizer.register_optimizer_step_post_hook` hook
+    held only between this callback's ``on_after_backward`` and ``on_step_end`` (i.e. around the trainer's
+    ``optimizer.step()``, which is followed by the constraints). If no optimizer step fired in between (a custom
+    optimiser that bypasses ``Optimizer.step`` hooks) ``zeroed_by_projection`` and ``weights_zeroed`` are None.
+    Cost per step: two O(nnz) gathers of the weights and a few boolean passes; no dense N x N matrix.
     """
 
     def __init__(self) -> None:
@@ -137,17 +244,81 @@ class SignTracker(Callback):
         self._init: Tensor | None = None
         self._prev: Tensor | None = None
         self._view: _ActiveView | None = None
+        self._last: Tensor | None = None
+        self._pre: Tensor | None = None
+        self._handle = None
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        self._steps = 0
+        self._hook_missed = False
+        self._step_counts = {g: dict.fromkeys(_STEP_KEYS, 0) for g in _GROUPS}
+        self._zeroed: Tensor | None = None
 
     def on_train_begin(self, model: nn.Module, state: Any) -> None:
         self._view = _ActiveView(recurrent_weight(model))
+        now = self._view.values()
         if self._init is None:
-            self._init = self._view.values()
-            self._prev = self._init.clone()
+            self._init = now
+            self._prev = now.clone()
+        self._last = now
+        self._reset_epoch()
+
+    def on_after_backward(self, model: nn.Module, state: Any) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self._remove_hook()
+        self._pre = None
+        param = self._view.param
+
+        def after_step(optimizer, args, kwargs) -> None:
+            if any(p is param for group in optimizer.param_groups for p in group["params"]):
+                self._pre = self._view.values()
+
+        self._handle = register_optimizer_step_post_hook(after_step)
+
+    def _remove_hook(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def on_step_end(self, model: nn.Module, state: Any) -> None:
+        self._remove_hook()
+        after = self._view.values()
+        before = self._last if self._last is not None else after
+        self.count_step(before, self._pre, after)
+        self._last, self._pre = after, None
+
+    def count_step(self, before: Tensor, pre: Tensor | None, after: Tensor) -> None:
+        """Add one optimiser step: effective weights ``before`` the step, after the step but ``pre`` the
+        constraint projection (None if unknown), and ``after`` it, all ``(nnz,)`` in the same synapse order."""
+        self._steps += 1
+        for name, counts in sign_changes(self._init, before, after).items():
+            for key in _STEP_KEYS[:4]:
+                self._step_counts[name][key] += counts[key]
+        if pre is None:
+            self._hook_missed = True
+            return
+        zeroed = (pre != 0) & (after == 0)
+        self._zeroed = zeroed if self._zeroed is None else self._zeroed | zeroed
+        for name, sel in _init_groups(self._init):
+            self._step_counts[name]["zeroed_by_projection"] += int((zeroed & sel).sum())
 
     def on_epoch_end(self, model: nn.Module, state: Any) -> None:
         now = self._view.values()
-        self.epochs.append({"epoch": state.epoch, **sign_changes(self._init, self._prev, now)})
+        per_step: dict[str, Any] = {}
+        for name, sel in _init_groups(self._init):
+            c = dict(self._step_counts[name])
+            if self._hook_missed:
+                c["zeroed_by_projection"] = None
+                c["weights_zeroed"] = None
+            else:
+                c["weights_zeroed"] = int((self._zeroed & sel).sum()) if self._zeroed is not None else 0
+            per_step[name] = c
+        self.epochs.append({"epoch": state.epoch, **sign_changes(self._init, self._prev, now),
+                            "per_step": per_step, "steps": self._steps})  # fmt: skip
         self._prev = now
+        self._reset_epoch()
 
     def state_dict(self) -> dict:
         return {"epochs": self.epochs, "init": self._init, "prev": self._prev}
@@ -157,10 +328,14 @@ class SignTracker(Callback):
         self._init, self._prev = state.get("init"), state.get("prev")
 
 
+def _init_groups(init: Tensor):
+    return (("positive", init > 0), ("negative", init < 0), ("zero", init == 0))
+
+
 def sign_changes(init: Tensor, before: Tensor, after: Tensor) -> dict[str, dict[str, int]]:
     """Sign transitions ``before -> after`` of the same synapses ``(nnz,)``, grouped by sign in ``init``."""
     out = {}
-    for name, sel in (("positive", init > 0), ("negative", init < 0), ("zero", init == 0)):
+    for name, sel in _init_groups(init):
         b, a = before[sel], after[sel]
         out[name] = {
             "n": int(sel.sum()),
@@ -174,25 +349,28 @@ def sign_changes(init: Tensor, before: Tensor, after: Tensor) -> dict[str, dict[
 
 @dataclass(frozen=True)
 class EIBalance:
-    """Excitatory and inhibitory input per node (``(N,)`` arrays; summaries over nodes).
+    """Excitatory and inhibitory input per node (``(N,)`` arrays; summaries over nodes) of the Dale layer.
 
     Structural: Σ of incoming weights from excitatory (``struct_exc`` ≥ 0) and inhibitory (``struct_inh`` ≤ 0)
-    nodes. Functional: the recurrent input W h at the last step, split by presynaptic population and averaged
-    over inputs (``func_exc``, ``func_inh``); ``func_net`` = their sum.
+    nodes. Functional: the input W h_pre, split by presynaptic population and averaged over inputs
+    (``func_exc``, ``func_inh``); ``func_net`` = their sum. h_pre is the recurrent state feeding the last step
+    (recurrent layer) or the presynaptic layer's output (feed-forward Dale layer). ``layer`` names the module.
     """
 
     struct_exc: np.ndarray
     struct_inh: np.ndarray
     func_exc: np.ndarray
     func_inh: np.ndarray
+    layer: str = "recurrent"
 
     @property
     def func_net(self) -> np.ndarray:
         return self.func_exc + self.func_inh
 
-    def summary(self) -> dict[str, float]:
-        """Means over nodes, and the fraction of nodes whose net recurrent input is excitatory."""
+    def summary(self) -> dict[str, Any]:
+        """Means over nodes, and the fraction of nodes whose net input is excitatory."""
         return {
+            "layer": self.layer,
             "struct_exc_mean": float(self.struct_exc.mean()),
             "struct_inh_mean": float(self.struct_inh.mean()),
             "func_exc_mean": float(self.func_exc.mean()),
@@ -212,19 +390,25 @@ def ei_balance(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> EIBalance:
-    """Net excitatory vs inhibitory recurrent input per node of a Dale network (the paper's E/I-imbalance
-    explanation of the learning delay) on up to ``max_samples`` seeded inputs of ``dataset``."""
-    rec = recurrent_weight(model)
-    inh = model.recurrent.inhibitory.to(device)
-    if not model.recurrent.dale:
+    """Net excitatory vs inhibitory input per node of a Dale network (the paper's E/I-imbalance explanation of
+    the learning delay) on up to ``max_samples`` seeded inputs of ``dataset``.
+
+    Works on whichever layer carries the E/I identities (:func:`ei_layer`): the recurrent layer of a
+    CortexRNN (presynaptic activity: the hidden state at step T-1 feeding step T) or the sparse layer of the
+    Dale feed-forward control (presynaptic activity: the first hidden layer's output, captured on its way in).
+    """
+    info = ei_layer(model)
+    if info is None:
         raise ValueError(
             "E/I balance needs a Dale network (excitatory/inhibitory identities); this one has none"
         )
+    rec = info.weight
+    inh = info.inhibitory.to(device)
     exc_f, inh_f = (~inh).float(), inh.float()
     struct_exc = rec.linear(exc_f[None])[0]
     struct_inh = rec.linear(inh_f[None])[0]
     x_all = dataset.tensors[0]
-    if x_all.shape[1] < 2:
+    if info.labels_representation and x_all.shape[1] < 2:
         raise ValueError("functional E/I balance needs sequences of at least 2 steps")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x_all), generator=g)[: min(max_samples, len(x_all))]
@@ -232,17 +416,30 @@ def ei_balance(
     sum_i = torch.zeros_like(sum_e)
     was_training = model.training
     model.eval()
+    captured: list[Tensor] = []
+    handle = None
+    if not info.labels_representation:
+        handle = info.module.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
     try:
         for start in range(0, len(idx), batch_size):
-            states = model.hidden(x_all[idx[start : start + batch_size]].to(device), all_steps=True)
-            pre = states[:, -2]  # presynaptic activity feeding the last step
+            xb = x_all[idx[start : start + batch_size]].to(device)
+            if info.labels_representation:
+                pre = model.hidden(xb, all_steps=True)[:, -2]  # presynaptic activity feeding the last step
+            else:
+                captured.clear()
+                model.hidden(xb)
+                if len(captured) != 1:
+                    raise RuntimeError(f"layer {info.name!r} ran {len(captured)} times in one forward pass")
+                pre = captured[0]
             sum_e += rec.linear(pre * exc_f).sum(0).double()
             sum_i += rec.linear(pre * inh_f).sum(0).double()
     finally:
+        if handle is not None:
+            handle.remove()
         model.train(was_training)
     n = len(idx)
     as_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
-    return EIBalance(as_np(struct_exc), as_np(struct_inh), as_np(sum_e / n), as_np(sum_i / n))
+    return EIBalance(as_np(struct_exc), as_np(struct_inh), as_np(sum_e / n), as_np(sum_i / n), info.name)
 
 
 def delay_vs_size(

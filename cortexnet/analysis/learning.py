@@ -42,7 +42,8 @@ def learning_delay(
 
 @dataclass(frozen=True)
 class MeanSD:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value) over seeds, ignoring None."""
+    """Mean and sample standard deviation (ddof = 1) over seeds, ignoring None. With a single value the SD is
+    None (JSON null, printed "n/a"): one seed says nothing about the spread."""
 
     mean: float | None
     sd: float | None
@@ -53,14 +54,15 @@ class MeanSD:
         vals = np.array([v for v in values if v is not None], dtype=np.float64)
         if vals.size == 0:
             return MeanSD(None, None, 0)
-        sd = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+        sd = float(vals.std(ddof=1)) if vals.size > 1 else None
         return MeanSD(float(vals.mean()), sd, int(vals.size))
 
     def format(self, scale: float = 1.0, digits: int = 1) -> str:
-        """``"mean ± sd"`` (scaled, e.g. 100 for percent), or ``"n/a"``."""
+        """``"mean ± sd"`` (scaled, e.g. 100 for percent); ``"mean ± n/a"`` for one value, ``"n/a"`` for none."""
         if self.mean is None:
             return "n/a"
-        return f"{self.mean * scale:.{digits}f} ± {self.sd * scale:.{digits}f}"
+        spread = "n/a" if self.sd is None else f"{self.sd * scale:.{digits}f}"
+        return f"{self.mean * scale:.{digits}f} ± {spread}"
 
 
 def epoch_curve(

@@ -50,8 +50,10 @@ def plot_accuracy_curves(
         for label, (epochs, mean, sd) in curves.items():
             pct = [100 * m for m in mean]
             (line,) = ax.plot(epochs, pct, marker="o", ms=3, label=label)
-            lo = [100 * (m - s) for m, s in zip(mean, sd, strict=True)]
-            hi = [100 * (m + s) for m, s in zip(mean, sd, strict=True)]
+            lo = [
+                100 * (m - (s or 0.0)) for m, s in zip(mean, sd, strict=True)
+            ]  # SD None (one seed): no band
+            hi = [100 * (m + (s or 0.0)) for m, s in zip(mean, sd, strict=True)]
             ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
         if chance is not None:
             ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
@@ -65,20 +67,9 @@ def plot_accuracy_curves(
     _save(plt, fig, path)
 
 
-def plot_histograms(
-    path: str | os.PathLike,
-    samples: dict[str, Sequence[float]],
-    *,
-    xlabel: str,
-    title: str = "",
-    bins: int | Sequence[float] = 50,
-    log_y: bool = False,
-    note: str = "",
-) -> None:
-    """Overlaid, density-normalised histograms, one per label (e.g. one per network); PNG written atomically."""
+def _histograms_on(ax, samples, *, xlabel, title, bins, log_y, note) -> None:
     import numpy as np
 
-    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
     for label, vals in samples.items():
         arr = np.asarray(vals, dtype=float)
         arr = arr[np.isfinite(arr)]
@@ -100,6 +91,40 @@ def plot_histograms(
         ax.text(0.98, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize="small")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+
+
+def plot_histograms(
+    path: str | os.PathLike,
+    samples: dict[str, Sequence[float]],
+    *,
+    xlabel: str,
+    title: str = "",
+    bins: int | Sequence[float] = 50,
+    log_y: bool = False,
+    note: str = "",
+) -> None:
+    """Overlaid, density-normalised histograms, one per label (e.g. one per network); PNG written atomically."""
+    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
+    _histograms_on(ax, samples, xlabel=xlabel, title=title, bins=bins, log_y=log_y, note=note)
+    _save(plt, fig, path)
+
+
+def plot_histogram_panels(
+    path: str | os.PathLike,
+    panels: dict[str, dict[str, Sequence[float]]],
+    *,
+    xlabel: str,
+    title: str = "",
+    bins: int | Sequence[float] = 50,
+) -> None:
+    """Side-by-side panels ``{panel_title: {label: values}}`` of overlaid histograms, each with its own x range
+    (e.g. E/I balance at initialisation and after training, whose scales differ by orders of magnitude)."""
+    n = max(1, len(panels))
+    plt, (fig, axes) = _figure(1, n, figsize=(5.5 * n, 4.0), squeeze=False)
+    for ax, (panel, samples) in zip(axes[0], panels.items(), strict=False):
+        _histograms_on(ax, samples, xlabel=xlabel, title=panel, bins=bins, log_y=False, note="")
+    if title:
+        fig.suptitle(title)
     _save(plt, fig, path)
 
 
@@ -117,8 +142,8 @@ def plot_curves(
     for label, (x, mean, sd) in curves.items():
         m = [scale * v for v in mean]
         (line,) = ax.plot(x, m, marker="o", ms=3, label=label)
-        lo = [scale * (a - b) for a, b in zip(mean, sd, strict=True)]
-        hi = [scale * (a + b) for a, b in zip(mean, sd, strict=True)]
+        lo = [scale * (a - (b or 0.0)) for a, b in zip(mean, sd, strict=True)]  # SD None (one seed): no band
+        hi = [scale * (a + (b or 0.0)) for a, b in zip(mean, sd, strict=True)]
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"whole epochs before the one in which test accuracy first exceeds chance + {config.delay_margin}"
         ),
         "configurations": [
-            {"density": p, "inhibitory_fraction": f, "runs": runs, "aggregate": _aggregate(runs)}
+            {"density": p, "inhibitory_fraction": f, "runs": runs, "aggregate": aggregate_runs(runs)}
             for (p, f), runs in results.groups.items()
         ],
         "paper": PAPER,
@@ -172,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for (p, f), runs in results.groups.items():
         agg = aggregate_runs(runs)["test_acc_per_epoch"]
         epochs = list(range(len(agg["mean"])))
-        sd = [0.0 if v is None else v for v in agg["sd"]]  # one seed: no band
-        panels.setdefault(f"{100 * f:g} % inhibitory", {})[f"p = {p:g}"] = (epochs, agg["mean"], sd)
+        panels.setdefault(f"{100 * f:g} % inhibitory", {})[f"p = {p:g}"] = (epochs, agg["mean"], agg["sd"])
     plot_accuracy_curves(
         folder.path / "accuracy.png",
         panels,
@@ -199,27 +198,6 @@ def _dynamics(member: Path, recorders: Sequence) -> dict:
     return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in grad.epochs], "sign_changes": sign.epochs}
 
 
-def _aggregate(runs: list[dict]) -> dict:
-    """:func:`aggregate_runs` with the SD of fewer than two values reported as None (JSON null), not 0: one
-    seed says nothing about the spread."""
-    agg = aggregate_runs(runs)
-    for key in ("best_test_acc", "final_test_acc", "test_acc_at_best_val", "learning_delay"):
-        if key in agg and agg[key]["n"] < 2:
-            agg[key]["sd"] = None
-    if agg["n_seeds"] < 2:
-        per_epoch = agg["test_acc_per_epoch"]
-        per_epoch["sd"] = [None] * len(per_epoch["sd"])
-    return agg
-
-
-def _mean_sd(mean: float | None, sd: float | None, n: int, scale: float = 100.0) -> str:
-    """``"mean ± sd"`` (scaled); the SD is "n/a" for fewer than two values, the whole entry without any."""
-    if mean is None:
-        return "n/a"
-    spread = "n/a" if sd is None or n < 2 else f"{sd * scale:.1f}"
-    return f"{mean * scale:.1f} ± {spread}"
-
-
 def _print_table(summary: dict) -> None:
     from cortexnet.analysis import MeanSD
 
@@ -238,7 +216,7 @@ def _print_table(summary: dict) -> None:
         )
         print(
             f"{c['density']:>6g} {100 * c['inhibitory_fraction']:>6g}% {agg['n_seeds']:>5} "
-            f"{_mean_sd(acc1.mean, acc1.sd, acc1.n):>14} {_mean_sd(best['mean'], best['sd'], best['n']):>14} "
+            f"{acc1.format(100):>14} {MeanSD(best['mean'], best['sd'], best['n']).format(100):>14} "
             f"{delay:>12}"
         )
 

@@ -246,7 +246,8 @@ def _print_table(summary: dict) -> None:
     print("-" * len(head))
     for c in summary["configurations"]:
         best = c["aggregate"]["best_test_acc"]
-        syn = f"{c['parameters']['synapses']:,.0f} ± {c['parameters_sd']['synapses']:,.0f}"
+        spread = c["parameters_sd"]["synapses"]
+        syn = f"{c['parameters']['synapses']:,.0f} ± " + ("n/a" if spread is None else f"{spread:,.0f}")
         print(
             f"{c['architecture']:>12} {c['nodes']:>7} {c['density']:>6g} {c['aggregate']['n_seeds']:>5} "
             f"{syn:>21} {c['expected_synapses']:>10,.0f} {c['parameters']['parameters']:>14,.0f} "

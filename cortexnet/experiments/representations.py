@@ -3,15 +3,20 @@
     python -m cortexnet.experiments.representations --checkpoint runs/dale/<run>/members/p0.1-inh0.115-seed0/checkpoint.pt \\
         --checkpoint runs/dale/<run>/members/p1-inh0.115-seed0/checkpoint.pt
 
-Loads each checkpoint (the dataset comes from the checkpoint's saved configuration), measures activation
-sparsity, mutual information between random node pairs, Pearson correlations, dropout robustness and E/I
-balance, compares the networks (two-sample KS tests against the first), and writes
-``runs/representations/<timestamp>-<hash>/`` with summary.json and one PNG per measure.
+Loads each checkpoint (the dataset comes from the checkpoint's saved configuration: name, dataset options,
+n_per_class, val_fraction and split seed), measures activation sparsity, mutual information between random
+node pairs, Pearson correlations, dropout robustness and E/I balance (for a trained network both as trained
+and as initialised: the saved seeds rebuild the initial network exactly), compares the networks (two-sample KS
+tests against the first), and writes ``runs/representations/<timestamp>-<hash>/`` with summary.json and one
+PNG per measure. E/I identities are looked up on whichever layer carries them (the recurrent layer of
+CortexRNN, the sparse layer of the Dale feed-forward control); networks without them (G2GNet, non-Dale) get
+"not applicable" for the E/I measures.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +25,17 @@ import numpy as np
 from torch import nn
 
 from cortexnet.analysis import (
+    EILayer,
     activation_sparsity,
     dropout_robustness,
     ei_balance,
+    ei_layer,
     hidden_activations,
     ks_compare,
     pairwise_correlations,
     pairwise_mutual_information,
     plot_curves,
+    plot_histogram_panels,
     plot_histograms,
 )
 from cortexnet.data import load_dataset
@@ -73,7 +81,15 @@ class ProbeConfig:
         tuple(round(0.1 * k, 1) for k in range(10)), "dropout probabilities"
     )
     dropout_draws: int = field(5, "independent dropout draws per probability")
-    threshold: float = field(0.0, "|activation| above which a node counts as active (0 for ReLU)")
+    threshold: float = field(
+        0.0,
+        "|activation| above which a node counts as active (0 for ReLU; use a small positive value for tanh)",
+    )
+    n_jobs: int | None = field(
+        None,
+        "worker processes for mutual information (-1: every available core; 1: serial; none: every core when "
+        "the work is large, e.g. thousands of inputs, else serial)",
+    )
     seed: int = field(0, "seed of pair sampling, subsampling and dropout draws")
     data_root: str | None = field(None, "data folder (default: $CORTEXNET_DATA, ./datasets, user cache)")
     device: str = field("auto", "auto, cpu, cuda or cuda:K")
@@ -96,6 +112,8 @@ class ProbeConfig:
                         ("--dropout-draws", self.dropout_draws), ("--batch-size", self.batch_size)):  # fmt: skip
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.n_jobs is not None and self.n_jobs != -1 and self.n_jobs < 1:
+            raise ValueError(f"--n-jobs must be >= 1, -1 or none (every core), got {self.n_jobs}")
         if self.max_samples is not None and self.max_samples < 2:
             raise ValueError(f"--max-samples must be >= 2, got {self.max_samples}")
         for q in self.dropout_qs:
@@ -107,28 +125,43 @@ class ProbeConfig:
 
 
 def _load(path: str, at_init: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained network of a checkpoint (or, with ``at_init``, the same network as initialised); any
+    problem with the file or its saved configuration is a one-line usage error (exit status 2)."""
     try:
         ckpt = load_checkpoint(path)
         model, ckpt = model_from_checkpoint(ckpt)
-    except (CheckpointError, KeyError, TypeError) as exc:
+        if at_init:
+            model = _initial_model(ckpt["meta"])
+    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"cannot probe {path}: {exc}") from exc
-    if at_init:
-        meta = ckpt["meta"]
-        model = build_model(meta["model"], meta["model_config"], meta["n_inputs"], meta["n_classes"]).eval()
     return model, ckpt
 
 
+def _initial_model(meta: dict[str, Any]) -> nn.Module:
+    """The network as it was before training: rebuilt from the saved configuration, whose seeds fix the
+    connectivity, the E/I identities and every initial weight."""
+    return build_model(meta["model"], meta["model_config"], meta["n_inputs"], meta["n_classes"]).eval()
+
+
 def _dataset(meta: dict[str, Any], split: str, root: str | None, cache: dict):
+    """The split of the data the network was trained on, loaded with the saved dataset specification (as
+    written by :func:`cortexnet.experiments.common.load_run_data`)."""
     spec = meta.get("dataset") or {}
     if "name" not in spec:
         raise UsageError(
             "the checkpoint does not record its dataset; it was not written by a cortexnet experiment"
         )
-    key = (spec["name"], spec.get("val_fraction", 0.0), spec.get("n_per_class"), spec.get("seed", 0))
+    options = dict(spec.get("options") or {})
+    key = (spec["name"], spec.get("val_fraction", 0.0), spec.get("n_per_class"), spec.get("seed", 0),
+           json.dumps(options, sort_keys=True, default=str))  # fmt: skip
     if key not in cache:
-        cache[key] = load_dataset(
-            spec["name"], root=root, val_fraction=key[1], n_per_class=key[2], seed=key[3]
-        )
+        try:
+            cache[key] = load_dataset(spec["name"], root=root, val_fraction=key[1], n_per_class=key[2],
+                                      seed=key[3], options=options or None)  # fmt: skip
+        except (ValueError, TypeError) as exc:  # bad saved options; DataError (missing files) passes on
+            raise UsageError(
+                f"cannot load the checkpoint's dataset {spec['name']!r} {options}: {exc}"
+            ) from exc
     ds = getattr(cache[key], split)
     if ds is None:
         raise UsageError(
@@ -137,8 +170,22 @@ def _dataset(meta: dict[str, Any], split: str, root: str | None, cache: dict):
     return ds
 
 
-def probe_network(model: nn.Module, ds, config: ProbeConfig, device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """All chosen measures for one network: (summary numbers, raw arrays for the figures)."""
+def _identities(info: EILayer | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    n_inh = int(info.inhibitory.sum())
+    return {"layer": info.name, "n_excitatory": len(info.inhibitory) - n_inh, "n_inhibitory": n_inh,
+            "label_probed_nodes": info.labels_representation}  # fmt: skip
+
+
+def probe_network(
+    model: nn.Module, ds, config: ProbeConfig, device, *, initial: nn.Module | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All chosen measures for one network: (summary numbers, raw arrays for the figures).
+
+    ``initial``: the same network as initialised; E/I balance is then reported for both (``after_training``
+    and ``at_init``). Without it, ``model`` is taken to be the network as initialised when ``config.at_init``.
+    """
     model.to(device)
     out: dict[str, Any] = {
         "accuracy": evaluate(model, ds, batch_size=config.batch_size, device=device)["accuracy"]
@@ -151,19 +198,29 @@ def probe_network(model: nn.Module, ds, config: ProbeConfig, device) -> tuple[di
         h = acts.values
         out["inputs_used"] = len(h)
         out["inputs_subsampled"] = acts.subsampled
-    inh = getattr(getattr(model, "recurrent", None), "inhibitory", None)
-    dale = bool(getattr(getattr(model, "recurrent", None), "dale", False))
+    info = ei_layer(model)
+    out["ei_identities"] = _identities(info)
     if "sparsity" in config.analyses:
-        s = activation_sparsity(
-            h, inhibitory=inh.cpu() if dale else None, threshold=config.threshold, seed=config.seed
-        )
+        labels_h = info is not None and info.labels_representation and len(info.inhibitory) == h.shape[1]
+        activation = getattr(getattr(model, "config", None), "activation", None)
+        s = activation_sparsity(h, inhibitory=info.inhibitory if labels_h else None, threshold=config.threshold,
+                                seed=config.seed, activation=activation)  # fmt: skip
+        if info is None:
+            per_pop: Any = "not applicable: the network has no excitatory/inhibitory identities"
+        elif not labels_h:
+            per_pop = (f"not applicable: the E/I identities belong to the presynaptic nodes of {info.name!r}, "
+                       "not to the probed nodes (what the readout sees)")  # fmt: skip
+        else:
+            per_pop = s.per_population
+        mags = s.magnitudes
         out["sparsity"] = {"active_fraction_mean": s.mean, "active_fraction_sd": s.sd, "ever_active": s.ever_active,
-                           "nonzero_magnitude_mean": float(s.magnitudes.mean()) if s.magnitudes.size else None,
-                           "nonzero_magnitude_median": float(np.median(s.magnitudes)) if s.magnitudes.size else None,
-                           "threshold": config.threshold, "per_population": s.per_population}  # fmt: skip
-        raw["active_fraction"], raw["magnitudes"] = s.active_fraction, s.magnitudes
+                           "nonzero_magnitude_mean": float(mags.mean()) if mags.size else None,
+                           "nonzero_magnitude_median": float(np.median(mags)) if mags.size else None,
+                           "magnitude": "|h| of active nodes", "activation": activation,
+                           "threshold": config.threshold, "per_population": per_pop, "notes": list(s.notes)}  # fmt: skip
+        raw["active_fraction"], raw["magnitudes"] = s.active_fraction, mags
     if "mi" in config.analyses:
-        mi = pairwise_mutual_information(h, n_pairs=config.mi_pairs, seed=config.seed)
+        mi = pairwise_mutual_information(h, n_pairs=config.mi_pairs, seed=config.seed, n_jobs=config.n_jobs)
         out["mutual_information"] = {"mean": mi.mean, "sd": mi.sd, "pairs": len(mi.values),
                                      "constant_nodes": mi.n_constant_nodes,
                                      "pairs_with_constant_node": mi.n_pairs_with_constant,
@@ -182,14 +239,19 @@ def probe_network(model: nn.Module, ds, config: ProbeConfig, device) -> tuple[di
                           "draws": config.dropout_draws}  # fmt: skip
         raw["dropout"] = c
     if "ei_balance" in config.analyses:
-        if dale:
-            bal = ei_balance(
-                model, ds, max_samples=config.max_samples or 1000, seed=config.seed, device=device
-            )
-            out["ei_balance"] = bal.summary()
-            raw["ei_net"] = bal.func_net
-        else:
+        if info is None:
             out["ei_balance"] = "not applicable: network has no excitatory/inhibitory identities"
+        else:
+            nets = {"at_init": model} if initial is None and config.at_init else {"after_training": model}
+            if initial is not None:
+                nets["at_init"] = initial.to(device)
+            out["ei_balance"], raw["ei_net"] = {}, {}
+            for when, net in nets.items():
+                bal = ei_balance(
+                    net, ds, max_samples=config.max_samples or 1000, seed=config.seed, device=device
+                )
+                out["ei_balance"][when] = bal.summary()
+                raw["ei_net"][when] = bal.func_net
     return out, raw
 
 
@@ -214,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"representations: writing {folder.path}")
     networks, raws = [], []
     for label, path, (model, ckpt), ds in zip(labels, config.checkpoint, loaded, datasets, strict=True):
-        numbers, raw = probe_network(model, ds, config, device)
+        initial = None
+        if "ei_balance" in config.analyses and not config.at_init and ei_layer(model) is not None:
+            initial = _initial_model(ckpt["meta"])  # same config _load built: cannot fail
+        numbers, raw = probe_network(model, ds, config, device, initial=initial)
         describe = model.describe() if hasattr(model, "describe") else {}
         trained = ckpt.get("train_state", {}).get("epoch")
         networks.append({"label": label, "checkpoint": str(path), "epochs_trained": 0 if config.at_init else trained,
@@ -246,8 +311,8 @@ def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[
     if pick("active_fraction"):
         plot_histograms(path / "activation_sparsity.png", {k: 100 * v for k, v in pick("active_fraction").items()},
                         xlabel="nodes with non-zero output per input (%)", title="Activation sparsity")  # fmt: skip
-        plot_histograms(path / "activation_magnitudes.png", pick("magnitudes"), xlabel="non-zero activation",
-                        title="Magnitudes of non-zero activations", log_y=True)  # fmt: skip
+        plot_histograms(path / "activation_magnitudes.png", pick("magnitudes"), xlabel="|activation| of active nodes",
+                        title="Magnitudes of active nodes' outputs", log_y=True)  # fmt: skip
     if pick("mi"):
         plot_histograms(path / "mutual_information.png", pick("mi"), xlabel="mutual information (nats)",
                         title="MI between random node pairs", log_y=True, note=ks_note("mutual_information_ks"))  # fmt: skip
@@ -259,8 +324,13 @@ def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[
         plot_curves(path / "dropout.png", curves, xlabel="nodes dropped at test time (%)",
                     ylabel="test accuracy (%)", title="Dropout robustness", scale=100.0)  # fmt: skip
     if pick("ei_net"):
-        plot_histograms(path / "ei_balance.png", pick("ei_net"), xlabel="net recurrent input per node (E + I)",
-                        title="E/I balance")  # fmt: skip
+        panels: dict[str, dict[str, np.ndarray]] = {}
+        for when, name in (("at_init", "at initialisation"), ("after_training", "after training")):
+            series = {lab: d[when] for lab, d in pick("ei_net").items() if when in d}
+            if series:
+                panels[name] = series
+        plot_histogram_panels(path / "ei_balance.png", panels, xlabel="net input per node from E and I nodes (E + I)",
+                              title="E/I balance")  # fmt: skip
 
 
 def _print_table(networks: list[dict], comparisons: list[dict]) -> None:
