@@ -154,3 +154,21 @@ def test_empty_and_full_connectivity():
         torch.testing.assert_close(other.linear(x), ref.linear(x))
         (gx,) = torch.autograd.grad(other.linear(x).sum(), [x])
         torch.testing.assert_close(gx, torch.autograd.grad(ref.linear(x).sum(), [x])[0])
+
+
+@pytest.mark.parametrize("density", [0.01, 0.3, 1.0])
+@pytest.mark.parametrize("dale", DALE)
+def test_active_values_and_grads_are_the_synapses_in_connectivity_order(density, dale):
+    conn, ref, other, _ = _pair(23, 17, density, dale, seed=5)
+    rows, cols = conn.rows(), conn.col
+    for w in (ref, other):
+        assert w.active_grads() is None  # before any backward pass
+        v = w.active_values()
+        assert torch.equal(v, w.to_dense()[rows, cols])  # effective weights, Dale signs applied
+        v.add_(1.0)  # a copy: changing it leaves the weight alone
+        assert torch.equal(w.active_values(), w.to_dense()[rows, cols])
+        x = torch.randn(4, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        w.linear(x).square().sum().backward()
+        assert torch.equal(w.active_grads(), _at_synapses(w, _param(w).grad, conn))
+    assert torch.equal(ref.active_values(), other.active_values())
+    torch.testing.assert_close(ref.active_grads(), other.active_grads(), **TOL)

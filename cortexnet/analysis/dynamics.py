@@ -91,58 +91,22 @@ def ei_layer(model: nn.Module) -> EILayer | None:
 
 
 class _ActiveView:
-    """Reads per-synapse effective values and gradients of a SparseWeight in connectivity order (row-major,
-    columns ascending: the order of :class:`Connectivity` and of the CSR backend's storage), for any backend,
-    in O(nnz) without building a dense matrix: a parameter shaped (n_out, n_in) is a dense layout (gathered at
-    the active positions), a 1-D parameter with one entry per synapse a compressed one (already in that order).
-    Dale's ``"abs"`` mode is applied as the backends do (|v| · column sign). Index positions are cached (the
-    synapse set is fixed unless rewired; call :meth:`refresh` after rewiring)."""
+    """Per-synapse effective values and gradients of a SparseWeight in connectivity order, as CPU float32
+    copies, through the backend-independent :meth:`SparseWeight.active_values` / :meth:`~SparseWeight.active_grads`
+    (O(nnz), never a dense matrix). ``param`` is the backend's stored parameter (every backend has one)."""
 
     def __init__(self, sw: SparseWeight) -> None:
         self.sw = sw
-        self.refresh()
+        self.param: nn.Parameter = next(iter(sw.parameters()))
 
-    def refresh(self) -> None:
-        conn = self.sw.connectivity()
-        self.nnz = conn.nnz
-        self.rows, self.cols = conn.rows(), conn.col
-        self._on: dict[torch.device, tuple[Tensor, Tensor]] = {}
-        self.param = self._param()
-
-    def _param(self) -> nn.Parameter:
-        for p in self.sw.parameters():
-            if p.dim() == 2 and tuple(p.shape) == (self.sw.n_out, self.sw.n_in):
-                return p
-            if p.dim() == 1 and p.numel() == self.nnz:
-                return p
-        raise TypeError(
-            f"{type(self.sw).__name__}: no parameter of shape ({self.sw.n_out}, {self.sw.n_in}) or ({self.nnz},)"
-        )
-
-    def _index(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        if device not in self._on:
-            self._on[device] = (self.rows.to(device), self.cols.to(device))
-        return self._on[device]
-
-    def _gather(self, t: Tensor) -> Tensor:
-        """A copy (never a view of the live parameter: snapshots must not change with later updates)."""
-        if t.dim() == 2:
-            r, c = self._index(t.device)
-            return t[r, c]
-        return t.reshape(-1).clone()
-
-    @torch.no_grad()
     def values(self) -> Tensor:
         """Effective weights ``(nnz,)`` (Dale signs applied), CPU float32."""
-        v = self._gather(self.param.detach())
-        if self.sw.dale == "abs":
-            v = v.abs() * self.sw.column_sign.to(v)[self._index(v.device)[1]]
-        return v.float().cpu()
+        return self.sw.active_values().float().cpu()
 
     def grads(self) -> Tensor | None:
         """Gradients of the stored parameter at the active synapses ``(nnz,)``, or None before backward."""
-        g = self.param.grad
-        return None if g is None else self._gather(g.detach()).float().cpu()
+        g = self.sw.active_grads()
+        return None if g is None else g.float().cpu()
 
 
 class GradientRecorder(Callback):

@@ -74,6 +74,19 @@ class SparseWeight(nn.Module, ABC):
         ...
 
     @abstractmethod
+    def active_values(self) -> Tensor:
+        """Effective weights of the active synapses ``(nnz,)`` in connectivity order (row-major, columns
+        ascending, as :meth:`connectivity`), Dale signs applied: a detached copy on the weight's device, O(nnz)
+        memory (no dense matrix is built)."""
+        ...
+
+    @abstractmethod
+    def active_grads(self) -> Tensor | None:
+        """Gradient of the stored parameter at the active synapses ``(nnz,)`` in connectivity order (a detached
+        copy; for ``dale="abs"`` the gradient of the magnitude), or None before any backward pass."""
+        ...
+
+    @abstractmethod
     def load_dense_(self, weight: Tensor) -> None:
         """Set the active synapses' effective weights from a dense ``(n_out, n_in)`` tensor (off-mask
         entries ignored). For ``dale="abs"`` the stored magnitude is ``|weight|``."""

@@ -52,6 +52,18 @@ class MaskedDenseWeight(SparseWeight):
         return Connectivity.from_dense(self.mask)
 
     @torch.no_grad()
+    @torch.no_grad()
+    def active_values(self) -> Tensor:
+        # Boolean indexing walks the mask row-major: connectivity order, nnz values, no dense temporary.
+        v = self.weight[self.mask]
+        if self.dale == "abs":
+            v = v.abs() * self.column_sign.expand(self.n_out, -1)[self.mask]
+        return v
+
+    def active_grads(self) -> Tensor | None:
+        g = self.weight.grad
+        return None if g is None else g.detach()[self.mask]
+
     def load_dense_(self, weight: Tensor) -> None:
         if weight.shape != (self.n_out, self.n_in):
             raise ValueError(f"weight has shape {tuple(weight.shape)}, expected {(self.n_out, self.n_in)}")
