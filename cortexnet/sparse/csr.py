@@ -140,7 +140,6 @@ class CSRWeight(SparseWeight):
             return int(((self._effective() * self._synapse_sign()) < 0).sum())
 
     @torch.no_grad()
-    @torch.no_grad()
     def active_values(self) -> Tensor:
         return self._effective().clone()  # stored in connectivity order already; a copy, never a live view
 
@@ -148,6 +147,7 @@ class CSRWeight(SparseWeight):
         g = self.values.grad
         return None if g is None else g.detach().clone()
 
+    @torch.no_grad()
     def load_dense_(self, weight: Tensor) -> None:
         if weight.shape != (self.n_out, self.n_in):
             raise ValueError(f"weight has shape {tuple(weight.shape)}, expected {(self.n_out, self.n_in)}")

@@ -52,7 +52,6 @@ class MaskedDenseWeight(SparseWeight):
         return Connectivity.from_dense(self.mask)
 
     @torch.no_grad()
-    @torch.no_grad()
     def active_values(self) -> Tensor:
         # Boolean indexing walks the mask row-major: connectivity order, nnz values, no dense temporary.
         v = self.weight[self.mask]
@@ -64,6 +63,7 @@ class MaskedDenseWeight(SparseWeight):
         g = self.weight.grad
         return None if g is None else g.detach()[self.mask]
 
+    @torch.no_grad()
     def load_dense_(self, weight: Tensor) -> None:
         if weight.shape != (self.n_out, self.n_in):
             raise ValueError(f"weight has shape {tuple(weight.shape)}, expected {(self.n_out, self.n_in)}")
