@@ -167,6 +167,24 @@ def test_sign_tracker_hook_is_scoped_to_the_step():
     assert tracker.epochs[0]["per_step"]["positive"]["zeroed_by_projection"] is None
 
 
+def test_sign_tracker_leaves_no_global_hook_when_training_fails_mid_step():
+    from torch.optim.optimizer import _global_optimizer_post_hooks
+
+    from cortexnet.training import Callback, TrainConfig, fit
+
+    class Boom(Callback):
+        def on_after_backward(self, model, state):
+            raise RuntimeError("boom between backward and step")
+
+    model = build_model("cortex_rnn", CortexRNNConfig(n_nodes=12, p=0.5, dale=True), 3, 2)
+    data = torch.utils.data.TensorDataset(torch.rand(8, 4, 3), torch.randint(0, 2, (8,)))
+    before = len(_global_optimizer_post_hooks)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(model, data, data, TrainConfig(epochs=1, batch_size=4, device="cpu"),
+            callbacks=[SignTracker(), Boom()], progress=False)  # fmt: skip
+    assert len(_global_optimizer_post_hooks) == before
+
+
 def test_ei_layer_is_found_on_recurrent_and_feedforward_dale_nets():
     rnn = build_model("cortex_rnn", CortexRNNConfig(n_nodes=10, p=0.5, dale=True), 3, 2)
     ff = build_model("feedforward", FeedForwardConfig(n_nodes=20, n_steps=4, p=0.5, dale=True), 3, 2)

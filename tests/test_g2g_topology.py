@@ -286,3 +286,15 @@ def test_each_first_hidden_group_corresponds_to_two_input_patches_at_the_papers_
         rows = m0[torch.arange(64) % 8 == k]  # group k of the first hidden layer (interleaved)
         patches = patch_of_feature[rows.any(0)].unique().tolist()
         assert patches == [2 * k, 2 * k + 1] and bool(rows[:, patch_of_feature // 2 == k].all())
+
+
+def test_every_model_checks_g2g_topology_params_before_building():
+    from cortexnet.models import CortexRNNConfig, FeedForwardConfig
+
+    with pytest.raises(ValueError, match="p_inter"):
+        CortexRNNConfig(n_nodes=40, p=0.1, topology="g2g").validate()  # p' = 0.15 > p
+    CortexRNNConfig(n_nodes=40, p=0.1, topology="g2g", topology_params={"p_inter": 0.01}).validate()
+    with pytest.raises(ValueError, match="takes no"):
+        FeedForwardConfig(n_nodes=40, n_steps=2, topology="g2g", topology_params={"n_in": 3}).validate()
+    with pytest.raises(ValueError, match="must not repeat"):
+        CortexRNNConfig(n_nodes=40, topology="g2g", topology_params={"exact": True}).validate()

@@ -214,3 +214,20 @@ def test_p_inter_equal_to_p_is_allowed_and_the_default_backend_is_auto():
     assert G2GNetConfig().backend == "auto"
     model = G2GNet(G2GNetConfig(**SMALL), 8, 10)  # 64 x 128 and 64 x 64 matrices: small, masked dense
     assert {layer.sparse.backend for layer in model.layers} == {"masked_dense"}
+
+
+def test_exact_er_budget_equals_the_built_model_at_a_decimal_half():
+    # er_density * possible lands a hair below .5 in binary floating point for 0.145 (0.145 * 100 = 14.4999...);
+    # the budget and the generator must round the same decimal value.
+    small = {**SMALL, "hidden": (10, 10)}  # the 10 x 10 layer has 100 possible synapses: 0.145 * 100 = 14.5
+    cfg = G2GNetConfig(**small, groups=2, connectivity="er", er_density=0.145, exact_edges=True)
+    built = G2GNet(cfg, 8, 3).parameter_counts()
+    assert built["hidden_synapses_per_layer"][1] == 15
+    assert g2gnet_parameter_budget(cfg, 3)["hidden_synapses"] == built["hidden_synapses"]
+
+
+def test_pathway_check_applies_only_where_p_and_p_inter_define_the_mask():
+    G2GNetConfig(**SMALL, connectivity="full", p=0.1).validate()  # p, p' unused by a dense model
+    G2GNetConfig(**SMALL, connectivity="er", er_density=0.2, p=0.1).validate()
+    with pytest.raises(ValueError, match="p_inter"):
+        G2GNetConfig(**SMALL, connectivity="er", p=0.1).validate()  # ER matched to G2G's density

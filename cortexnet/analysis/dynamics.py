@@ -246,6 +246,10 @@ class SignTracker(Callback):
             self._handle.remove()
             self._handle = None
 
+    def on_train_end(self, model: nn.Module, state: Any) -> None:
+        # The step hook is process-wide: never leave it behind when training stops between backward and step.
+        self._remove_hook()
+
     def on_step_end(self, model: nn.Module, state: Any) -> None:
         self._remove_hook()
         after = self._view.values()

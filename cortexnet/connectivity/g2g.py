@@ -40,11 +40,14 @@ or it gets one grouping on both sides (no mixer alternation) and, without ``self
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, round_half_up
+from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, rounded_count
 
 #: Grouping strategies accepted by :func:`group_assignment` (and the ``grouping`` option of ``"g2g"``).
 GROUPINGS: tuple[str, ...] = ("index", "interleaved", "random", "mixer")
@@ -170,10 +173,11 @@ def g2g_edge_count(
     exclude_diagonal: bool = False,
 ) -> float | int:
     """Edges of a G2G matrix with these groups: the expectation p·intra + p'·inter (``exact=False``), or the
-    exact count round(p·intra) + round(p'·inter) that ``exact=True`` places (halves rounded up)."""
+    exact count round(p·intra) + round(p'·inter) that ``exact=True`` places (halves rounded up, on the
+    decimal value of p and p', :func:`~cortexnet.connectivity.base.rounded_count`)."""
     intra, inter = pathway_pair_counts(out_groups, in_groups, exclude_diagonal=exclude_diagonal)
     if exact:
-        return round_half_up(p * intra) + round_half_up(p_inter * inter)
+        return rounded_count(p, intra) + rounded_count(p_inter, inter)
     return p * intra + p_inter * inter
 
 
@@ -273,7 +277,7 @@ def group_to_group(
         rng = np.random.default_rng(seed)
         quotas = []
         for per_row, prob in ((intra_row, p), (inter_row, p_inter)):
-            total = round_half_up(prob * int(per_row.sum()))
+            total = rounded_count(prob, int(per_row.sum()))
             quotas.append(
                 torch.from_numpy(
                     rng.multivariate_hypergeometric(per_row.numpy(), total, method="marginals")
@@ -314,3 +318,14 @@ def group_to_group(
     crow = torch.zeros(n_out + 1, dtype=torch.int64)
     crow[1:] = torch.cat(counts).cumsum(0)
     return Connectivity(n_out, n_in, crow, torch.cat(cols))
+
+
+def _check_g2g_params(**kwargs: Any) -> None:
+    """``check_params`` hook of the registered generator (see :func:`cortexnet.connectivity.check_topology_params`)."""
+    defaults = inspect.signature(group_to_group).parameters
+    check_pathway_probabilities(
+        kwargs.get("p", defaults["p"].default), kwargs.get("p_inter", defaults["p_inter"].default)
+    )
+
+
+group_to_group.check_params = _check_g2g_params  # type: ignore[attr-defined]

@@ -10,10 +10,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import TOPOLOGIES, Connectivity, assign_inhibitory, make_connectivity
+from cortexnet.connectivity import (
+    TOPOLOGIES,
+    Connectivity,
+    assign_inhibitory,
+    check_topology_params,
+    make_connectivity,
+)
 from cortexnet.layers import RecurrentLayer
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
+
+#: Generator arguments CortexRNNConfig sets from its own fields (not repeatable in ``topology_params``).
+_RNN_FIXED_PARAMS: frozenset[str] = frozenset({"p", "self_connections", "exact"})
 
 
 @dataclass(frozen=True)
@@ -74,17 +83,9 @@ class CortexRNNConfig:
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
         if self.sparse_to_dense and self.dale and self.dale_mode == "abs":
             raise ValueError("sparse_to_dense needs dale_mode='clip': with |W|·sign, zero weights never grow")
-        if self.topology not in TOPOLOGIES:
-            raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
-        shared = {"p", "self_connections", "exact", "generator"} & set(self.topology_params)
-        if shared:
-            raise ValueError(f"topology_params must not repeat {sorted(shared)}: set them as config fields")
-        accepted = inspect.signature(TOPOLOGIES.get(self.topology)).parameters
-        unknown = [k for k in self.topology_params if k not in accepted]
-        if unknown:
-            raise ValueError(
-                f"topology {self.topology!r} takes no {unknown}; it takes {[k for k in accepted if k != 'generator']}"
-            )
+        check_topology_params(
+            self.topology, self.topology_params, fixed=_RNN_FIXED_PARAMS, given={"p": self.p}
+        )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self

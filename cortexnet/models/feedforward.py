@@ -9,7 +9,6 @@ to a 1D vector) ... and for the Sleep-EDF dataset, the whole EEG sequence was pa
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,8 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import TOPOLOGIES, assign_inhibitory, make_connectivity
-from cortexnet.connectivity.g2g import check_pathway_probabilities
+from cortexnet.connectivity import assign_inhibitory, check_topology_params, make_connectivity
 from cortexnet.layers import REC_INIT_SCALE, SparseLinear
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
@@ -96,27 +94,15 @@ class FeedForwardConfig:
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
         if self.topology not in FF_TOPOLOGIES:
             raise ValueError(f"topology must be one of {FF_TOPOLOGIES}, got {self.topology!r}")
-        fixed = sorted(_FF_FIXED_PARAMS & set(self.topology_params))
-        if fixed:
-            raise ValueError(
-                f"topology_params must not repeat {fixed}: p and exact_edges are config fields, "
-                "self_connections=True and recurrent=False are fixed for two distinct layers"
+        try:
+            check_topology_params(
+                self.topology, self.topology_params, fixed=_FF_FIXED_PARAMS, given={"p": self.p}
             )
-        accepted = inspect.signature(TOPOLOGIES.get(self.topology)).parameters
-        unknown = [k for k in self.topology_params if k not in accepted]
-        if unknown:
-            takes = [k for k in accepted if k not in _FF_FIXED_PARAMS]
+        except ValueError as exc:
             raise ValueError(
-                f"topology {self.topology!r} takes no {unknown}; topology_params may set {takes}"
-            )
-        if self.topology == "g2g":
-            p_inter = self.topology_params.get("p_inter", accepted["p_inter"].default)
-            try:
-                check_pathway_probabilities(self.p, p_inter)
-            except ValueError as exc:
-                raise ValueError(
-                    f"{exc} (FeedForwardConfig: set topology_params={{'p_inter': ...}})"
-                ) from None
+                f"{exc} (FeedForwardConfig: p and exact_edges are config fields, self_connections=True and "
+                "recurrent=False are fixed for two distinct layers; G2G's p' is topology_params={'p_inter': ...})"
+            ) from None
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self

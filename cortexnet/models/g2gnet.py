@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import Connectivity, make_connectivity
+from cortexnet.connectivity import Connectivity, make_connectivity, rounded_count
 from cortexnet.connectivity.g2g import (
     GROUPINGS,
     check_pathway_probabilities,
@@ -157,7 +157,10 @@ class G2GNetConfig:
         for name in ("p", "p_inter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        check_pathway_probabilities(self.p, self.p_inter)
+        if self.connectivity == "g2g" or (self.connectivity == "er" and self.er_density is None):
+            check_pathway_probabilities(
+                self.p, self.p_inter
+            )  # p and p' define these masks (or their density)
         if self.connectivity != "full" and not 1 <= self.groups <= min(self.widths):
             raise ValueError(
                 f"groups must be in [1, {min(self.widths)}] (the narrowest layer), got {self.groups}"
@@ -207,7 +210,7 @@ def g2gnet_parameter_budget(config: G2GNetConfig, n_classes: int) -> dict[str, A
         synapses: list[float | int] = list(possible)
     elif config.connectivity == "er" and config.er_density is not None:
         synapses = [
-            math.floor(config.er_density * m + 0.5) if config.exact_edges else config.er_density * m
+            rounded_count(config.er_density, m) if config.exact_edges else config.er_density * m
             for m in possible
         ]
     else:

@@ -12,6 +12,7 @@ class Callback:
 
     Hooks run in this order per optimiser step: ``on_after_backward`` (gradients are populated, before the
     step: e.g. record gradient magnitudes), then the step and the constraints, then ``on_step_end``.
+    ``on_train_end`` always runs last, also when training ends with an exception.
     """
 
     def on_train_begin(self, model: nn.Module, state: Any) -> None:
@@ -29,6 +30,10 @@ class Callback:
     def on_epoch_end(self, model: nn.Module, state: Any) -> None:
         """After the epoch-end evaluation and before the epoch's checkpoint, so that what :meth:`state_dict`
         returns (saved in that checkpoint) already includes the epoch just finished."""
+
+    def on_train_end(self, model: nn.Module, state: Any) -> None:
+        """When training stops for any reason (finished, early stop, an exception): release what the
+        callback holds (e.g. hooks it registered)."""
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue this callback (saved in the checkpoint)."""

@@ -269,60 +269,74 @@ def fit(
     n_train = len(y_train)
     for cb in callbacks:
         cb.on_train_begin(model, state)
-    model.train()
-    while state.epoch < config.epochs and not state.stopped_early:
-        t0 = time.perf_counter()
-        batches = torch.randperm(n_train, generator=generator).split(config.batch_size)
-        eval_at = {max(1, min(len(batches) - 1, round(f * len(batches)))) for f in config.eval_fractions}
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        bar = tqdm(
-            batches,
-            desc=f"epoch {state.epoch + 1}/{config.epochs}",
-            leave=False,
-            disable=None if progress else True,
-        )
-        for i, idx in enumerate(bar, start=1):
-            x = x_train[idx].to(device, non_blocking=True)
-            y = y_train[idx].to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise non_finite(f"training loss became {loss.item()}", state.epoch + 1, state.step + 1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for cb in callbacks:
-                cb.on_after_backward(model, state)
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            apply_constraints(model)
-            state.step += 1
-            loss_sum += loss.detach() * len(idx)
-            for cb in callbacks:
-                cb.on_step_end(model, state)
-            if i in eval_at and i < len(batches):
-                record(state.epoch + i / len(batches), None, t0)
-                model.train()
-        state.epoch += 1
-        rec = record(float(state.epoch), float(loss_sum) / n_train, t0)
-        state.elapsed_s = rec["elapsed_s"]
+    try:
         model.train()
-        if val is not None:
-            if state.best_val_acc is None or rec["val_acc"] > state.best_val_acc:
-                state.best_val_acc, state.best_epoch, state.evals_since_best = rec["val_acc"], state.epoch, 0
-            else:
-                state.evals_since_best += 1
-            patience = config.early_stopping_patience
-            if patience is not None and state.evals_since_best >= patience:
-                state.stopped_early = True
-                log.info(
-                    "early stop at epoch %d: no validation improvement for %d epochs", state.epoch, patience
-                )
-        # Callbacks first, so that the state they save in the checkpoint includes the epoch just finished
-        # (a resumed run then continues their records exactly where the checkpoint left off).
+        while state.epoch < config.epochs and not state.stopped_early:
+            t0 = time.perf_counter()
+            batches = torch.randperm(n_train, generator=generator).split(config.batch_size)
+            eval_at = {max(1, min(len(batches) - 1, round(f * len(batches)))) for f in config.eval_fractions}
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            bar = tqdm(
+                batches,
+                desc=f"epoch {state.epoch + 1}/{config.epochs}",
+                leave=False,
+                disable=None if progress else True,
+            )
+            for i, idx in enumerate(bar, start=1):
+                x = x_train[idx].to(device, non_blocking=True)
+                y = y_train[idx].to(device, non_blocking=True)
+                loss = F.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise non_finite(f"training loss became {loss.item()}", state.epoch + 1, state.step + 1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for cb in callbacks:
+                    cb.on_after_backward(model, state)
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                apply_constraints(model)
+                state.step += 1
+                loss_sum += loss.detach() * len(idx)
+                for cb in callbacks:
+                    cb.on_step_end(model, state)
+                if i in eval_at and i < len(batches):
+                    record(state.epoch + i / len(batches), None, t0)
+                    model.train()
+            state.epoch += 1
+            rec = record(float(state.epoch), float(loss_sum) / n_train, t0)
+            state.elapsed_s = rec["elapsed_s"]
+            model.train()
+            if val is not None:
+                if state.best_val_acc is None or rec["val_acc"] > state.best_val_acc:
+                    state.best_val_acc, state.best_epoch, state.evals_since_best = (
+                        rec["val_acc"],
+                        state.epoch,
+                        0,
+                    )
+                else:
+                    state.evals_since_best += 1
+                patience = config.early_stopping_patience
+                if patience is not None and state.evals_since_best >= patience:
+                    state.stopped_early = True
+                    log.info(
+                        "early stop at epoch %d: no validation improvement for %d epochs",
+                        state.epoch,
+                        patience,
+                    )
+            # Callbacks first, so that the state they save in the checkpoint includes the epoch just finished
+            # (a resumed run then continues their records exactly where the checkpoint left off).
+            for cb in callbacks:
+                cb.on_epoch_end(model, state)
+            if (
+                state.epoch % config.checkpoint_every == 0
+                or state.epoch == config.epochs
+                or state.stopped_early
+            ):
+                checkpoint()
+    finally:
         for cb in callbacks:
-            cb.on_epoch_end(model, state)
-        if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs or state.stopped_early:
-            checkpoint()
+            cb.on_train_end(model, state)
     if config.epochs == 0 or (ckpt_path is not None and not ckpt_path.exists()):
         checkpoint()
     model.eval()
