@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from dale_checks import assert_dale_on_disk
 
 import cortexnet.training.runs as runs_mod
 from cortexnet.experiments import dale
@@ -58,6 +59,7 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
         assert rec.sign_violations() == 0
         assert torch.all(w[~mask] == 0)
         assert torch.all(w[:, inh] <= 0) and torch.all(w[:, ~inh] >= 0)
+        assert_dale_on_disk(ckpt["model_state"])  # the stored tensors themselves
         assert ckpt["meta"]["backend_hints"] == {"batch": 200, "device": "cpu"}
         assert ckpt["meta"]["backends"] == {"recurrent.rec": "masked_dense"}  # auto: 60 x 60 is tiny
 

@@ -194,3 +194,21 @@ def test_paper_figure_configs_use_the_papers_seed_counts():
     assert len(seeds["recurrent_vs_feedforward_fig3a.toml"]) == 10  # "10 random initialisations"
     assert len(seeds["g2g_table1.toml"]) == len(seeds["g2g_fig4a.toml"]) == 5  # "mean ... over five runs"
     assert all(len(set(s)) == len(s) for s in seeds.values())
+
+
+def test_resume_of_finished_members_reports_their_saved_counts_without_rebuilding(tmp_path, monkeypatch):
+    import cortexnet.experiments.common as common
+
+    out = tmp_path / "runs"
+    assert run_cli(rvf.main, [*BASE, "--epochs", "1", "--densities", "0.3", "--out", str(out)]) == 0
+    run = only_run(out)
+    before = json.loads((run / "summary.json").read_text())
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("a finished member's counts must come from its checkpoint")
+
+    monkeypatch.setattr(common, "build_model", no_rebuild)
+    assert run_cli(rvf.main, ["--resume", str(run), "--no-progress"]) == 0
+    after = json.loads((run / "summary.json").read_text())
+    for a, b in zip(before["configurations"], after["configurations"], strict=True):
+        assert a["runs"][0]["parameters"] == b["runs"][0]["parameters"]

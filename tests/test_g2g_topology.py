@@ -258,7 +258,6 @@ def test_square_default_is_recurrent_and_every_feed_forward_caller_passes_recurr
     kw = {"p": 1.0, "p_inter": 0.0, "groups": 4}
     default = make_connectivity("g2g", 32, 32, generator=gen(), **kw)
     assert default.equals(make_connectivity("g2g", 32, 32, generator=gen(), recurrent=True, **kw))
-    assert "recurrent=False" in group_to_group.__doc__ and "MUST" in group_to_group.__doc__
     # Square feed-forward layers of the models get the mixer's alternation, not the recurrent default.
     ff = FeedForwardNet(
         FeedForwardConfig(n_nodes=64, n_steps=2, p=1.0, topology="g2g", topology_params={"p_inter": 0.0}),
@@ -276,9 +275,6 @@ def test_square_default_is_recurrent_and_every_feed_forward_caller_passes_recurr
 
 
 def test_each_first_hidden_group_corresponds_to_two_input_patches_at_the_papers_defaults():
-    import cortexnet.connectivity.g2g as g2g_module
-
-    assert "each group in the first hidden layer corresponds to two input patches" in g2g_module.__doc__
     cfg = G2GNetConfig(p_inter=0.0, hidden=(64,))  # 16 patches x 32 channels, G = 8, mixer; p' = 0 isolates p
     m0 = G2GNet(cfg, 3 * 32, 10).layers[0].connectivity().to_dense()  # (64, 512)
     patch_of_feature = torch.arange(512) // 32  # patch-major embedding

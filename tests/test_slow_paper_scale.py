@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from dale_checks import assert_dale_on_disk
 
 from cortexnet.experiments import dale
 from cortexnet.experiments.common import run_cli
@@ -33,5 +34,5 @@ def test_dale_runs_at_10000_nodes_and_checkpoint_obeys_dale(tmp_path):
     active = w[conn.rows(), conn.col]
     sign = rec.column_sign[conn.col]
     assert torch.all(active * sign >= 0) and bool((active != 0).any())
-    assert int((w != 0).sum()) <= conn.nnz  # nothing outside the synapse set
     del w
+    assert_dale_on_disk(ckpt["model_state"])  # the stored csr / masked-dense tensors themselves

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from dale_checks import assert_dale_on_disk
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -233,6 +234,7 @@ def test_checkpoint_rebuilds_model_and_dale_holds_on_disk(tmp_path):
     assert torch.all(w[~mask] == 0)
     assert torch.all(w[:, inh] <= 0) and torch.all(w[:, ~inh] >= 0)
     assert int(inh.sum()) == round(0.115 * 40 + 0.5 - 0.5) == 5
+    assert_dale_on_disk(ckpt["model_state"])  # the stored tensors themselves
 
 
 def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):

@@ -502,8 +502,9 @@ class RecordCounts(Callback):
         self.counts = state.get("counts")
 
     def result(self, member: Member, splits: Any) -> dict[str, Any]:
-        """The recorded counts; a member finished before a resume (not trained again) is rebuilt from its
-        configuration (same seeds, same masks) and counted."""
+        """The recorded counts. A member finished before a resume gets them back from its checkpoint
+        (:func:`~cortexnet.training.runs.train_member` restores callback state); only a checkpoint without them
+        (an older cortexnet) is rebuilt from its configuration (same seeds, same masks) and counted."""
         if self.counts is None:
             self.counts = self.count(
                 build_model(member.model_name, member.model_config, splits.n_inputs, splits.n_classes)

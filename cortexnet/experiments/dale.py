@@ -32,8 +32,6 @@ from cortexnet.experiments.common import (
 )
 from cortexnet.io import atomic_write_json
 from cortexnet.models import CortexRNNConfig
-from cortexnet.training import load_checkpoint
-from cortexnet.training.fit import CHECKPOINT_NAME
 from cortexnet.training.runs import RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
@@ -185,14 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dynamics(member: Path, recorders: Sequence) -> dict:
     """Per-epoch gradient and sign statistics of one member, written to ``dynamics.json`` beside its
-    checkpoint. A member finished before a resume is not retrained: its record comes from its checkpoint."""
+    checkpoint (a member finished before a resume has its recorders restored from that checkpoint)."""
     grad, sign = recorders
-    if not grad.epochs:
-        saved = load_checkpoint(member / CHECKPOINT_NAME).get("callbacks", [])
-        # callbacks[0] is the run folder's metrics sink; the recorders follow in order.
-        if len(saved) >= 3:
-            grad.load_state_dict(saved[1])
-            sign.load_state_dict(saved[2])
     out = {"gradients": grad.epochs, "sign_changes": sign.epochs}
     atomic_write_json(member / "dynamics.json", out)
     return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in grad.epochs], "sign_changes": sign.epochs}

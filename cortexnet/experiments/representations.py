@@ -112,8 +112,8 @@ class ProbeConfig:
                         ("--dropout-draws", self.dropout_draws), ("--batch-size", self.batch_size)):  # fmt: skip
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.n_jobs is not None and self.n_jobs != -1 and self.n_jobs < 1:
-            raise ValueError(f"--n-jobs must be >= 1, -1 or none (every core), got {self.n_jobs}")
+        if self.n_jobs == 0:
+            raise ValueError("--n-jobs must be >= 1 (that many processes) or negative (every core), got 0")
         if self.max_samples is not None and self.max_samples < 2:
             raise ValueError(f"--max-samples must be >= 2, got {self.max_samples}")
         for q in self.dropout_qs:

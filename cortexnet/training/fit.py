@@ -35,7 +35,9 @@ class NonFiniteLossError(RuntimeError):
     is kept untouched (a checkpoint with non-finite values is never written).
 
     Attributes:
-        epoch, step: where training stopped (the epoch in progress, 1-based; the optimiser steps done).
+        epoch, step: where it was detected, both 1-based: the epoch it happened in, and the optimiser step
+            whose loss was non-finite (a loss check) or the last step taken (the check of weights and optimiser
+            state before an epoch's checkpoint: the values broke at that step or earlier in the epoch).
         checkpoint: the last good checkpoint this run wrote or resumed from (None: there is none).
     """
 
@@ -85,7 +87,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _all_finite(tensors) -> bool:
-    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one device sync)."""
+    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one flag per tensor, moved
+    to the CPU and combined; a per-epoch check, not on the per-step path)."""
     flags = [torch.isfinite(t).all() for t in tensors if torch.is_tensor(t) and t.is_floating_point()]
     return bool(torch.stack([f.to("cpu") for f in flags]).all()) if flags else True
 

@@ -194,6 +194,10 @@ def train_member(
         ckpt = load_checkpoint(ckpt_path)
         st = TrainState(**ckpt["train_state"])
         if st.epoch >= train_config.epochs or st.stopped_early:
+            # Not trained again: its callbacks get their saved state (callbacks[0] is the metrics sink), so
+            # what they recorded (dynamics, counts) is reported exactly as the finished run left it.
+            for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])[1:], strict=False):
+                cb.load_state_dict(cb_state)
             return st
         # Rebuild with the hints of the first run (even on another --device), so every "auto" weight picks the
         # same backend and the saved optimiser state fits its parameters.
