@@ -115,19 +115,10 @@ REMOTE_FILES: dict[str, RemoteSource] = {
     ),
 }
 
-# path -> (size, mtime_ns, ctime_ns, inode, sha256) of files whose hash was checked in this process. Re-hashing a
-# 170 MB tarball on every load costs about a second; any write to the file changes its ctime (which, unlike the
-# mtime, user code cannot set back), so a tampered or truncated file is hashed again.
-_VERIFIED: dict[str, tuple[int, int, int, int, str]] = {}
-
-
-def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+# (path, algorithm) -> ((size, mtime_ns, ctime_ns, inode), hex digest) of files hashed in this process.
+# Re-hashing a 170 MB tarball on every load costs about a second; any write to the file changes its ctime
+# (which, unlike the mtime, user code cannot set back), so a tampered or truncated file is hashed again.
+_DIGESTS: dict[tuple[str, str], tuple[tuple[int, int, int, int], str]] = {}
 
 
 def _stat_key(path: Path) -> tuple[int, int, int, int]:
@@ -135,27 +126,43 @@ def _stat_key(path: Path) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
+def file_digest(path: Path, algorithm: str = "sha256", chunk_bytes: int = 1 << 20) -> str:
+    """The hex digest (``hashlib`` algorithm name) of a file, read in 1 MiB chunks, remembered for this
+    process while the file's size, mtime, ctime and inode stay the same."""
+    key = _stat_key(path)
+    seen = _DIGESTS.get((str(path), algorithm))
+    if seen is not None and seen[0] == key:
+        return seen[1]
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    _DIGESTS[(str(path), algorithm)] = (key, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file (:func:`file_digest`)."""
+    return file_digest(path, "sha256")
+
+
 def check_file(path: Path, sha256: str, size: int | None = None) -> str | None:
     """Why ``path`` is not the expected file (``None`` when it is): missing, wrong size, or wrong sha256."""
     try:
-        key = _stat_key(path)
+        actual_size = _stat_key(path)[0]
     except FileNotFoundError:
         return "missing"
-    sha256 = sha256.lower()
-    if _VERIFIED.get(str(path)) == (*key, sha256):
-        return None
-    if size is not None and key[0] != size:
-        return f"size {key[0]} bytes, expected {size}"
+    if size is not None and actual_size != size:
+        return f"size {actual_size} bytes, expected {size}"
     actual = sha256_of(path)
-    if actual != sha256:
-        return f"sha256 {actual}, expected {sha256}"
-    _VERIFIED[str(path)] = (*key, sha256)
+    if actual != sha256.lower():
+        return f"sha256 {actual}, expected {sha256.lower()}"
     return None
 
 
 def mark_verified(path: Path, sha256: str) -> None:
     """Record that ``path`` was just verified to have ``sha256`` (e.g. by pooch after a download)."""
-    _VERIFIED[str(path)] = (*_stat_key(path), sha256.lower())
+    _DIGESTS[(str(path), "sha256")] = (_stat_key(path), sha256.lower())
 
 
 def _progressbar() -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 from .cache import fingerprint, load_npz, manifest_entries, save_npz, update_manifest
 from .edf import check_edf_complete, read_edf_annotations
 from .errors import DataError
-from .remote import describe_failure
+from .remote import describe_failure, file_digest
 from .root import fetch_command
 from .sources import DATASETS, DatasetLoader
 from .splits import SourceData
@@ -198,11 +198,9 @@ class RecordingEpochs:
 
 
 def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()  # PhysioNet / MNE publish SHA-1 for these files
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-1 of a file (PhysioNet / MNE publish SHA-1 for these files), remembered per process while the file
+    is unchanged (:func:`~cortexnet.data.remote.file_digest`)."""
+    return file_digest(path, "sha1")
 
 
 def _mne_records() -> list[dict[str, str]]:
@@ -243,26 +241,11 @@ def _delete_invalid_local_files(
             check_edf_complete(path)
             if row["record type"] == "Hypnogram":
                 read_edf_annotations(path)
-            if verify and _sha1_memo(path) != row["sha"]:
-                raise DataError(f"{path} has SHA-1 {_sha1_memo(path)}, expected {row['sha']}")
+            if verify and _sha1(path) != row["sha"]:
+                raise DataError(f"{path} has SHA-1 {_sha1(path)}, expected {row['sha']}")
         except DataError as exc:
             logger.warning("%s: deleting %s to fetch it again: %s", NAME, path, exc)
             path.unlink()
-
-
-# path -> (fingerprint, SHA-1) of files hashed in this process: a re-hash costs ~0.1 s per 45 MB PSG, and any
-# write to the file changes its fingerprint (ctime), so a replaced file is hashed again
-_HASHED: dict[str, tuple[dict[str, Any], str]] = {}
-
-
-def _sha1_memo(path: Path) -> str:
-    key = fingerprint(path)
-    seen = _HASHED.get(str(path))
-    if seen is not None and seen[0] == key:
-        return seen[1]
-    digest = _sha1(path)
-    _HASHED[str(path)] = (key, digest)
-    return digest
 
 
 def _verify_sha1(rec: Recording) -> dict[str, str]:
@@ -273,7 +256,7 @@ def _verify_sha1(rec: Recording) -> dict[str, str]:
         expected = table.get(path.name)
         if expected is None:
             raise DataError(f"{path}: no SHA-1 known for this file name; it is not a sleep-cassette file")
-        actual = _sha1_memo(path)
+        actual = _sha1(path)
         out[part] = actual
         if actual != expected:
             raise DataError(
