@@ -212,3 +212,13 @@ def test_resume_of_finished_members_reports_their_saved_counts_without_rebuildin
     after = json.loads((run / "summary.json").read_text())
     for a, b in zip(before["configurations"], after["configurations"], strict=True):
         assert a["runs"][0]["parameters"] == b["runs"][0]["parameters"]
+
+
+def test_prints_the_recurrent_cost_before_training_and_not_for_feedforward_only(tmp_path, capsys):
+    args = [*BASE, "--epochs", "1", "--densities", "0.3", "--out", str(tmp_path)]
+    assert run_cli(rvf.main, args) == 0
+    out = capsys.readouterr().out
+    # 8 steps x 40 nodes x 1,438 training images of digits
+    assert "cost of the largest recurrent network: 8 steps x 40 nodes x 1,438 samples" in out
+    assert run_cli(rvf.main, [*args, "--architectures", "feedforward"]) == 0
+    assert "cost of" not in capsys.readouterr().out

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
-from cortexnet.data import chance_level
+from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
     Member,
     RecordCounts,
@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options or missing data)."""
     config, folder = resolve_run_config(RecurrentVsFeedforwardConfig, argv, __doc__.split("\n")[0])
     splits, dataset_spec = load_run_data(config)
+    if "recurrent" in config.architectures:  # the feed-forward control has no time loop
+        cost = sequence_cost(splits.n_steps, max(config.nodes), len(splits.train),
+                             density=max(config.densities), batch_size=config.batch_size)  # fmt: skip
+        print(f"{EXPERIMENT}: cost of the largest recurrent network: {cost}")
     folder = folder or RunFolder.create(config.out, EXPERIMENT, dataclasses.asdict(config))
     print(f"{EXPERIMENT}: writing {folder.path}")
     members = [
