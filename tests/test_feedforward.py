@@ -136,7 +136,7 @@ def test_dale_on_the_first_hidden_layer_holds_while_training():
         ({"p": 0.0}, r"\(0, 1\]"),
         ({"activation": "gelu"}, "activation"),
         ({"hidden_init": "zeros"}, "hidden_init"),
-        ({"topology": "full"}, "topology must be one of"),
+        ({"topology": "nope"}, "unknown topology"),
         ({"backend": "nope"}, "unknown backend"),
     ],
 )

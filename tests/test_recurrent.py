@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cortexnet.connectivity import Connectivity, erdos_renyi
-from cortexnet.layers import REC_INIT_SCALE, RecurrentLayer, apply_constraints
+from cortexnet.layers import REC_INIT_SCALE, RecurrentLayer, apply_constraints, observe_projection
 from cortexnet.models import CortexRNN, CortexRNNConfig, build_model
 from cortexnet.sparse import DenseRecurrence, make_sparse_weight
 
@@ -104,19 +104,27 @@ def _train_hard(model, steps=30, lr=0.05, after_every_step=None):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x = torch.rand(16, 5, model.n_inputs, generator=gen(4))
     y = torch.randint(0, model.n_classes, (16,), generator=gen(5))
-    flips = 0
-    for _ in range(steps):
-        before = model.recurrent.rec.to_dense()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        after_step = model.recurrent.rec.to_dense()
-        flips += int(((after_step * before) < 0).sum())
-        apply_constraints(model)
-        if after_every_step is not None:
-            after_every_step(model, x)
-    return flips
+    flips = [0]
+    rec = model.recurrent.rec
+    before: list[torch.Tensor] = []
+
+    def count(weight):  # runs inside opt.step(), between the update and the constraint projection
+        if weight is rec:
+            flips[0] += int(((weight.to_dense() * before[-1]) < 0).sum())
+
+    handle = observe_projection(count)
+    try:
+        for _ in range(steps):
+            before.append(rec.to_dense())
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()  # the constraints are re-imposed inside step (cortexnet.layers.constraints)
+            if after_every_step is not None:
+                after_every_step(model, x)
+    finally:
+        handle.remove()
+    return flips[0]
 
 
 @pytest.mark.parametrize("backend", ["masked_dense", "csr"])

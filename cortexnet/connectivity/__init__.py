@@ -2,6 +2,7 @@
 
 import inspect
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from cortexnet.connectivity import g2g as _g2g  # noqa: F401  (registers "g2g")
 from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,
+    LayerSpec,
     assign_inhibitory,
     dale_signs,
     round_half_up,
@@ -20,11 +22,58 @@ from cortexnet.connectivity.er import erdos_renyi
 
 
 def make_connectivity(
-    name: str, n_out: int, n_in: int, *, generator: torch.Generator | None = None, **params
+    name: str,
+    layer: LayerSpec | int,
+    n_in: int | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    **params: Any,
 ) -> Connectivity:
-    """Build a registered topology by name, e.g. ``make_connectivity("er", N, N, p=0.1, generator=g)``.
-    Random topologies require ``generator``; deterministic ones (``"full"``) ignore it."""
-    return TOPOLOGIES.get(name)(n_out, n_in, generator=generator, **params)
+    """Build the registered topology ``name`` for one weight: ``make_connectivity("er", spec, p=0.1,
+    generator=g)`` with a :class:`LayerSpec`, or ``make_connectivity("er", n_out, n_in, ...)`` for a single
+    weight (``LayerSpec.of``: a square matrix is recurrent). Random topologies require ``generator``;
+    deterministic ones (``"full"``) ignore it. An unknown name raises ``KeyError`` listing the known ones."""
+    gen = TOPOLOGIES.get(name)
+    if isinstance(layer, LayerSpec):
+        if n_in is not None:
+            raise TypeError("pass either a LayerSpec or (n_out, n_in), not both")
+        spec = layer
+    else:
+        if n_in is None:
+            raise TypeError("make_connectivity needs a LayerSpec or both n_out and n_in")
+        spec = LayerSpec.of(int(layer), int(n_in))
+    return gen(spec, generator=generator, **params)
+
+
+def topology_settable(name: str, *, fixed: Iterable[str] = ()) -> list[str]:
+    """The keyword parameters of the registered topology ``name`` a user may set (its keyword-only
+    parameters, less ``generator`` and the ``fixed`` ones a model sets itself)."""
+    fixed = set(fixed) | {"generator"}
+    signature = inspect.signature(TOPOLOGIES.get(name)).parameters
+    return [k for k, v in signature.items() if v.kind is inspect.Parameter.KEYWORD_ONLY and k not in fixed]
+
+
+def build_connectivity(
+    topology: str,
+    params: dict[str, Any],
+    spec: LayerSpec,
+    *,
+    generator: torch.Generator,
+    inhibitory_fraction: float | None,
+) -> tuple[Connectivity, torch.Tensor | None]:
+    """The mask of one sparse weight and, with ``inhibitory_fraction``, the E/I identities of its presynaptic
+    units, both from ``generator``: the mask first, then the identities — unless the topology declares
+    ``uses_identities = True``, which gets them in ``spec.inhibitory`` and so draws them first. (The default
+    order keeps every existing seed's masks and identities unchanged.)"""
+    wants = bool(getattr(TOPOLOGIES.get(topology), "uses_identities", False))
+    inhibitory = None
+    if inhibitory_fraction is not None and wants:
+        inhibitory = assign_inhibitory(spec.n_in, inhibitory_fraction, generator=generator)
+        spec = replace(spec, inhibitory=inhibitory)
+    conn = make_connectivity(topology, spec, generator=generator, **params)
+    if inhibitory_fraction is not None and not wants:
+        inhibitory = assign_inhibitory(spec.n_in, inhibitory_fraction, generator=generator)
+    return conn, inhibitory
 
 
 def check_topology_params(
@@ -47,9 +96,7 @@ def check_topology_params(
             f"topology_params must not repeat {repeated}: the model sets them from its own fields"
         )
     signature = inspect.signature(gen).parameters
-    settable = [
-        k for k, v in signature.items() if v.kind is inspect.Parameter.KEYWORD_ONLY and k not in fixed
-    ]
+    settable = topology_settable(name, fixed=fixed)
     unknown = [k for k in params if k not in settable]
     if unknown:
         raise ValueError(f"topology {name!r} takes no {unknown}; topology_params may set {settable}")
@@ -61,11 +108,14 @@ def check_topology_params(
 __all__ = [
     "TOPOLOGIES",
     "Connectivity",
+    "LayerSpec",
     "assign_inhibitory",
+    "build_connectivity",
     "check_topology_params",
     "dale_signs",
     "erdos_renyi",
     "make_connectivity",
     "round_half_up",
     "rounded_count",
+    "topology_settable",
 ]

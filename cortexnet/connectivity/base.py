@@ -3,16 +3,100 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from cortexnet.registry import Registry
 
-#: Topology generators by name. Each is ``fn(n_out, n_in, *, generator, **params) -> Connectivity``.
+#: Topology generators by name. Each is ``fn(layer: LayerSpec, *, generator, **params) -> Connectivity`` (the
+#: topology contract, see :class:`LayerSpec`); ``params`` are the generator's own keyword-only parameters.
 TOPOLOGIES: Registry = Registry("topology")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerSpec:
+    """What a topology generator is told about the weight it wires (the topology contract).
+
+    A model builds one ``LayerSpec`` per sparse weight and calls ``TOPOLOGIES.get(name)(layer, generator=g,
+    **params)``; it never special-cases a topology by name, so every registered generator reaches every layer
+    of every model. Generators use what they need and ignore the rest.
+
+    Attributes:
+        n_out, n_in: the weight's shape (rows = postsynaptic units, columns = presynaptic units).
+        recurrent: True when the weight connects one node set to itself (square; W[i, j] from node j to node
+            i): the diagonal are self-connections, and "one grouping", "one ring" etc. apply to both sides.
+        index: position of this weight among the model's sparse weights, from 0 (also the number of its
+            presynaptic node layer: weight ``index`` joins node layer ``index`` to ``index + 1``).
+        shapes: ``(n_out, n_in)`` of every sparse weight of the model, in order (for layer-wise budgets such as
+            ERK); defaults to this weight's shape alone.
+        density: the model's connection probability for this weight (e.g. ``CortexRNNConfig.p``), the default
+            of generators that take a density; None when the model has none.
+        self_connections: recurrent weights only: the diagonal may be present (the paper's density excludes it).
+        exact: the model asks for exact rounded edge counts instead of independent draws, where it applies.
+        inhibitory: bool ``(n_in,)`` E/I identities of the presynaptic units, for generators that declare
+            ``uses_identities = True`` (otherwise None: the model draws the identities after the mask, which
+            keeps the masks of existing seeds unchanged).
+        positions_in, positions_out: optional float ``(n_in, d)`` / ``(n_out, d)`` node coordinates (arbitrary
+            units), when the model has them (recurrent: the same tensor on both sides).
+        shared: a dict shared by the generator calls of one model build, for state that spans layers (e.g.
+            one random group assignment per node layer, used by both weights that touch it).
+        name: the weight's name in the model (as :func:`cortexnet.layers.sparse_weights` reports it).
+    """
+
+    n_out: int
+    n_in: int
+    recurrent: bool = False
+    index: int = 0
+    shapes: tuple[tuple[int, int], ...] = ()
+    density: float | None = None
+    self_connections: bool = False
+    exact: bool = False
+    inhibitory: Tensor | None = None
+    positions_in: Tensor | None = None
+    positions_out: Tensor | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n_out < 1 or self.n_in < 1:
+            raise ValueError(f"layer sizes must be >= 1, got n_out={self.n_out}, n_in={self.n_in}")
+        if self.recurrent and self.n_out != self.n_in:
+            raise ValueError(f"a recurrent layer must be square, got {self.n_out} x {self.n_in}")
+        if not self.shapes:
+            object.__setattr__(self, "shapes", ((self.n_out, self.n_in),))
+        if not 0 <= self.index < len(self.shapes):
+            raise ValueError(f"layer index must be in [0, {len(self.shapes)}), got {self.index}")
+        if tuple(self.shapes[self.index]) != (self.n_out, self.n_in):
+            raise ValueError(
+                f"shapes[{self.index}] = {tuple(self.shapes[self.index])} is not this layer's shape "
+                f"{(self.n_out, self.n_in)}"
+            )
+        if self.inhibitory is not None and self.inhibitory.shape != (self.n_in,):
+            raise ValueError(
+                f"inhibitory must have shape ({self.n_in},) (one per presynaptic unit), got "
+                f"{tuple(self.inhibitory.shape)}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_out, n_in)``."""
+        return (self.n_out, self.n_in)
+
+    @property
+    def depth(self) -> int:
+        """Number of sparse weights in the model."""
+        return len(self.shapes)
+
+    @staticmethod
+    def of(n_out: int, n_in: int, **fields: Any) -> LayerSpec:
+        """A one-weight description; a square matrix is recurrent unless ``recurrent=False`` is given (the
+        registry's convention for plain ``make_connectivity(name, n_out, n_in)`` calls)."""
+        fields.setdefault("recurrent", n_out == n_in)
+        return LayerSpec(n_out, n_in, **fields)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, rounded_count
+from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
 
 #: Rows processed per chunk: bounds the temporary (chunk x n_in) random block to ~64 MB of float32.
 _CHUNK_ELEMENTS = 16_000_000
@@ -20,7 +20,6 @@ def _check(n_out: int, n_in: int, p: float) -> None:
         raise ValueError(f"connection probability p must be in [0, 1], got {p}")
 
 
-@TOPOLOGIES.register("er")
 def erdos_renyi(
     n_out: int,
     n_in: int,
@@ -109,10 +108,41 @@ def erdos_renyi(
     return Connectivity(n_out, n_in, crow, col)
 
 
+@TOPOLOGIES.register("er")
+def er(
+    spec: LayerSpec,
+    /,
+    *,
+    generator: torch.Generator | None,
+    p: float | None = None,
+    self_connections: bool | None = None,
+    exact: bool | None = None,
+) -> Connectivity:
+    """Registered ``"er"``: :func:`erdos_renyi` on ``spec`` (Fruengel & Oberlaender 2025's random wiring).
+
+    ``p`` defaults to ``spec.density``, ``exact`` to ``spec.exact``; the diagonal is excluded only on a
+    recurrent layer without ``self_connections`` (default ``spec.self_connections``): a feed-forward layer has
+    no self-connections to exclude.
+    """
+    p = spec.density if p is None else p
+    if p is None:
+        raise ValueError("topology 'er' needs a connection probability: pass topology_params p=... in [0, 1]")
+    allow_diag = spec.self_connections if self_connections is None else self_connections
+    return erdos_renyi(
+        spec.n_out,
+        spec.n_in,
+        p=p,
+        generator=generator,
+        self_connections=allow_diag or not spec.recurrent,
+        exact=spec.exact if exact is None else exact,
+    )
+
+
 @TOPOLOGIES.register("full")
 def full(
-    n_out: int, n_in: int, *, generator: torch.Generator | None = None, self_connections: bool = False
+    spec: LayerSpec, /, *, generator: torch.Generator | None = None, self_connections: bool | None = None
 ) -> Connectivity:
-    """All-to-all connectivity (p = 1); the diagonal is excluded for square matrices by default."""
-    _check(n_out, n_in, 1.0)
-    return Connectivity.full(n_out, n_in, self_connections=self_connections)
+    """All-to-all connectivity (p = 1); the diagonal of a recurrent layer is excluded unless
+    ``self_connections`` (default ``spec.self_connections``). ``spec.density`` is ignored."""
+    allow_diag = spec.self_connections if self_connections is None else self_connections
+    return Connectivity.full(spec.n_out, spec.n_in, self_connections=allow_diag or not spec.recurrent)

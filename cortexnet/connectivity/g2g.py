@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, rounded_count
+from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
 
 #: Grouping strategies accepted by :func:`group_assignment` (and the ``grouping`` option of ``"g2g"``).
 GROUPINGS: tuple[str, ...] = ("index", "interleaved", "random", "mixer")
@@ -181,7 +181,6 @@ def g2g_edge_count(
     return p * intra + p_inter * inter
 
 
-@TOPOLOGIES.register("g2g")
 def group_to_group(
     n_out: int,
     n_in: int,
@@ -320,12 +319,69 @@ def group_to_group(
     return Connectivity(n_out, n_in, crow, torch.cat(cols))
 
 
-def _check_g2g_params(**kwargs: Any) -> None:
-    """``check_params`` hook of the registered generator (see :func:`cortexnet.connectivity.check_topology_params`)."""
-    defaults = inspect.signature(group_to_group).parameters
-    check_pathway_probabilities(
-        kwargs.get("p", defaults["p"].default), kwargs.get("p_inter", defaults["p_inter"].default)
+@TOPOLOGIES.register("g2g")
+def g2g(
+    spec: LayerSpec,
+    /,
+    *,
+    generator: torch.Generator | None,
+    p: float | None = None,
+    p_inter: float = 0.15,
+    groups: int = 8,
+    grouping: str = "mixer",
+    layer: int | None = None,
+    out_groups: Tensor | None = None,
+    in_groups: Tensor | None = None,
+    recurrent: bool | None = None,
+    self_connections: bool | None = None,
+    exact: bool | None = None,
+) -> Connectivity:
+    """Registered ``"g2g"``: :func:`group_to_group` on ``spec``.
+
+    Defaults from the layer description: ``p`` (intra-pathway) ← ``spec.density`` (else 1, the paper's),
+    ``recurrent`` ← ``spec.recurrent``, ``self_connections`` ← ``spec.self_connections``, ``exact`` ←
+    ``spec.exact``, and the node-layer number ``layer`` (mixer parity) ← ``spec.index``. Without explicit
+    groups, each node layer's assignment is computed once per model build and shared (``spec.shared``) by
+    the two weights that touch it, so ``"random"`` grouping is one grouping per node layer, as G2GNet needs.
+    """
+    p = (spec.density if spec.density is not None else 1.0) if p is None else p
+    recurrent = spec.recurrent if recurrent is None else recurrent
+    number = spec.index if layer is None else layer
+    if out_groups is None and in_groups is None:
+        cache = spec.shared.setdefault("g2g_groups", {})
+
+        def assignment(node_layer: int, n: int) -> Tensor:
+            key = (node_layer, n, groups, grouping)
+            if key not in cache:
+                cache[key] = group_assignment(n, groups, grouping, layer=node_layer, generator=generator)
+            return cache[key]
+
+        in_groups = assignment(number, spec.n_in)
+        out_groups = in_groups if recurrent else assignment(number + 1, spec.n_out)
+    return group_to_group(
+        spec.n_out,
+        spec.n_in,
+        generator=generator,
+        p=p,
+        p_inter=p_inter,
+        groups=groups,
+        grouping=grouping,
+        layer=number,
+        out_groups=out_groups,
+        in_groups=in_groups,
+        recurrent=recurrent,
+        self_connections=spec.self_connections if self_connections is None else self_connections,
+        exact=spec.exact if exact is None else exact,
     )
 
 
-group_to_group.check_params = _check_g2g_params  # type: ignore[attr-defined]
+def _check_g2g_params(**kwargs: Any) -> None:
+    """``check_params`` hook of the registered generator (see :func:`cortexnet.connectivity.check_topology_params`)."""
+    defaults = inspect.signature(group_to_group).parameters
+    p = kwargs.get("p")
+    check_pathway_probabilities(
+        defaults["p"].default if p is None else p, kwargs.get("p_inter", defaults["p_inter"].default)
+    )
+
+
+g2g.check_params = _check_g2g_params  # type: ignore[attr-defined]

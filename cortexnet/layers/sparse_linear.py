@@ -8,7 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import Connectivity, dale_signs
+from cortexnet.connectivity import Connectivity, LayerSpec, dale_signs, make_connectivity
+from cortexnet.layers.constraints import ensure_constrained, register_constrained
 from cortexnet.sparse import DaleMode, SparseWeight, make_sparse_weight
 
 #: Initialisations of :class:`SparseLinear` (see its docstring).
@@ -93,8 +94,33 @@ class SparseLinear(nn.Module):
             column_sign=dale_signs(self.inhibitory) if dale else None,
             **(backend_options or {}),
         )
+        register_constrained(self.sparse)
         self.bias = nn.Parameter(torch.empty(n_out)) if bias else None
         self._init_values(connectivity, init, init_scale, generator)
+
+    @classmethod
+    def from_topology(
+        cls,
+        in_features: int,
+        out_features: int,
+        topology: str = "er",
+        topology_params: dict[str, Any] | None = None,
+        *,
+        connectivity_generator: torch.Generator,
+        generator: torch.Generator,
+        density: float | None = None,
+        inhibitory: Tensor | None = None,
+        **kwargs: Any,
+    ) -> SparseLinear:
+        """A feed-forward ``SparseLinear`` ``(in_features → out_features)`` wired by the registered topology
+        ``topology`` (any name of :data:`cortexnet.connectivity.TOPOLOGIES`) with ``topology_params``, e.g.
+        ``SparseLinear.from_topology(784, 256, "er", {"p": 0.1}, connectivity_generator=g1, generator=g2)``.
+        ``density`` is the layer description's default density; ``kwargs`` go to the constructor."""
+        spec = LayerSpec(out_features, in_features, recurrent=False, density=density, inhibitory=inhibitory)
+        conn = make_connectivity(
+            topology, spec, generator=connectivity_generator, **(topology_params or {})
+        )
+        return cls(conn, inhibitory=inhibitory, generator=generator, **kwargs)
 
     @torch.no_grad()
     def _init_values(
@@ -122,6 +148,7 @@ class SparseLinear(nn.Module):
         """x ``(..., n_in)`` → ``(..., n_out)``."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features, expected {self.in_features}")
+        ensure_constrained(self.sparse)
         y = self.sparse.linear(x)
         return y + self.bias if self.bias is not None else y
 

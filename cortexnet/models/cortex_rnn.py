@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import (
-    TOPOLOGIES,
-    Connectivity,
-    assign_inhibitory,
-    check_topology_params,
-    make_connectivity,
-)
+from cortexnet.connectivity import Connectivity, LayerSpec, build_connectivity, check_topology_params
 from cortexnet.layers import RecurrentLayer
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
@@ -43,8 +36,9 @@ class CortexRNNConfig:
         topology: connectivity generator name (registry ``cortexnet.connectivity.TOPOLOGIES``), e.g. "er",
             "full", "g2g" (a recurrent group-to-group cortex).
         topology_params: further keyword arguments of that generator, e.g. ``{"p_inter": 0.05, "groups": 8,
-            "grouping": "random"}`` for "g2g". ``p``, ``self_connections`` and ``exact_edges`` above are passed
-            to every generator that takes them.
+            "grouping": "random"}`` for "g2g". ``p``, ``self_connections`` and ``exact_edges`` above reach every
+            generator through the layer description (:class:`~cortexnet.connectivity.LayerSpec`: ``density``,
+            ``self_connections``, ``exact``), so they are not repeated here.
         backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"`` (masked
             dense below 65,536 possible synapses, otherwise by size, density and the runner's hints).
         connectivity_seed: seed of the mask and of the E/I assignment.
@@ -108,13 +102,20 @@ class CortexRNN(nn.Module):
         g_conn = torch.Generator().manual_seed(config.connectivity_seed)
         g_weight = torch.Generator().manual_seed(config.weight_seed)
         n = config.n_nodes
-        # p / self_connections / exact go to every generator that takes them ("full" takes no p).
-        accepted = inspect.signature(TOPOLOGIES.get(config.topology)).parameters
-        common = {"p": config.p, "self_connections": config.self_connections, "exact": config.exact_edges}
-        params = {k: v for k, v in common.items() if k in accepted} | dict(config.topology_params)
-        sparse = make_connectivity(config.topology, n, n, generator=g_conn, **params)
-        inhibitory = (
-            assign_inhibitory(n, config.inhibitory_fraction, generator=g_conn) if config.dale else None
+        sparse, inhibitory = build_connectivity(
+            config.topology,
+            config.topology_params,
+            LayerSpec(
+                n,
+                n,
+                recurrent=True,
+                density=config.p,
+                self_connections=config.self_connections,
+                exact=config.exact_edges,
+                name="recurrent.rec",
+            ),
+            generator=g_conn,
+            inhibitory_fraction=config.inhibitory_fraction if config.dale else None,
         )
         trainable = (
             Connectivity.full(n, n, self_connections=config.self_connections)
@@ -151,7 +152,7 @@ class CortexRNN(nn.Module):
 
     def describe(self) -> dict:
         """Plain-data summary: config, synapse count, realised density, inhibitory count."""
-        conn = self.recurrent.rec.connectivity()
+        conn = self.recurrent.rec.connectivity()  # the model's one sparse weight ("recurrent.rec")
         return {
             **asdict(self.config),
             "n_inputs": self.n_inputs,

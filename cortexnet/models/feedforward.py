@@ -16,15 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import assign_inhibitory, check_topology_params, make_connectivity
+from cortexnet.connectivity import LayerSpec, build_connectivity, check_topology_params
 from cortexnet.layers import REC_INIT_SCALE, SparseLinear
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
 
 #: Initialisations of the hidden-to-hidden weights (see :class:`FeedForwardConfig`).
 FF_HIDDEN_INITS: tuple[str, ...] = ("paper", "dense_fan_in", "sparse_fan_in")
-#: Topologies of the hidden-to-hidden weights (those taking ``p``, ``exact`` and ``self_connections``).
-FF_TOPOLOGIES: tuple[str, ...] = ("er", "g2g")
 #: Generator arguments the model sets itself (config fields, or fixed: the two layers are different nodes).
 _FF_FIXED_PARAMS: frozenset[str] = frozenset({"p", "exact", "self_connections", "recurrent", "generator"})
 
@@ -47,11 +45,12 @@ class FeedForwardConfig:
         inhibitory_fraction: fraction of inhibitory first-layer nodes in [0, 1] (paper 0.115).
         dale_mode: "clip" (paper) or "abs".
         exact_edges: exactly round(p · N1 · N2) synapses instead of independent Bernoulli(p) draws (default).
-        topology: connectivity of the hidden-to-hidden weights: "er" (the paper) or "g2g" (group-to-group:
-            ``p`` is the *intra-pathway* probability; p', G and the grouping come from ``topology_params``, else
-            the generator's defaults p' = 0.15, G = 8, mixer). Both are called with ``self_connections=True``
-            (the two layers are different nodes, so a square matrix has no diagonal to exclude) and "g2g" with
-            ``recurrent=False``.
+        topology: connectivity of the hidden-to-hidden weights, any registered topology
+            (:data:`cortexnet.connectivity.TOPOLOGIES`): "er" (the paper), "g2g" (group-to-group: ``p`` is the
+            *intra-pathway* probability; p', G and the grouping come from ``topology_params``, else the
+            generator's defaults p' = 0.15, G = 8, mixer), "full", ... The generator gets a feed-forward layer
+            description (``recurrent=False``: the two layers are different nodes, so a square matrix has no
+            diagonal to exclude) with ``density = p`` and ``exact = exact_edges``.
         topology_params: further keyword arguments of that generator, e.g. ``{"p_inter": 0.05, "groups": 4}``
             for "g2g" (needs p_inter <= p: with p = 0.1 the default p' = 0.15 is rejected). Checked against the
             generator's signature; must not repeat ``p``, ``exact``, ``self_connections`` or ``recurrent``.
@@ -92,8 +91,6 @@ class FeedForwardConfig:
             raise ValueError(f"inhibitory fraction must be in [0, 1], got {self.inhibitory_fraction}")
         if self.dale_mode not in ("clip", "abs"):
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
-        if self.topology not in FF_TOPOLOGIES:
-            raise ValueError(f"topology must be one of {FF_TOPOLOGIES}, got {self.topology!r}")
         try:
             check_topology_params(
                 self.topology, self.topology_params, fixed=_FF_FIXED_PARAMS, given={"p": self.p}
@@ -136,14 +133,14 @@ class FeedForwardNet(nn.Module):
         n1, n2 = config.layer_sizes
         g_conn = torch.Generator().manual_seed(config.connectivity_seed)
         g_weight = torch.Generator().manual_seed(config.weight_seed)
-        # Feed-forward: never treat a square N1 = N2 matrix as one recurrent node set.
-        extra = {"recurrent": False} if config.topology == "g2g" else {}
-        conn = make_connectivity(
-            config.topology, n2, n1, generator=g_conn, p=config.p, exact=config.exact_edges,
-            self_connections=True, **extra, **config.topology_params,
-        )  # fmt: skip
-        inhibitory = (
-            assign_inhibitory(n1, config.inhibitory_fraction, generator=g_conn) if config.dale else None
+        conn, inhibitory = build_connectivity(
+            config.topology,
+            config.topology_params,
+            LayerSpec(
+                n2, n1, recurrent=False, density=config.p, exact=config.exact_edges, name="connections.sparse"
+            ),
+            generator=g_conn,
+            inhibitory_fraction=config.inhibitory_fraction if config.dale else None,
         )
         self.input = _dense(self.n_flat, n1, g_weight)
         self.connections = SparseLinear(
