@@ -110,8 +110,8 @@ def test_encoder_rejects_bad_input(images, kwargs, match):
 
 # ------------------------------------------------------------------------------------------------- digits
 def test_digits_shapes_ranges_and_fixed_test_split():
-    a = load_dataset("digits", seed=0)
-    b = load_dataset("digits", seed=1)
+    a = load_dataset("digits", seed=0, val_fraction=0.1)
+    b = load_dataset("digits", seed=1, val_fraction=0.1)
     assert DATASETS.names() >= ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist"]
     assert (a.n_steps, a.n_inputs, a.n_classes) == (8, 8, 10)
     assert chance_level(a) == pytest.approx(0.1)
@@ -135,8 +135,8 @@ def test_digits_shapes_ranges_and_fixed_test_split():
 
 
 def test_same_seed_same_splits():
-    a = load_dataset("digits", seed=3, n_per_class=7)
-    b = load_dataset("digits", seed=3, n_per_class=7)
+    a = load_dataset("digits", seed=3, n_per_class=7, val_fraction=0.1)
+    b = load_dataset("digits", seed=3, n_per_class=7, val_fraction=0.1)
     for part in ("train", "val", "test"):
         for ta, tb in zip(getattr(a, part).tensors, getattr(b, part).tensors, strict=True):
             assert torch.equal(ta, tb)

@@ -313,7 +313,7 @@ def test_wake_cropping_and_channels(edf_root):
 
 def test_sleep_edf_end_to_end_with_defaults(edf_root, no_network):
     root, _ = edf_root
-    s = load_dataset("sleep-edf", root=root)  # defaults: every recording found, val 10 % by subject
+    s = load_dataset("sleep-edf", root=root, val_fraction=0.1)  # every recording found, val 10 % by subject
     assert (s.n_steps, s.n_inputs, s.n_classes) == (3000, 1, 5)
     assert s.class_names == ("W", "N1", "N2", "N3", "REM")
     test, pool = s.metadata["subjects"]["test"], s.metadata["subjects"]["train_pool"]

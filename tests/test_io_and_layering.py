@@ -24,7 +24,7 @@ ALLOWED = {
     "analysis": {"models", "training", "data", "layers", "connectivity", "sparse"},
     "experiments": {"connectivity", "sparse", "layers", "models", "rewiring", "data", "training", "analysis"},
 }
-UTILITIES = {"registry", "io", "__init__"}
+UTILITIES = {"registry", "io", "config", "__init__"}
 
 
 def test_import_direction():

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
 
 from cortexnet.analysis.learning import MeanSD, learning_delay
+from cortexnet.data.samples import probe_source, select_batches
 from cortexnet.sparse import SparseWeight
 from cortexnet.training import Callback
 
@@ -196,10 +196,10 @@ class SignTracker(Callback):
       ``"weights_zeroed"``: distinct weights zeroed by the projection at least once in the epoch; ``"steps"``
       counts the steps seen.
 
-    The pre-projection values come from a :func:`torch.optim.optimizer.register_optimizer_step_post_hook` hook
-    held only between this callback's ``on_after_backward`` and ``on_step_end`` (i.e. around the trainer's
-    ``optimizer.step()``, which is followed by the constraints). If no optimizer step fired in between (a custom
-    optimiser that bypasses ``Optimizer.step`` hooks) ``zeroed_by_projection`` and ``weights_zeroed`` are None.
+    The pre-projection values come from :func:`cortexnet.layers.observe_projection`, held only between this
+    callback's ``on_after_backward`` and ``on_step_end`` (i.e. around ``optimizer.step()``, inside which the
+    constraints are re-imposed). If no projection ran in between (a custom optimiser that bypasses
+    ``Optimizer.step`` hooks) ``zeroed_by_projection`` and ``weights_zeroed`` are None.
     Cost per step: two O(nnz) gathers of the weights and a few boolean passes; no dense N x N matrix.
     """
 
@@ -229,17 +229,17 @@ class SignTracker(Callback):
         self._reset_epoch()
 
     def on_after_backward(self, model: nn.Module, state: Any) -> None:
-        from torch.optim.optimizer import register_optimizer_step_post_hook
+        from cortexnet.layers import observe_projection
 
         self._remove_hook()
         self._pre = None
-        param = self._view.param
+        weight = self._view.sw
 
-        def after_step(optimizer, args, kwargs) -> None:
-            if any(p is param for group in optimizer.param_groups for p in group["params"]):
+        def before_projection(w) -> None:
+            if w is weight:
                 self._pre = self._view.values()
 
-        self._handle = register_optimizer_step_post_hook(after_step)
+        self._handle = observe_projection(before_projection)
 
     def _remove_hook(self) -> None:
         if self._handle is not None:
@@ -351,15 +351,19 @@ class EIBalance:
 @torch.no_grad()
 def ei_balance(
     model: nn.Module,
-    dataset: TensorDataset,
+    dataset: Any,
     *,
     max_samples: int = 1000,
     batch_size: int = 250,
     seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> EIBalance:
     """Net excitatory vs inhibitory input per node of a Dale network (the paper's E/I-imbalance explanation of
     the learning delay) on up to ``max_samples`` seeded inputs of ``dataset``.
+
+    ``dataset``: ``(x (T, F), y)`` samples as a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``
+    (whose positions are ranks in its iteration order); the same seeded positions, in the same batches, are
+    used for each. ``device``: where to compute (default: the model's device). Returns ``(N,)`` arrays.
 
     Works on whichever layer carries the E/I identities (:func:`ei_layer`): the recurrent layer of a
     CortexRNN (presynaptic activity: the hidden state at step T-1 feeding step T) or the sparse layer of the
@@ -370,16 +374,19 @@ def ei_balance(
         raise ValueError(
             "E/I balance needs a Dale network (excitatory/inhibitory identities); this one has none"
         )
+    source, device = probe_source(model, dataset, batch_size=batch_size, device=device)
     rec = info.weight
     inh = info.inhibitory.to(device)
     exc_f, inh_f = (~inh).float(), inh.float()
     struct_exc = rec.linear(exc_f[None])[0]
     struct_inh = rec.linear(inh_f[None])[0]
-    x_all = dataset.tensors[0]
-    if info.labels_representation and x_all.shape[1] < 2:
-        raise ValueError("functional E/I balance needs sequences of at least 2 steps")
+    n_all = source.n_samples
+    if n_all == 0 or max_samples < 1:
+        raise ValueError(
+            f"E/I balance needs at least one input, got a dataset of {n_all} and max_samples={max_samples}"
+        )
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(x_all), generator=g)[: min(max_samples, len(x_all))]
+    idx = torch.randperm(n_all, generator=g)[: min(max_samples, n_all)]
     sum_e = torch.zeros(rec.n_out, device=device, dtype=torch.float64)
     sum_i = torch.zeros_like(sum_e)
     was_training = model.training
@@ -389,8 +396,10 @@ def ei_balance(
     if not info.labels_representation:
         handle = info.module.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
     try:
-        for start in range(0, len(idx), batch_size):
-            xb = x_all[idx[start : start + batch_size]].to(device)
+        for xb, _ in select_batches(source, idx, batch_size):
+            xb = xb.to(device)
+            if info.labels_representation and xb.shape[1] < 2:
+                raise ValueError("functional E/I balance needs sequences of at least 2 steps")
             if info.labels_representation:
                 pre = model.hidden(xb, all_steps=True)[:, -2]  # presynaptic activity feeding the last step
             else:

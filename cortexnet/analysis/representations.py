@@ -2,6 +2,11 @@
 
 Every function works on any model with ``hidden(x) -> (B, N)`` (the representation fed to the readout) and a
 ``readout`` module, e.g. :class:`~cortexnet.models.CortexRNN`, whatever backend stores its weights.
+
+The probes that take data accept a ``TensorDataset``, any map-style ``Dataset`` of ``(x (T, F), y)`` samples or a
+``DataLoader`` (read in its own order: use ``shuffle=False`` for results that match the dataset), read through
+:mod:`cortexnet.data.batching`; they compute on the model's device unless ``device`` says otherwise, and give the
+same numbers for the same samples whatever the container.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
+
+from cortexnet.data.samples import first_input, probe_source, select_batches
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +56,29 @@ def _check_model(model: nn.Module) -> None:
 @torch.no_grad()
 def hidden_activations(
     model: nn.Module,
-    dataset: TensorDataset,
+    dataset: Any,
     *,
     all_steps: bool = False,
     max_samples: int | None = None,
     budget_bytes: int = ACTIVATION_BUDGET_BYTES,
     batch_size: int = 500,
     seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> Activations:
-    """Hidden activations for a whole dataset, in batches, without autograd graphs.
+    """Hidden activations ``(n, N)`` (``(n, T, N)`` with ``all_steps``) for a whole dataset of ``(x (T, F), y)``
+    samples, in batches, without autograd graphs.
 
-    Memory: n × N float32 (× T with ``all_steps``); 10,000 MNIST test images at N = 10,000 is 400 MB. When
-    that exceeds ``budget_bytes`` (or n > ``max_samples``) a seeded random subset of inputs is used and a
-    warning is logged; ``Activations.subsampled`` and ``indices`` say which inputs were kept.
+    ``dataset``: a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader`` (positions in ``indices`` are
+    then ranks in its iteration order). ``device``: where to compute (default: the model's device); the values
+    come back on the CPU. Memory: n × N float32 (× T with ``all_steps``); 10,000 MNIST test images at
+    N = 10,000 is 400 MB. When that exceeds ``budget_bytes`` (or n > ``max_samples``) a seeded random subset of
+    inputs is used and a warning is logged; ``Activations.subsampled`` and ``indices`` say which inputs were kept.
     """
     _check_model(model)
-    x_all, y_all = dataset.tensors[:2]
-    n = len(y_all)
-    per_input = 4 * _hidden_size(model, x_all[:1], device) * (x_all.shape[1] if all_steps else 1)
+    source, device = probe_source(model, dataset, batch_size=batch_size, device=device)
+    n = source.n_samples
+    x_first = first_input(source)
+    per_input = 4 * _hidden_size(model, x_first, device) * (x_first.shape[1] if all_steps else 1)
     keep = n
     if max_samples is not None:
         keep = min(keep, max_samples)
@@ -82,14 +92,14 @@ def hidden_activations(
         idx = torch.arange(n)
     was_training = model.training
     model.eval()
-    chunks = []
+    chunks, labels = [], []
     try:
-        for start in range(0, keep, batch_size):
-            xb = x_all[idx[start : start + batch_size]].to(device)
-            chunks.append(model.hidden(xb, all_steps=all_steps).float().cpu())
+        for xb, yb in select_batches(source, idx, batch_size):
+            chunks.append(model.hidden(xb.to(device), all_steps=all_steps).float().cpu())
+            labels.append(yb.cpu())
     finally:
         model.train(was_training)
-    return Activations(torch.cat(chunks), y_all[idx].clone(), idx, keep < n)
+    return Activations(torch.cat(chunks), torch.cat(labels).long(), idx, keep < n)
 
 
 def _hidden_size(model: nn.Module, x: Tensor, device) -> int:
@@ -419,19 +429,22 @@ def dropout_mask(shape: tuple[int, ...], q: float, generator: torch.Generator) -
 @torch.no_grad()
 def dropout_robustness(
     model: nn.Module,
-    dataset: TensorDataset,
+    dataset: Any,
     *,
     qs: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(10)),
     n_draws: int = 5,
     seed: int = 0,
     batch_size: int = 500,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> DropoutCurve:
     """The paper's test-time robustness protocol: each hidden node's output to the readout is zeroed with
     probability q, drawn afresh for every input, with no rescaling of the survivors; training is untouched.
 
-    q = 0 is the plain accuracy; q = 1 leaves only the readout bias (every input gets argmax(bias)).
-    Hidden states are computed once per batch and reused for every q and draw.
+    ``dataset``: ``(x (T, F), y)`` samples as a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``,
+    read in order, ``batch_size`` at a time; ``device``: where to compute (default: the model's device). The
+    masks ``(B, N)`` are drawn on the CPU from one generator seeded with ``seed``, so the result does not depend
+    on the device. q = 0 is the plain accuracy; q = 1 leaves only the readout bias (every input gets
+    argmax(bias)). Hidden states are computed once per batch and reused for every q and draw.
     """
     _check_model(model)
     qs_arr = np.asarray(qs, dtype=np.float64)
@@ -439,15 +452,18 @@ def dropout_robustness(
         raise ValueError(f"dropout probabilities must be in [0, 1], got {list(qs)}")
     if n_draws < 1:
         raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    source, device = probe_source(model, dataset, batch_size=batch_size, device=device)
+    if source.n_samples == 0:
+        raise ValueError("dropout robustness needs at least one input; the dataset is empty")
     g = torch.Generator(device="cpu").manual_seed(seed)
-    x_all, y_all = dataset.tensors[:2]
     correct = np.zeros((len(qs_arr), n_draws))
+    n_seen = 0
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(y_all), batch_size):
-            xb = x_all[start : start + batch_size].to(device)
-            yb = y_all[start : start + batch_size].to(device)
+        for xb, yb in select_batches(source, None, batch_size):
+            xb, yb = xb.to(device), yb.to(device)
+            n_seen += len(yb)
             h = model.hidden(xb)
             for qi, q in enumerate(qs_arr):
                 for d in range(n_draws):
@@ -455,6 +471,6 @@ def dropout_robustness(
                     correct[qi, d] += int((pred == yb).sum())
     finally:
         model.train(was_training)
-    acc = correct / len(y_all)
+    acc = correct / n_seen
     sd = acc.std(axis=1, ddof=1) if n_draws > 1 else np.zeros(len(qs_arr))
     return DropoutCurve(qs_arr, acc, acc.mean(axis=1), sd)

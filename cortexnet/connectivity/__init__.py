@@ -25,6 +25,7 @@ def make_connectivity(
     name: str,
     layer: LayerSpec | int,
     n_in: int | None = None,
+    /,
     *,
     generator: torch.Generator | None = None,
     **params: Any,

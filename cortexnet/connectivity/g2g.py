@@ -356,6 +356,12 @@ def g2g(
                 cache[key] = group_assignment(n, groups, grouping, layer=node_layer, generator=generator)
             return cache[key]
 
+        if not cache and not recurrent and layer is None:
+            # First G2G weight of a model build: draw every node layer's assignment now, in layer order, so a
+            # random grouping is one per node layer and the draws precede all masks.
+            widths = [spec.shapes[0][1], *(shape[0] for shape in spec.shapes)]
+            for k, n in enumerate(widths):
+                assignment(k, n)
         in_groups = assignment(number, spec.n_in)
         out_groups = in_groups if recurrent else assignment(number + 1, spec.n_out)
     return group_to_group(

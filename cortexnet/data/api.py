@@ -8,22 +8,43 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# imported for their registrations: digits, mnist, fashion-mnist, cifar10, cifar100; sleep-ucr; sleep-edf
+# imported for their registrations: npz:PATH; digits, mnist, fashion-mnist, cifar10, cifar100; sleep-ucr; sleep-edf
+from . import arrays as _arrays  # noqa: F401
 from . import images as _images  # noqa: F401
 from . import sleep_edf as _sleep_edf  # noqa: F401
 from . import sleep_ucr as _sleep_ucr  # noqa: F401
 from .root import resolve_data_root
 from .sources import DATASETS, DatasetLoader
-from .splits import DatasetSplits, make_splits, validate_split_args
+from .splits import DatasetSplits, SourceData, make_splits, validate_split_args
 
 logger = logging.getLogger(__name__)
 
 
 def get_loader(name: str) -> DatasetLoader:
-    """The registered loader of ``name``; an unknown name raises ``ValueError`` listing the known ones."""
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS.names())}")
-    return DATASETS.get(name)
+    """The loader of ``name``: a built-in dataset, an installed plugin (entry-point group ``cortexnet.datasets``)
+    or ``npz:PATH``.
+
+    Raises ``ValueError`` for an unknown or malformed name (listing the known ones), ``DataError`` for a plugin
+    that failed to load (naming it and why).
+    """
+    if isinstance(name, str):
+        try:
+            return DATASETS.get(name)
+        except KeyError:
+            pass
+    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets())}")
+
+
+def is_known_dataset(name: str) -> bool:
+    """Whether ``load_dataset(name)`` can resolve ``name``: a built-in dataset, an installed plugin (one that
+    failed to load counts, so that loading it reports why) or ``npz:PATH`` (the file is checked when loaded)."""
+    return isinstance(name, str) and name in DATASETS
+
+
+def known_datasets() -> list[str]:
+    """The names ``load_dataset`` accepts, for messages and ``--help``: built-in and plugin names, sorted, then
+    the patterns (``"npz:PATH"``)."""
+    return DATASETS.known()
 
 
 def load_dataset(
@@ -31,7 +52,7 @@ def load_dataset(
     *,
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
-    val_fraction: float = 0.1,
+    val_fraction: float = 0.0,
     n_per_class: int | None = None,
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
@@ -39,15 +60,19 @@ def load_dataset(
     """Load dataset ``name`` as row/time sequences, split into train / validation / test.
 
     Args:
-        name: a registered name (``DATASETS.names()``): ``digits`` (embedded, no download), ``mnist``,
-            ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``.
-        root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/``.
+        name: a registered name (``known_datasets()``): ``digits`` (embedded, no download), ``mnist``,
+            ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``, a dataset of an installed
+            plugin (entry-point group ``cortexnet.datasets``), or ``npz:PATH`` — your own arrays saved with
+            ``numpy.savez(PATH, train_x=..., train_y=..., test_x=..., test_y=...)`` (see ``datasets/README.md``).
+        root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/`` (not used by ``npz:``).
         download: fetch missing files first, and replace present ones that fail verification (image datasets:
             sha256; ``sleep-ucr``: its download manifest, when there is one; ``sleep-edf``: the structural checks,
             plus SHA-1 with ``verify_checksums``). When false (the default) nothing touches the network and missing
             files raise ``DataError`` naming the path and the fetch command.
         val_fraction: fraction in [0, 1) of the *training* pool held out for validation, stratified by class
-            (by whole subject for ``sleep-edf``) and drawn with ``seed``; 0 → ``val is None``. Never from test.
+            (by whole subject for ``sleep-edf``, by ``train_groups`` for npz files that have them) and drawn with
+            ``seed``; 0 (the default, as on the command line and in the paper) → ``val is None``. Never from
+            test.
         n_per_class: limited-data subset — this many training examples per class, drawn with ``seed`` from what
             the validation split left; ``None`` keeps all.
         seed: seed of the validation draw and of the subset draw (the dataset's own train/test split has its own
@@ -71,10 +96,15 @@ def load_dataset(
     parsed = loader.parse_options(options)
     data_root = resolve_data_root(root)
     if loader.fetch is None:
-        logger.info("loading dataset %s (embedded, no files needed)", name)
+        logger.info("loading dataset %s (%s; nothing to download)", name, loader.summary)
     else:
         logger.info("loading dataset %s from %s (download=%s)", name, data_root / name, download)
     source = loader.load(data_root, download, parsed)
+    if not isinstance(source, SourceData):
+        raise TypeError(
+            f"the loader of dataset {name!r} returned {type(source).__name__}, not a SourceData; build its result "
+            "with SourceData.from_arrays(train_x, train_y, test_x, test_y, ...)"
+        )
     splits = make_splits(name, source, val_fraction=val_fraction, n_per_class=n_per_class, seed=seed)
     logger.info("%s: %s", name, splits.description)
     return splits

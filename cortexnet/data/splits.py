@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,15 @@ if TYPE_CHECKING:
     import torch
     from torch.utils.data import TensorDataset
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SourceData:
     """What a registered dataset loader returns: the training pool and the test set, before any further split.
+
+    Build one from plain arrays with :meth:`from_arrays` (it converts and validates); the constructor itself only
+    checks shapes and label ranges.
 
     Attributes:
         train_x: ``(n_train, T, F)`` float32 tensor, the training pool (validation and subsets are drawn from it).
@@ -65,6 +71,172 @@ class SourceData:
             raise ValueError(
                 f"train_groups must have shape {self.train_y.shape}, got {self.train_groups.shape}"
             )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        train_x: Any,
+        train_y: Any,
+        test_x: Any,
+        test_y: Any,
+        *,
+        n_classes: int | None = None,
+        description: str = "arrays given to SourceData.from_arrays",
+        class_names: Sequence[str] = (),
+        train_groups: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SourceData:
+        """A source from plain arrays (NumPy arrays, tensors or nested lists), converted and checked.
+
+        Args:
+            train_x, test_x: ``(n, T, F)`` sequences (n samples, T steps, F inputs per step) of any floating
+                dtype, converted to float32 CPU tensors; ``(n, T)`` is taken as F = 1 (one input per step; logged
+                and noted in ``description``). Values must be finite.
+            train_y, test_y: ``(n,)`` class indices of any integer dtype (stored as int64) in ``[0, n_classes)``.
+            n_classes: number of classes; None infers ``max label + 1`` over train and test.
+            description: one line saying where the data came from and how train/test were split.
+            class_names: ``n_classes`` names, or empty.
+            train_groups: optional ``(n_train,)`` integer group per training sample (e.g. the subject): a
+                validation split then takes whole groups.
+            metadata: JSON-serialisable facts to keep beside results.
+
+        Raises:
+            ValueError / TypeError naming the bad value, what is allowed and how to fix it.
+        """
+        x_tr, flat_tr = _as_sequences(train_x, "train_x")
+        x_te, flat_te = _as_sequences(test_x, "test_x")
+        y_tr = _as_labels(train_y, "train_y", len(x_tr))
+        y_te = _as_labels(test_y, "test_y", len(x_te))
+        if tuple(x_tr.shape[1:]) != tuple(x_te.shape[1:]):
+            raise ValueError(
+                f"train_x and test_x must have the same (T, F) per sample, got {tuple(x_tr.shape[1:])} and "
+                f"{tuple(x_te.shape[1:])}; encode both sets the same way"
+            )
+        top = int(max(y_tr.max(), y_te.max()))
+        if n_classes is None:
+            n_classes = top + 1
+            if n_classes < 2:
+                raise ValueError(
+                    f"every label is {top}: a classifier needs at least 2 classes; check the labels, or pass "
+                    "n_classes explicitly"
+                )
+        elif isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
+            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}; or None to infer it")
+        n_classes = int(n_classes)
+        for part, y in (("train_y", y_tr), ("test_y", y_te)):
+            if int(y.max()) >= n_classes:
+                raise ValueError(
+                    f"{part} has label {int(y.max())} but n_classes={n_classes}: labels must lie in "
+                    f"[0, {n_classes}); pass n_classes={top + 1} (or more), or n_classes=None to infer it"
+                )
+        empty = sorted(set(range(n_classes)) - set(np.unique(y_tr).tolist()))
+        if empty:
+            logger.warning("classes %s have no training examples (n_classes=%d)", empty, n_classes)
+        if isinstance(class_names, str) or not isinstance(class_names, (Sequence, np.ndarray)):
+            raise TypeError(f"class_names must be a sequence of strings, got {type(class_names).__name__}")
+        names = tuple(str(c) for c in class_names)
+        if names and len(names) != n_classes:
+            raise ValueError(
+                f"{len(names)} class_names for n_classes={n_classes}; give one name per class, or none"
+            )
+        groups = None
+        if train_groups is not None:
+            groups = _as_labels(train_groups, "train_groups", len(x_tr), negative_ok=True)
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError(
+                "description must be a non-empty string (where the data came from, how it was split)"
+            )
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping (dict) or None, got {type(metadata).__name__}")
+        if flat_tr or flat_te:
+            logger.info("SourceData.from_arrays: x given as (n, T), taken as (n, T, 1): one input per step")
+            description = f"{description} (x given as (n, T): 1 input per step)"
+        return cls(
+            train_x=x_tr,
+            train_y=y_tr,
+            test_x=x_te,
+            test_y=y_te,
+            n_classes=n_classes,
+            description=description,
+            class_names=names,
+            train_groups=groups,
+            metadata=dict(metadata or {}),
+        )
+
+
+def _to_numpy_or_tensor(a: Any, name: str) -> Any:
+    import torch
+
+    if torch.is_tensor(a):
+        return a.detach().cpu()
+    arr = np.asarray(a)
+    if arr.dtype == object:
+        raise TypeError(
+            f"{name} must be a numeric array, got an object array (ragged lists or mixed types?); give equally "
+            "long sequences as one numeric array"
+        )
+    return arr
+
+
+def _as_sequences(x: Any, name: str) -> tuple[torch.Tensor, bool]:
+    """``x`` as a float32 CPU tensor ``(n, T, F)`` and whether it was given as ``(n, T)`` (made ``(n, T, 1)``)."""
+    import torch
+
+    a = _to_numpy_or_tensor(x, name)
+    t = a if torch.is_tensor(a) else None
+    dtype = a.dtype
+    floating = t.is_floating_point() if t is not None else np.issubdtype(dtype, np.floating)
+    if not floating:
+        raise TypeError(
+            f"{name} must hold floating-point values (any float dtype; stored as float32), got {dtype}; convert "
+            "it, e.g. x.astype(numpy.float32) / 255 for 8-bit images"
+        )
+    shape = tuple(a.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"{name} must be (n, T, F) sequences (n samples, T steps, F inputs per step) or (n, T) for one input "
+            f"per step, got shape {shape}; images go row by row: (n, H, W), or (n, H, W * C) for colour"
+        )
+    if min(shape) < 1:
+        raise ValueError(f"{name} must have at least one sample, step and input, got shape {shape}")
+    if t is None:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    t = t.to(torch.float32).contiguous()
+    flat = t.dim() == 2
+    if flat:
+        t = t.unsqueeze(-1)
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        first = int(bad.reshape(len(t), -1).any(dim=1).nonzero()[0, 0])
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite values (NaN or inf), the first in sample {first} (or out "
+            "of float32 range); remove or impute them before training"
+        )
+    return t, flat
+
+
+def _as_labels(y: Any, name: str, n: int, *, negative_ok: bool = False) -> np.ndarray:
+    """``y`` as an int64 array ``(n,)`` of integer values (non-negative unless ``negative_ok``)."""
+    import torch
+
+    a = _to_numpy_or_tensor(y, name)
+    arr = a.numpy() if torch.is_tensor(a) else a
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer class indices (any integer dtype), got {arr.dtype}; convert it, e.g. "
+            "y.astype(numpy.int64), or numpy.unique(y, return_inverse=True)[1] for arbitrary labels"
+        )
+    if arr.ndim != 1:
+        fix = "y.argmax(axis=1) for one-hot labels" if arr.ndim == 2 and arr.shape[1] > 1 else "y.ravel()"
+        raise ValueError(f"{name} must be one label per sample (n,), got shape {tuple(arr.shape)}; use {fix}")
+    if len(arr) != n:
+        raise ValueError(f"{name} has {len(arr)} entries for {n} samples in x; give one label per sample")
+    if not negative_ok and int(arr.min()) < 0:
+        raise ValueError(
+            f"{name} has label {int(arr.min())}: class indices must lie in [0, n_classes); map labels to 0..K-1, "
+            "e.g. numpy.unique(y, return_inverse=True)[1]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -164,7 +336,7 @@ def _grouped_take(
 
 
 def make_splits(
-    name: str, source: SourceData, *, val_fraction: float = 0.1, n_per_class: int | None = None, seed: int = 0
+    name: str, source: SourceData, *, val_fraction: float = 0.0, n_per_class: int | None = None, seed: int = 0
 ) -> DatasetSplits:
     """Draw the validation split and the limited-data subset from ``source``'s training pool.
 
@@ -211,10 +383,14 @@ def make_splits(
             members = pool[y[pool] == cls]
             if len(members) < n_per_class:
                 label = f"{cls} ({source.class_names[cls]})" if source.class_names else str(cls)
+                after, or_val = (
+                    (" left after the validation split", " or lower val_fraction")
+                    if val_idx is not None
+                    else ("", "")
+                )
                 raise ValueError(
-                    f"n_per_class={n_per_class} but class {label} has only {len(members)} training examples "
-                    f"left after the validation split; lower n_per_class to at most {len(members)} or lower "
-                    f"val_fraction"
+                    f"n_per_class={n_per_class} but class {label} has only {len(members)} training examples"
+                    f"{after}; lower n_per_class to at most {len(members)}{or_val}"
                 )
             chosen.append(rng_subset.permutation(members)[:n_per_class])
         pool = np.sort(np.concatenate(chosen))

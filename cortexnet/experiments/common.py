@@ -1,14 +1,13 @@
-"""Shared command-line glue for experiments: a CLI generated from a frozen config dataclass, TOML configs,
-and the error contract (bad value → one line on stderr, exit status 2, before any work)."""
+"""What every experiment shares: the run options, resume, data loading, the command-line error contract
+(bad value → one line on stderr, exit status 2, before any work) and summaries of the members' counts. The
+dataclass → argparse + TOML engine is :mod:`cortexnet.config`; the member loop is
+:func:`cortexnet.training.runs.train_members`."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,181 +16,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from torch import nn
 
 from cortexnet.analysis import MeanSD
+from cortexnet.config import (
+    UsageError,
+    build_parser,
+    coerce_values,
+    field,
+    given_values,
+    parse_config,
+    parse_key_values,
+)
 from cortexnet.models import build_model
-from cortexnet.sparse import SparseWeight
 from cortexnet.training import Callback, TrainConfig
 
 if TYPE_CHECKING:
-    from cortexnet.training.runs import RunFolder
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-C = TypeVar("C")
-
-
-class UsageError(ValueError):
-    """A bad command-line or config value; reported as one line with exit status 2."""
-
-
-def _unwrap(tp: Any) -> tuple[Any, bool]:
-    """(inner type, optional?) of ``X | None``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _scalar(tp: Any) -> Callable[[str], Any]:
-    if tp in (int, float, str):
-        return tp
-    raise TypeError(f"unsupported config field type {tp!r}")
-
-
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _coerce_scalar(tp: Any, value: Any, optional: bool) -> Any:
-    """``value`` as ``tp`` (int, float, str or bool), or raise ``TypeError`` saying what was expected."""
-    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
-        return None
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    else:  # pragma: no cover - build_parser already refuses such fields
-        raise TypeError(f"unsupported config field type {tp!r}")
-    if not ok:
-        expected = _TYPE_WORDS[tp] + (" or none" if optional else "")
-        raise TypeError(f"must be {expected}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def coerce_field(tp: Any, value: Any) -> Any:
-    """Check ``value`` (from TOML, JSON or argparse) against a config field's type hint ``tp`` and convert it:
-    ints must be ints (20.5 and true are refused), bools bools, floats accept ints, ``X | None`` accepts None
-    or "none", and ``tuple[X, ...]`` takes a list (or a single value, as a 1-tuple) of X. Raises ``TypeError``
-    saying what was expected."""
-    inner, optional = _unwrap(tp)
-    if typing.get_origin(inner) is tuple:
-        if optional and value is None:
-            return None
-        items = value if isinstance(value, list | tuple) else [value]
-        elem = typing.get_args(inner)[0]
-        try:
-            return tuple(_coerce_scalar(elem, v, False) for v in items)
-        except TypeError as exc:
-            raise TypeError(f"each value {exc}") from None
-    return _coerce_scalar(inner, value, optional)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error contract: a bad option is one line (no usage dump), exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message} (see --help)")
-
-
-def build_parser(cls: type, *, prog: str, description: str) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one option per field of the frozen dataclass ``cls``.
-
-    ``field_name`` becomes ``--field-name``; bools use ``BooleanOptionalAction``; ``tuple[X, ...]`` fields take
-    one or more values (the option may repeat); ``X | None`` fields accept ``none``. Help comes from ``field.metadata["help"]``.
-    Defaults are suppressed so that :func:`parse_config` can tell given options from defaults; ``--config``
-    reads a TOML file of field values, overridden by options given on the command line.
-    """
-    parser = _Parser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", type=Path, help="TOML file with option values (command line wins)")
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp, optional = _unwrap(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "") + f" (default: {default})"
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif typing.get_origin(tp) is tuple:
-            inner = _scalar(typing.get_args(tp)[0])
-            # "extend": both --x a b and --x a --x b collect every value.
-            parser.add_argument(
-                flag, type=inner, nargs="+", action="extend", metavar=f.name.upper(), help=help_text
-            )
-        else:
-            conv = _scalar(tp)
-            if optional:
-                conv = _optional(conv)
-            parser.add_argument(flag, type=conv, metavar=f.name.upper(), help=help_text)
-    return parser
-
-
-def _optional(conv: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null", "") else conv(text)
-
-    parse.__name__ = getattr(conv, "__name__", "value")
-    return parse
-
-
-def coerce_values(cls: type, values: dict[str, Any], *, source: str) -> dict[str, Any]:
-    """``values`` checked and converted against the field types of ``cls`` (see :func:`coerce_field`);
-    raises :class:`UsageError` naming the key, ``source``, what was expected and what was given."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    out = {}
-    for name, value in values.items():
-        if name not in names:
-            raise UsageError(f"unknown key {name!r} in {source}; known: {', '.join(sorted(names))}")
-        try:
-            out[name] = coerce_field(hints[name], value)
-        except TypeError as exc:
-            raise UsageError(f"{name} in {source} {exc}") from None
-    return out
-
-
-def given_values(cls: type, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict[str, Any]:
-    """The values given explicitly (TOML file from ``--config``, then command-line options, which win),
-    type-checked; defaults are not included."""
-    ns = vars(parser.parse_args(argv))
-    cfg_file = ns.pop("config", None)
-    values: dict[str, Any] = {}
-    if cfg_file is not None:
-        try:
-            data = tomllib.loads(Path(cfg_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"cannot read config file {cfg_file}: {exc}") from exc
-        values.update(
-            coerce_values(cls, {k.replace("-", "_"): v for k, v in data.items()}, source=str(cfg_file))
-        )
-    values.update(coerce_values(cls, ns, source="the command line"))
-    return values
-
-
-def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> C:
-    """Defaults ← TOML file (``--config``) ← command-line options; returns a validated ``cls`` instance.
-
-    Raises :class:`UsageError` for unknown TOML keys, wrong types, or values that ``cls.validate`` rejects.
-    """
-    values = given_values(cls, parser, argv)
-    try:
-        config = cls(**values)
-    except TypeError as exc:
-        raise UsageError(str(exc)) from exc
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        try:
-            validate()
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    return config
+    from cortexnet.training.runs import Member, RunFolder, RunResults
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None) -> int:
@@ -213,28 +51,6 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
     except NonFiniteLossError as exc:
         print(f"{prog}: error: training diverged: {exc}", file=sys.stderr)
         return 1
-
-
-def parse_key_values(items: Sequence[str], *, option: str) -> dict[str, Any]:
-    """``("seq_len=300", "subjects=[0, 1]")`` → ``{"seq_len": 300, "subjects": [0, 1]}``: values are read as
-    JSON when they parse (numbers, lists, true/false/null), else kept as strings."""
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{option} expects key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key.strip()] = text
-    return out
-
-
-def field(default: Any, help: str) -> Any:
-    """A dataclass field with CLI help text (tuples are stored as immutable defaults)."""
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -273,6 +89,17 @@ class RunOptions:
         "sparse-weight backend: auto (per weight, from its size, density, the batch size and the device), "
         "masked_dense or csr",
     )
+    topology: str | None = field(
+        None,
+        "connectivity generator of every sparse weight, any registered topology (er, full, g2g, ...); "
+        "default: the experiment's own (dale, recurrent_vs_feedforward: er at each --densities p; g2g: the "
+        "Table I wiring)",
+    )
+    topology_params: tuple[str, ...] = field(
+        (),
+        "key=value parameters of --topology for every sparse weight (e.g. groups=4 p_inter=0.05); I.key=value "
+        "sets one for sparse weight I only, I.topology=NAME gives weight I another topology",
+    )
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
@@ -292,7 +119,7 @@ class RunOptions:
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.names())}")
+            raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.known())}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.n_per_class is not None and self.n_per_class < 1:
@@ -300,6 +127,7 @@ class RunOptions:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         parse_key_values(self.dataset_options, option="--dataset-options")
+        self.topology_options()
         self.train_config(self.seeds[0]).validate()
         try:
             resolve_device(self.device)
@@ -307,6 +135,50 @@ class RunOptions:
             raise ValueError(f"--device: {exc}") from None
         if self.resume is None:
             check_output_writable(self.out)
+
+    def topology_options(self, n_weights: int | None = None) -> tuple[str | None, dict[str, Any], list[dict]]:
+        """``(topology, params, per_weight)`` from ``--topology`` and ``--topology-params``: the name (None:
+        the experiment's default), the parameters of every sparse weight, and for a model of ``n_weights``
+        sparse weights one override dict per weight (``{"topology": NAME, **params}`` or ``{**params}``; all
+        ``{}`` without ``I.`` keys). Raises ``ValueError`` for an unknown name, a bad key or index."""
+        from cortexnet.connectivity import TOPOLOGIES
+
+        if self.topology is not None and self.topology not in TOPOLOGIES:
+            raise ValueError(f"unknown --topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
+        params: dict[str, Any] = {}
+        per: dict[int, dict[str, Any]] = {}
+        for key, value in parse_key_values(self.topology_params, option="--topology-params").items():
+            index, dot, name = key.partition(".")
+            if not dot:
+                params[key] = value
+                continue
+            if not index.isdigit():
+                raise ValueError(
+                    f"--topology-params {key}={value}: a per-weight key is I.name with I a sparse-weight index "
+                    "(0, 1, ...)"
+                )
+            if name == "topology" and value not in TOPOLOGIES:
+                raise ValueError(f"--topology-params {key}: unknown topology {value!r}; known: "
+                                 f"{', '.join(TOPOLOGIES.names())}")  # fmt: skip
+            per.setdefault(int(index), {})[name] = value
+        if self.topology is None and (params or per):
+            raise ValueError("--topology-params needs --topology NAME (the generator they are passed to)")
+        if n_weights is None:
+            return self.topology, params, []
+        bad = sorted(i for i in per if i >= n_weights)
+        if bad:
+            raise ValueError(
+                f"--topology-params: sparse weight {bad[0]} does not exist; the model has {n_weights} "
+                f"(indices 0 ... {n_weights - 1})"
+            )
+        return self.topology, params, [per.get(i, {}) for i in range(n_weights)]
+
+    def single_weight_topology(self, default: str) -> tuple[str, dict[str, Any]]:
+        """``(name, params)`` for a model with one sparse weight (its ``0.`` overrides folded in)."""
+        name, params, per = self.topology_options(1)
+        override = dict(per[0])
+        name = override.pop("topology", name or default)
+        return name, {**params, **override}
 
     def train_config(self, seed: int) -> TrainConfig:
         """Training settings of the member with run seed ``seed`` (its data order derives from the seed)."""
@@ -404,30 +276,7 @@ def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:
     return splits, spec
 
 
-@dataclass
-class Member:
-    """One trained network of an experiment: a configuration (``key``, shared by its seeds) and a seed."""
-
-    label: str
-    key: tuple
-    tags: dict[str, Any]
-    model_name: str
-    model_config: Any
-    seed: int
-    callbacks: tuple[Any, ...] = ()
-
-
-@dataclass
-class RunResults:
-    """What :func:`train_members` returns: every evaluation record (with the member's tags), and per member
-    its :func:`~cortexnet.analysis.summarize_run` summary, grouped by configuration key in member order."""
-
-    records: list[dict[str, Any]]
-    runs: dict[str, dict[str, Any]]
-    groups: dict[tuple, list[dict[str, Any]]]
-
-
-def train_members(
+def run_members(
     config: RunOptions,
     folder: RunFolder,
     splits: Any,
@@ -436,53 +285,24 @@ def train_members(
     *,
     margin: float = 0.05,
 ) -> RunResults:
-    """Train (or, on resume, finish) every member in ``folder``, keeping ``metrics.jsonl`` current, and
-    summarise each run (accuracy per epoch, best, final, learning delay with ``margin``)."""
+    """Train (or, on resume, finish) every member with the run's options
+    (:func:`cortexnet.training.runs.train_members`) and summarise each with
+    :func:`cortexnet.analysis.summarize_run` (accuracy per epoch, best, final, learning delay with ``margin``)."""
     from cortexnet.analysis import summarize_run
     from cortexnet.data import chance_level
-    from cortexnet.training.runs import train_member
+    from cortexnet.training.runs import train_members
 
     chance = chance_level(splits)
-    results = RunResults([], {}, {})
-    for m in members:
-        state = train_member(
-            folder,
-            m.label,
-            model_name=m.model_name,
-            model_config=m.model_config,
-            splits=splits,
-            train_config=config.train_config(m.seed),
-            tags=m.tags,
-            finished_records=results.records,
-            dataset_spec=dataset_spec,
-            resume=config.resume is not None,
-            callbacks=m.callbacks,
-            progress=config.progress,
-        )
-        results.records.extend({**m.tags, **r} for r in state.history)
-        run = {"seed": m.seed, **summarize_run(state.history, chance=chance, margin=margin)}
-        results.runs[m.label] = run
-        results.groups.setdefault(m.key, []).append(run)
-        logging.getLogger(__name__).info(
-            "%s: best test accuracy %.4f, final %.4f, delay %s",
-            m.label, run["best_test_acc"], run["final_test_acc"], run["learning_delay"],
-        )  # fmt: skip
-    folder.write_metrics(results.records)
-    return results
-
-
-# Counts of the built models (parameters, synapses), recorded per member and summarised over seeds.
-
-
-def built_counts(model: nn.Module) -> dict[str, int]:
-    """Counts of a built model: ``synapses`` (active weights of its sparse matrices), ``parameters`` (every
-    trainable value that exists: dense parameters plus active sparse weights, masked-off positions excluded)
-    and ``stored`` (what its parameters allocate, backend-dependent)."""
-    sparse = [m for m in model.modules() if isinstance(m, SparseWeight)]
-    synapses = sum(m.nnz for m in sparse)
-    stored = sum(p.numel() for p in model.parameters())
-    sparse_stored = sum(p.numel() for m in sparse for p in m.parameters())
-    return {"synapses": synapses, "parameters": stored - sparse_stored + synapses, "stored": stored}
+    return train_members(
+        folder,
+        splits,
+        dataset_spec,
+        members,
+        train_config=config.train_config,
+        summarize=lambda history: summarize_run(history, chance=chance, margin=margin),
+        resume=config.resume is not None,
+        progress=config.progress,
+    )
 
 
 class RecordCounts(Callback):
@@ -492,7 +312,7 @@ class RecordCounts(Callback):
         self.count = count
         self.counts: dict[str, Any] | None = None
 
-    def on_train_begin(self, model: nn.Module, state: Any) -> None:
+    def on_train_begin(self, model: nn.Module, ctx: Any) -> None:
         self.counts = self.count(model)
 
     def state_dict(self) -> dict:
@@ -503,8 +323,8 @@ class RecordCounts(Callback):
 
     def result(self, member: Member, splits: Any) -> dict[str, Any]:
         """The recorded counts. A member finished before a resume gets them back from its checkpoint
-        (:func:`~cortexnet.training.runs.train_member` restores callback state); only a checkpoint without them
-        (an older cortexnet) is rebuilt from its configuration (same seeds, same masks) and counted."""
+        (:func:`~cortexnet.training.runs.train_member` restores callback state); only a checkpoint without them (an older cortexnet)
+        is rebuilt from its configuration (same seeds, same masks) and counted."""
         if self.counts is None:
             self.counts = self.count(
                 build_model(member.model_name, member.model_config, splits.n_inputs, splits.n_classes)

@@ -20,19 +20,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from cortexnet.analysis import GradientRecorder, SignTracker, aggregate_runs, plot_accuracy_curves
+from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
-from cortexnet.experiments.common import (
-    Member,
-    RunOptions,
-    field,
-    load_run_data,
-    resolve_run_config,
-    run_cli,
-    train_members,
-)
+from cortexnet.experiments.common import RunOptions, load_run_data, resolve_run_config, run_cli, run_members
 from cortexnet.io import atomic_write_json
 from cortexnet.models import CortexRNNConfig
-from cortexnet.training.runs import RunFolder, derive_seeds
+from cortexnet.training.runs import Member, RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +97,7 @@ class DaleConfig(RunOptions):
     def model_config(self, p: float, fraction: float, seed: int) -> CortexRNNConfig:
         """The Dale-compliant network of one member."""
         seeds = derive_seeds(seed)
+        topology, params = self.single_weight_topology("er")
         return CortexRNNConfig(
             n_nodes=self.nodes,
             p=p,
@@ -114,6 +108,8 @@ class DaleConfig(RunOptions):
             dale_mode=self.dale_mode,
             sparse_to_dense=self.sparse_to_dense,
             exact_edges=self.exact_edges,
+            topology=topology,
+            topology_params=params,
             backend=self.backend,
             connectivity_seed=seeds["connectivity_seed"],
             weight_seed=seeds["weight_seed"],
@@ -146,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in config.densities
         for seed in config.seeds
     ]
-    results = train_members(config, folder, splits, dataset_spec, members, margin=config.delay_margin)
+    results = run_members(config, folder, splits, dataset_spec, members, margin=config.delay_margin)
     if config.record_dynamics:
         for m in members:
             results.runs[m.label]["dynamics"] = _dynamics(folder.member_dir(m.label), m.callbacks)
@@ -155,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": "dale",
         "dataset": splits.description,
         "nodes": config.nodes,
+        "topology": config.topology or "er",
+        "topology_params": list(config.topology_params),
         "chance": chance,
         "learning_delay_definition": (
             f"whole epochs before the one in which test accuracy first exceeds chance + {config.delay_margin}"

@@ -24,25 +24,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves, plot_curves
+from cortexnet.config import UsageError, field
 from cortexnet.connectivity.g2g import GROUPINGS
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
-    Member,
     RecordCounts,
     RunOptions,
-    UsageError,
-    field,
     load_run_data,
     resolve_run_config,
     run_cli,
+    run_members,
     summarize_counts,
-    train_members,
 )
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import G2GNetConfig
 from cortexnet.models.g2gnet import g2gnet_parameter_budget, image_geometry_from_rows, matched_fc_width
 from cortexnet.sparse import ACTIVATIONS
-from cortexnet.training.runs import RunFolder, derive_seeds
+from cortexnet.training.runs import Member, RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +128,11 @@ class G2GExperimentConfig(RunOptions):
                     f"inter-pathway probability p' = {q} (--p-inter / --p-inter-sweep) exceeds the intra-pathway "
                     f"probability --p {self.p}; G2G needs p' <= p: lower p' or raise --p"
                 )
+        if self.topology is not None and self.p_inter_sweep:
+            raise ValueError(
+                "--p-inter-sweep sweeps G2G's p' (Fig. 4A) and cannot be combined with --topology, which replaces "
+                "the G2G wiring of the g2g rows; drop one of them"
+            )
         if len(set(self.p_inter_sweep)) != len(self.p_inter_sweep):
             raise ValueError(f"--p-inter-sweep values must be distinct, got {list(self.p_inter_sweep)}")
         if self.image_channels is not None and self.image_channels < 1:
@@ -145,6 +148,13 @@ class G2GExperimentConfig(RunOptions):
             raise ValueError(
                 f"{exc} (check --hidden, --patches-per-side, --groups, --grouping, --p, --init)"
             ) from exc
+        if self.topology is not None:
+            if "g2g" not in self.models:
+                raise ValueError("--topology rewires the g2g rows: add g2g to --models (or drop --topology)")
+            try:
+                self.model_config("g2g", self.p_inter, (1, side, side), 2, seed=self.seeds[0]).validate()
+            except ValueError as exc:
+                raise ValueError(f"--topology {self.topology}: {exc}") from exc
         return self
 
     def base_model(self, geometry: tuple[int, int, int], *, seed: int) -> G2GNetConfig:
@@ -176,7 +186,13 @@ class G2GExperimentConfig(RunOptions):
         (ER matches the G2G edge counts at that p'; the same-parameters FC matches G2G's total at it)."""
         base = dataclasses.replace(self.base_model(geometry, seed=seed), p_inter=p_inter)
         if kind == "g2g":
-            return base
+            if self.topology is None:
+                return base
+            # --topology replaces the wiring of the G2GNet rows; the baselines keep their Table I definitions.
+            name, params, per_weight = self.topology_options(len(self.hidden))
+            return dataclasses.replace(
+                base, topology=name, topology_params=params, layer_topologies=tuple(per_weight)
+            )
         if kind == "er_same_edges":
             return dataclasses.replace(base, connectivity="er")
         if kind == "fc_same_width":
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for (kind, q, seed), model_config in specs.items()
     ]
-    results = train_members(config, folder, splits, dataset_spec, members)
+    results = run_members(config, folder, splits, dataset_spec, members)
     for m in members:
         results.runs[m.label]["parameters"] = m.callbacks[0].result(m, splits)
     groups = results.groups
@@ -253,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": EXPERIMENT,
         "dataset": splits.description,
         "image_geometry": list(geometry),
+        "topology": config.topology,
+        "topology_params": list(config.topology_params),
         "chance": chance,
         "table1": [
             {**row(kind, config.p_inter), "paper_accuracy": paper_acc.get(kind) if paper_acc else None}

@@ -22,23 +22,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
+from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
-    Member,
     RecordCounts,
     RunOptions,
-    built_counts,
-    field,
     load_run_data,
     resolve_run_config,
     run_cli,
+    run_members,
     summarize_counts,
-    train_members,
 )
-from cortexnet.models import CortexRNNConfig, FeedForwardConfig
+from cortexnet.models import CortexRNNConfig, FeedForwardConfig, built_counts
 from cortexnet.models.feedforward import FF_HIDDEN_INITS
 from cortexnet.sparse import ACTIVATIONS
-from cortexnet.training.runs import RunFolder, derive_seeds
+from cortexnet.training.runs import Member, RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +115,14 @@ class RecurrentVsFeedforwardConfig(RunOptions):
         """The model of one member; ``n_steps`` is the dataset's sequence length (the feed-forward input is
         the whole sequence at once)."""
         seeds = derive_seeds(seed)
+        topology, params = self.single_weight_topology("er")
         common: dict[str, Any] = {
             "n_nodes": nodes,
             "p": p,
             "activation": self.activation,
             "exact_edges": self.exact_edges,
+            "topology": topology,
+            "topology_params": params,
             "backend": self.backend,
             "connectivity_seed": seeds["connectivity_seed"],
             "weight_seed": seeds["weight_seed"],
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in config.densities
         for seed in config.seeds
     ]
-    results = train_members(config, folder, splits, dataset_spec, members)
+    results = run_members(config, folder, splits, dataset_spec, members)
     for m in members:
         results.runs[m.label]["parameters"] = m.callbacks[0].result(m, splits)
     groups = results.groups
@@ -188,13 +189,16 @@ def main(argv: list[str] | None = None) -> int:
                 "nodes": nodes,
                 "layer_sizes": [nodes] if arch == "recurrent" else [nodes - nodes // 2, nodes // 2],
                 "density": p,
-                "expected_synapses": expected_synapses(arch, nodes, p),
+                # p * possible pairs is the expectation of the default (Erdős–Rényi) wiring only.
+                "expected_synapses": expected_synapses(arch, nodes, p) if config.topology is None else None,
                 **_count_fields(runs),
                 "runs": runs,
                 "aggregate": aggregate_runs(runs),
             }
             for (arch, nodes, p), runs in groups.items()
         ],
+        "topology": config.topology or "er",
+        "topology_params": list(config.topology_params),
         "sparse_minus_dense": _sparse_minus_dense(groups),
         "paper": PAPER,
     }
@@ -252,9 +256,10 @@ def _print_table(summary: dict) -> None:
         best = c["aggregate"]["best_test_acc"]
         spread = c["parameters_sd"]["synapses"]
         syn = f"{c['parameters']['synapses']:,.0f} ± " + ("n/a" if spread is None else f"{spread:,.0f}")
+        expected = "n/a" if c["expected_synapses"] is None else f"{c['expected_synapses']:,.0f}"
         print(
             f"{c['architecture']:>12} {c['nodes']:>7} {c['density']:>6g} {c['aggregate']['n_seeds']:>5} "
-            f"{syn:>21} {c['expected_synapses']:>10,.0f} {c['parameters']['parameters']:>14,.0f} "
+            f"{syn:>21} {expected:>10} {c['parameters']['parameters']:>14,.0f} "
             f"{_acc_at_epoch_1(c['runs']).format(100):>14} {MeanSD(best['mean'], best['sd'], best['n']).format(100):>14}"
         )
     print(

@@ -117,9 +117,7 @@ class SparseLinear(nn.Module):
         ``SparseLinear.from_topology(784, 256, "er", {"p": 0.1}, connectivity_generator=g1, generator=g2)``.
         ``density`` is the layer description's default density; ``kwargs`` go to the constructor."""
         spec = LayerSpec(out_features, in_features, recurrent=False, density=density, inhibitory=inhibitory)
-        conn = make_connectivity(
-            topology, spec, generator=connectivity_generator, **(topology_params or {})
-        )
+        conn = make_connectivity(topology, spec, generator=connectivity_generator, **(topology_params or {}))
         return cls(conn, inhibitory=inhibitory, generator=generator, **kwargs)
 
     @torch.no_grad()

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from cortexnet.models.cortex_rnn import CortexRNN, CortexRNNConfig, build_cortex_rnn
+from cortexnet.models.counting import built_counts
 from cortexnet.models.feedforward import FeedForwardConfig, FeedForwardNet, build_feedforward
 from cortexnet.models.g2gnet import G2GNet, G2GNetConfig, build_g2gnet
 from cortexnet.models.registry import MODEL_CONFIGS, MODELS
@@ -37,4 +38,5 @@ __all__ = [
     "build_feedforward",
     "build_g2gnet",
     "build_model",
+    "built_counts",
 ]

@@ -24,6 +24,7 @@ gives 0.25625 · (512 · 1024 + 2 · 1024²) = 671,744.0 — see :func:`g2gnet_p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -31,7 +32,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cortexnet.connectivity import Connectivity, make_connectivity, rounded_count
+from cortexnet.connectivity import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
+    check_topology_params,
+    make_connectivity,
+    rounded_count,
+)
 from cortexnet.connectivity.g2g import (
     GROUPINGS,
     check_pathway_probabilities,
@@ -92,6 +100,15 @@ class G2GNetConfig:
             matrices built from (p, p_inter, groups, grouping) edge count for edge count, layer by layer.
         exact_edges: place exactly the rounded expected number of edges per pathway class (G2G) or per matrix
             (ER), so that G2G and matched ER have identical counts (default True); False: Bernoulli per pair.
+        topology: None (default): the hidden matrices follow ``connectivity`` and the fields above. Otherwise any
+            registered topology (:data:`cortexnet.connectivity.TOPOLOGIES`) for every hidden matrix, with
+            ``topology_params`` (e.g. ``"er"`` with ``{"p": 0.25}``); ``connectivity``, ``p``, ``p_inter``,
+            ``groups``, ``grouping`` and ``er_density`` then do not apply. Each matrix gets a feed-forward layer
+            description (index i joins layer i to i + 1, ``exact = exact_edges``).
+        topology_params: keyword parameters of ``topology`` for every hidden matrix.
+        layer_topologies: per-matrix overrides, empty or one dict per hidden matrix: ``{"topology": name,
+            **params}`` replaces that matrix's topology and parameters, ``{**params}`` (no "topology") updates
+            its parameters; ``{}`` keeps it.
         init: hidden-weight initialisation, one of :data:`cortexnet.layers.SPARSE_LINEAR_INITS`.
         backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"``
             (masked dense for small layers, < 65,536 possible synapses; otherwise decided from the size, density
@@ -114,14 +131,18 @@ class G2GNetConfig:
     grouping: str = "mixer"
     er_density: float | None = None
     exact_edges: bool = True
+    topology: str | None = None
+    topology_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    layer_topologies: tuple[dict[str, Any], ...] = ()
     init: str = "dense_fan_in"
     backend: str = "auto"
     connectivity_seed: int = 0
     weight_seed: int = 0
 
     def __post_init__(self) -> None:
-        # Saved configs come back from JSON with lists; a frozen dataclass must stay hashable.
+        # Saved configs come back from JSON with lists.
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "layer_topologies", tuple(dict(d) for d in self.layer_topologies))
 
     @property
     def embed_width(self) -> int:
@@ -152,6 +173,7 @@ class G2GNetConfig:
             raise ValueError(f"hidden needs at least one layer width, each >= 1, got {list(self.hidden)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        self._validate_topologies()
         if self.connectivity not in G2G_CONNECTIVITIES:
             raise ValueError(f"connectivity must be one of {G2G_CONNECTIVITIES}, got {self.connectivity!r}")
         for name in ("p", "p_inter"):
@@ -174,6 +196,79 @@ class G2GNetConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self
+
+    def _validate_topologies(self) -> None:
+        if self.layer_topologies and len(self.layer_topologies) != len(self.hidden):
+            raise ValueError(
+                f"layer_topologies needs one dict per hidden matrix ({len(self.hidden)}), got "
+                f"{len(self.layer_topologies)}; use {{}} for a matrix that keeps the model-wide topology"
+            )
+        if self.topology is not None and self.topology not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
+        for override in self.layer_topologies:
+            name = override.get("topology")
+            if name is not None and name not in TOPOLOGIES:
+                raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
+        if self.topology is None and not self.layer_topologies:
+            return
+        for i, (name, params) in enumerate(self.layer_topology_specs()):
+            try:
+                check_topology_params(name, params, fixed=("recurrent",))
+            except ValueError as exc:
+                raise ValueError(f"hidden matrix {i}: {exc}") from None
+
+    def layer_topology_specs(
+        self, counts: list[float | int] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """``(topology name, parameters)`` of every hidden matrix, overrides applied. Without ``topology`` the
+        Table I kinds: ``"g2g"`` (p, p', G, grouping), ``"full"``, and ``"er"`` at ``er_density`` or, edge
+        count for edge count, at the G2G matrices' ``counts`` (computed when not given)."""
+        n = len(self.hidden)
+        if self.topology is not None:
+            specs = [(self.topology, dict(self.topology_params)) for _ in range(n)]
+        elif self.connectivity == "g2g":
+            g2g = {"p": self.p, "p_inter": self.p_inter, "groups": self.groups, "grouping": self.grouping}
+            specs = [("g2g", dict(g2g)) for _ in range(n)]
+        elif self.connectivity == "full":
+            specs = [("full", {}) for _ in range(n)]
+        else:
+            widths = self.widths
+            if self.er_density is None and counts is None:
+                # Random grouping only permutes balanced group sizes, which is all the counts depend on.
+                counts = _g2g_counts(self, self.layer_groups(torch.Generator().manual_seed(0)))
+            specs = [
+                (
+                    "er",
+                    {
+                        "p": self.er_density
+                        if self.er_density is not None
+                        else counts[i] / (widths[i + 1] * widths[i])
+                    },
+                )
+                for i in range(n)
+            ]
+        for i, override in enumerate(self.layer_topologies):
+            override = dict(override)
+            name = override.pop("topology", None)
+            if name is not None and name != specs[i][0]:
+                specs[i] = (name, override)
+            else:
+                specs[i] = (specs[i][0], {**specs[i][1], **override})
+        return specs
+
+    def layer_specs(self) -> list[LayerSpec]:
+        """The layer description of every hidden matrix (one ``shared`` dict for the whole model)."""
+        widths, shared = self.widths, {}
+        shapes = tuple((widths[i + 1], widths[i]) for i in range(len(self.hidden)))
+        return [
+            LayerSpec(*shape, recurrent=False, index=i, shapes=shapes, exact=self.exact_edges, shared=shared,
+                      name=f"layers.{i}.sparse")
+            for i, shape in enumerate(shapes)
+        ]  # fmt: skip
+
+    def uses_table1_masks(self) -> bool:
+        """Whether the hidden matrices are the Table I kinds of ``connectivity`` (no topology, no override)."""
+        return self.topology is None and not self.layer_topologies
 
     def layer_groups(self, generator: torch.Generator) -> list[Tensor]:
         """Group ids of every layer (embedding first), one assignment per layer shared by the two matrices
@@ -206,8 +301,11 @@ def g2gnet_parameter_budget(config: G2GNetConfig, n_classes: int) -> dict[str, A
     widths = config.widths
     ph, pw = config.image_height // config.patches_per_side, config.image_width // config.patches_per_side
     possible = [widths[i + 1] * widths[i] for i in range(len(config.hidden))]
-    if config.connectivity == "full":
-        synapses: list[float | int] = list(possible)
+    if not config.uses_table1_masks():
+        # Any other topology: the realised counts of the masks this configuration builds (its seed).
+        synapses: list[float | int] = [c.nnz for c in hidden_connectivities(config)]
+    elif config.connectivity == "full":
+        synapses = list(possible)
     elif config.connectivity == "er" and config.er_density is not None:
         synapses = [
             rounded_count(config.er_density, m) if config.exact_edges else config.er_density * m
@@ -241,6 +339,19 @@ def matched_fc_width(config: G2GNetConfig, n_classes: int) -> int:
         if gap < best_gap:
             best, best_gap = w, gap
     return best
+
+
+def hidden_connectivities(
+    config: G2GNetConfig, generator: torch.Generator | None = None
+) -> list[Connectivity]:
+    """The masks of every hidden matrix, drawn in order from ``generator`` (default: a fresh one seeded with
+    ``connectivity_seed``): each matrix's (topology, parameters) from :meth:`G2GNetConfig.layer_topology_specs`
+    and its :class:`~cortexnet.connectivity.LayerSpec`; no topology is special-cased by name."""
+    g = generator if generator is not None else torch.Generator().manual_seed(config.connectivity_seed)
+    return [
+        make_connectivity(name, spec, generator=g, **params)
+        for (name, params), spec in zip(config.layer_topology_specs(), config.layer_specs(), strict=True)
+    ]
 
 
 class G2GNet(nn.Module):
@@ -279,7 +390,7 @@ class G2GNet(nn.Module):
         )
         self.layers = nn.ModuleList(
             SparseLinear(conn, init=config.init, backend=config.backend, generator=g_weight)  # type: ignore[arg-type]
-            for conn in self._connectivities(g_conn)
+            for conn in hidden_connectivities(config, g_conn)
         )
         n_last = config.hidden[-1]
         self.readout = nn.Linear(n_last, n_classes)
@@ -288,43 +399,6 @@ class G2GNet(nn.Module):
             self.readout.weight.copy_((torch.rand(n_classes, n_last, generator=g_weight) * 2 - 1) * bound)
             self.readout.bias.copy_((torch.rand(n_classes, generator=g_weight) * 2 - 1) * bound)
         self._act = torch.relu if config.activation == "relu" else torch.tanh
-
-    def _connectivities(self, g_conn: torch.Generator) -> list[Connectivity]:
-        c, widths = self.config, self.config.widths
-        shapes = [(widths[i + 1], widths[i]) for i in range(len(c.hidden))]
-        if c.connectivity == "full":
-            return [Connectivity.full(n_out, n_in) for n_out, n_in in shapes]
-        groups = c.layer_groups(g_conn)
-        if c.connectivity == "g2g":
-            return [
-                make_connectivity(
-                    "g2g",
-                    n_out,
-                    n_in,
-                    generator=g_conn,
-                    p=c.p,
-                    p_inter=c.p_inter,
-                    out_groups=groups[i + 1],
-                    in_groups=groups[i],
-                    recurrent=False,
-                    exact=c.exact_edges,
-                )
-                for i, (n_out, n_in) in enumerate(shapes)
-            ]
-        # ER: the G2G layers' edge counts (or er_density), spread uniformly at random.
-        counts = _g2g_counts(c, groups)
-        return [
-            make_connectivity(
-                "er",
-                n_out,
-                n_in,
-                generator=g_conn,
-                self_connections=True,
-                exact=c.exact_edges,
-                p=c.er_density if c.er_density is not None else counts[i] / (n_out * n_in),
-            )
-            for i, (n_out, n_in) in enumerate(shapes)
-        ]
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``(B, T, F)`` → logits ``(B, n_classes)``."""

@@ -2,7 +2,9 @@
 
 Backends (registry :data:`BACKENDS`): ``"masked_dense"`` (reference: dense parameter kept zero off a mask),
 ``"csr"`` (compressed: the synapses' values are the only parameter) and ``"auto"`` (picks one of them from
-measured crossovers). Checkpoints of any backend load into any other.
+measured crossovers). Checkpoints of any backend load into any other. What rewiring needs, on every backend:
+``set_connectivity_`` (mutation), ``probe_gradients`` (RigL), ``constraint_violations`` and
+:class:`ActivityAccumulator` (Hebbian).
 """
 
 from cortexnet.sparse import auto as _auto  # noqa: F401  (registers "auto")
@@ -15,16 +17,19 @@ from cortexnet.sparse.csr import CSRWeight
 from cortexnet.sparse.csr_functional import CSRLinear, CSRRecurrence
 from cortexnet.sparse.functional import ACTIVATIONS, DenseRecurrence, check_activation
 from cortexnet.sparse.masked_dense import MaskedDenseWeight
+from cortexnet.sparse.probes import ActivityAccumulator, GradientProbe
 
 __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "DALE_MODES",
+    "ActivityAccumulator",
     "CSRLinear",
     "CSRRecurrence",
     "CSRWeight",
     "DaleMode",
     "DenseRecurrence",
+    "GradientProbe",
     "MaskedDenseWeight",
     "SparseWeight",
     "backend_hints",

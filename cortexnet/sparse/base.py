@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar, Literal
 
 import torch
@@ -10,6 +12,7 @@ from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity
 from cortexnet.registry import Registry
+from cortexnet.sparse.probes import GradientProbe
 
 #: Backends by name: ``factory(connectivity, *, dale=..., column_sign=..., **options) -> SparseWeight``
 #: ("masked_dense", "csr", and "auto", a factory returning one of them).
@@ -31,12 +34,14 @@ class SparseWeight(nn.Module, ABC):
     * ``dale="none"`` — unconstrained.
 
     Backends differ only in storage and kernels; all expose the same functions and gradients (invariant 5).
-    Rewiring (a later issue) changes the active set through :meth:`set_connectivity_` without changing the
-    parameter's shape, so an optimiser keeps working; optimiser state at changed synapses is reset by the
-    rewiring step.
+    Rewiring changes the active set only through :meth:`set_connectivity_` (one implementation for every
+    backend, on small storage hooks): the parameter object stays, kept synapses keep their values and
+    optimiser state, changed ones get zero state. :meth:`probe_gradients` gives RigL's gradient at inactive
+    positions and :meth:`constraint_violations` checks the mask and Dale's signs, both O(nnz).
     """
 
     backend: ClassVar[str] = ""
+    _probe: GradientProbe | None = None  # set only inside probe_gradients (class default: old pickles)
 
     def __init__(
         self, connectivity: Connectivity, *, dale: DaleMode = "none", column_sign: Tensor | None = None
@@ -56,6 +61,7 @@ class SparseWeight(nn.Module, ABC):
         self.dale: str = dale
         sign = column_sign if column_sign is not None else torch.ones(self.n_in)
         self.register_buffer("column_sign", sign.to(torch.float32).clone())
+        self._probe: GradientProbe | None = None
 
     # -- interface every backend implements -------------------------------------------------------------
     @abstractmethod
@@ -126,12 +132,221 @@ class SparseWeight(nn.Module, ABC):
             states.append(h)
         return torch.stack(states)
 
-    def set_connectivity_(self, connectivity: Connectivity, optimizer: torch.optim.Optimizer | None = None):
-        """Replace the active set (same shape, same synapse count for compressed backends) for rewiring,
-        keeping the parameter object so an optimiser keeps working. Weights of removed synapses vanish, new
-        synapses start at exactly zero; pass ``optimizer`` to reset its per-element state at every changed
-        synapse (and, for compressed storage, move it along with the values)."""
-        raise NotImplementedError(f"backend {self.backend!r} does not support rewiring")
+    def set_connectivity_(
+        self,
+        connectivity: Connectivity,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        new_values: Tensor | None = None,
+    ) -> Tensor:
+        """Replace the active set (rewiring), keeping the parameter object so any optimiser holding it works on.
+
+        Args:
+            connectivity: the new synapse set, same shape. ``csr`` needs the same synapse count (rewiring
+                conserves synapses); ``masked_dense`` accepts any count.
+            optimizer: if given (it must hold this weight's parameter), every per-element state tensor of the
+                parameter (any state of the parameter's shape: Adam/AdamW ``exp_avg``, ``exp_avg_sq``,
+                ``max_exp_avg_sq``, SGD ``momentum_buffer``, RMSprop ``square_avg``, ...) moves with the
+                values of kept synapses and is reset to exactly zero at every added and every removed synapse.
+                Scalar state (``step``) and missing state (no step taken yet, SGD without momentum) are left
+                alone, as is state of another shape (Adafactor's factored statistics); non-moment state of
+                the parameter's shape is zeroed too (Rprop's ``step_size``). The parameter's ``.grad``, if
+                any, is remapped the same way.
+            new_values: float ``(n_new,)`` *effective* weights of the added synapses, in connectivity order of
+                the added synapses (the positions where the returned map is -1); None: exactly zero. With
+                ``dale="abs"`` the stored magnitude is ``|value|`` and a zero never grows (zero gradient), so
+                pass a small positive magnitude there; with ``dale="clip"`` a value of the wrong sign is clipped
+                to zero by :meth:`apply_constraints_`.
+
+        Returns:
+            int64 ``(nnz_new,)`` on the weight's device: for each synapse of ``connectivity`` (connectivity
+            order: row-major, columns ascending) its index in the old connectivity order, or -1 if it is new.
+            Kept synapses keep their values; afterwards :meth:`apply_constraints_` holds.
+        """
+        if connectivity.shape != (self.n_out, self.n_in):
+            raise ValueError(
+                f"set_connectivity_ got connectivity of shape {connectivity.shape}, this weight is "
+                f"{(self.n_out, self.n_in)}; build the new connectivity with the weight's shape"
+            )
+        self._check_rewired_count(connectivity.nnz)
+        param = self._parameter()
+        states = _per_element_states(optimizer, param) if optimizer is not None else []
+        with torch.no_grad():
+            dev = param.device
+            rows = connectivity.rows().to(dev)
+            cols = connectivity.col.to(dev)
+            old_keys = self._keys(*self._active_index())
+            source = _lookup(old_keys, self._keys(rows, cols))
+            added = source < 0
+            n_added = int(added.sum())
+            if new_values is None:
+                fresh = torch.zeros(n_added, dtype=param.dtype, device=dev)
+            else:
+                if new_values.shape != (n_added,):
+                    raise ValueError(
+                        f"set_connectivity_ new_values has shape {tuple(new_values.shape)}, but the new "
+                        f"connectivity adds {n_added} synapses; pass one value per added synapse ({n_added},) "
+                        "in connectivity order, or None for zeros"
+                    )
+                fresh = new_values.detach().to(device=dev, dtype=param.dtype)
+                fresh = fresh.abs() if self.dale == "abs" else fresh
+            take = source.clamp(min=0)
+
+            def remap(storage: Tensor, fill: Tensor | float) -> Tensor:
+                """A parameter-shaped tensor of the old structure -> the same tensor in the new structure."""
+                old = self._gather_active(storage)
+                if old.numel():
+                    new = old.index_select(0, take)
+                else:
+                    new = torch.zeros(take.numel(), dtype=storage.dtype, device=storage.device)
+                new[added] = fill if isinstance(fill, float) else fill.to(storage.dtype)
+                return self._storage_from_active(new, rows, cols)
+
+            param.copy_(remap(param, fresh))
+            if param.grad is not None:
+                param.grad.copy_(remap(param.grad, 0.0))
+            for state in states:
+                state.copy_(remap(state, 0.0))
+            self._set_structure_(connectivity, rows, cols)
+        self.apply_constraints_()
+        return source
+
+    def constraint_violations(self) -> dict[str, int]:
+        """Counts of broken constraints, O(nnz) (no dense matrix on compressed backends).
+
+        Returns:
+            ``{"wrong_sign": active effective weights whose sign disagrees with their column's Dale sign (0
+            when ``dale == "none"``), "off_mask": stored non-zero values outside the active set (0 by
+            construction on compressed backends), "non_finite": NaN/inf among the active values}``.
+        """
+        wrong = non_finite = 0
+        with torch.no_grad():
+            for values, sign in self._active_value_chunks():
+                if self.dale != "none":
+                    wrong += int(((values * sign) < 0).sum())
+                non_finite += int((~torch.isfinite(values)).sum())
+            off = self._off_mask_count()
+        return {"wrong_sign": wrong, "off_mask": off, "non_finite": non_finite}
+
+    def sign_violations(self) -> int:
+        """Active weights whose sign disagrees with their column's Dale sign (0 when Dale holds or is off)."""
+        return self.constraint_violations()["wrong_sign"]
+
+    @contextlib.contextmanager
+    def probe_gradients(self, rows: Tensor, cols: Tensor) -> Iterator[GradientProbe]:
+        """Gradient of the loss w.r.t. the *effective* weight at inactive positions (RigL's grow criterion).
+
+        Inside the block :meth:`linear` and :meth:`recurrent` compute with the union of the active synapses and
+        the candidates, the candidates at exactly 0 (the function is unchanged); gradients of active synapses
+        reach the parameter as usual. After ``loss.backward()`` (inside the block) ``probe.grad`` is float
+        ``(K,)`` = dL/dW_eff[rows[k], cols[k]] (also for ``dale="abs"``: taken before |·|, not zeroed by it).
+        Memory O(nnz + K) on compressed backends; the weight (structure, values, parameter, kernel cache) is
+        untouched after the block.
+
+        Args:
+            rows, cols: int ``(K,)`` candidate positions: in range, distinct, none already active.
+        """
+        if self._probe is not None:
+            raise RuntimeError("probe_gradients is already active on this weight; nest no probes, use one")
+        param = self._parameter()
+        rows, cols = self._check_positions(rows, cols, "probe_gradients")
+        keys = self._keys(rows, cols)
+        if torch.unique(keys).numel() != keys.numel():
+            sorted_keys = keys.sort().values
+            dup = int(sorted_keys[:-1][sorted_keys[1:] == sorted_keys[:-1]][0])
+            raise ValueError(
+                f"probe_gradients candidate ({dup // self.n_in}, {dup % self.n_in}) is listed twice; "
+                "pass distinct positions"
+            )
+        active = self._is_active(rows, cols)
+        if bool(active.any()):
+            k = int(active.nonzero()[0])
+            raise ValueError(
+                f"probe_gradients candidate ({int(rows[k])}, {int(cols[k])}) is already an active synapse "
+                f"({int(active.sum())} of {rows.numel()} candidates are); pass inactive positions only "
+                "(active gradients are in the parameter's .grad)"
+            )
+        probe = GradientProbe(
+            rows, cols, torch.zeros(rows.numel(), dtype=param.dtype, device=param.device, requires_grad=True)
+        )
+        self._probe = probe
+        try:
+            yield probe
+        finally:
+            self._probe = None
+            probe.structure = None  # free the temporary union structure
+
+    # -- hooks of the provided mutation / probe / check methods ---------------------------------------------
+    @abstractmethod
+    def _parameter(self) -> nn.Parameter:
+        """The stored parameter (raw values: magnitudes for ``dale="abs"``)."""
+        ...
+
+    @abstractmethod
+    def _active_index(self) -> tuple[Tensor, Tensor]:
+        """int64 ``(rows, cols)`` ``(nnz,)`` of the active synapses in connectivity order, parameter's device."""
+        ...
+
+    @abstractmethod
+    def _gather_active(self, storage: Tensor) -> Tensor:
+        """A parameter-shaped tensor -> its entries at the active synapses ``(nnz,)``, connectivity order."""
+        ...
+
+    @abstractmethod
+    def _storage_from_active(self, active: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        """Entries ``(nnz_new,)`` at synapses ``(rows, cols)`` (connectivity order) -> a parameter-shaped
+        tensor of that structure (zero elsewhere)."""
+        ...
+
+    @abstractmethod
+    def _set_structure_(self, connectivity: Connectivity, rows: Tensor, cols: Tensor) -> None:
+        """Install the new active set (rows/cols: its int64 COO on the parameter's device)."""
+        ...
+
+    @abstractmethod
+    def _active_value_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(effective values, column signs)`` of the active synapses, in chunks (bounded temporaries)."""
+        ...
+
+    def _off_mask_count(self) -> int:
+        """Stored non-zero values outside the active set (0 where storage holds active synapses only)."""
+        return 0
+
+    def _check_rewired_count(self, nnz: int) -> None:
+        """Raise if this backend cannot take a new active set of ``nnz`` synapses (default: any count)."""
+
+    def _is_active(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """bool ``(K,)``: whether each position is an active synapse."""
+        return self._search(rows, cols)[1]
+
+    def _search(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """``(index in connectivity order, found)`` of positions ``(K,)`` among the active synapses."""
+        keys = self._keys(rows, cols)
+        return _search_sorted(self._keys(*self._active_index()), keys)
+
+    def _keys(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Row-major linear index ``rows · n_in + cols`` (int64), the sort key of connectivity order."""
+        return rows.to(torch.int64) * self.n_in + cols.to(torch.int64)
+
+    def _check_positions(self, rows: Tensor, cols: Tensor, what: str) -> tuple[Tensor, Tensor]:
+        """Validate int ``(K,)`` positions; return them as int64 on the parameter's device."""
+        if rows.dim() != 1 or rows.shape != cols.shape:
+            raise ValueError(
+                f"{what} needs rows and cols of equal shape (K,), got {tuple(rows.shape)} and "
+                f"{tuple(cols.shape)}"
+            )
+        if rows.is_floating_point() or cols.is_floating_point():
+            raise ValueError(f"{what} needs integer rows and cols, got {rows.dtype} and {cols.dtype}")
+        dev = self._parameter().device
+        rows, cols = rows.to(dev, torch.int64), cols.to(dev, torch.int64)
+        for name, idx, size in (("row", rows, self.n_out), ("col", cols, self.n_in)):
+            bad = (idx < 0) | (idx >= size)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"{what} got {name} index {int(idx[bad][0])} outside [0, {size}); pass positions inside "
+                    f"the ({self.n_out}, {self.n_in}) weight"
+                )
+        return rows, cols
 
     # -- checkpoints: any backend's state_dict loads into any other ---------------------------------------
     def _prepare_load(self, state_dict: dict, prefix: str) -> None:
@@ -157,11 +372,6 @@ class SparseWeight(nn.Module, ABC):
         """Number of active synapses."""
         return self.connectivity().nnz
 
-    def sign_violations(self) -> int:
-        """Active weights whose sign disagrees with their column's Dale sign (0 when Dale holds)."""
-        w = self.to_dense()
-        return int(((w * self.column_sign) < 0).sum())
-
     def extra_repr(self) -> str:
         return f"backend={self.backend}, shape=({self.n_out}, {self.n_in}), dale={self.dale}"
 
@@ -181,3 +391,28 @@ def make_sparse_weight(
     ``device`` for ``"auto"``, ``panel_cols`` for ``"csr"``).
     """
     return BACKENDS.get(backend)(connectivity, dale=dale, column_sign=column_sign, **options)
+
+
+def _search_sorted(sorted_keys: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """``(position, found)`` of ``keys`` ``(K,)`` in the ascending ``sorted_keys`` (int64)."""
+    if sorted_keys.numel() == 0:
+        return torch.zeros_like(keys), torch.zeros_like(keys, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, keys).clamp(max=sorted_keys.numel() - 1)
+    return pos, sorted_keys[pos] == keys
+
+
+def _lookup(sorted_keys: Tensor, keys: Tensor) -> Tensor:
+    """int64 ``(K,)``: the position of each key in ``sorted_keys``, or -1 where absent."""
+    pos, found = _search_sorted(sorted_keys, keys)
+    return torch.where(found, pos, torch.full_like(pos, -1))
+
+
+def _per_element_states(optimizer: torch.optim.Optimizer, param: Tensor) -> list[Tensor]:
+    """The optimiser's state tensors of ``param``'s shape (Adam's moments, SGD's momentum, ...)."""
+    if not any(p is param for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            f"set_connectivity_ got an optimizer ({type(optimizer).__name__}) that does not hold this "
+            "weight's parameter; pass the optimiser that trains it (or None)"
+        )
+    state = optimizer.state.get(param, {})
+    return [v for v in state.values() if isinstance(v, Tensor) and v.dim() > 0 and v.shape == param.shape]

@@ -7,6 +7,8 @@ p = 0.01 (1e8 synapses) trains (forward, backward, Adam) in 6 GB (benchmarks/REA
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -29,7 +31,9 @@ class CSRWeight(SparseWeight):
     ``(nnz,)``) — the connectivity travels with every checkpoint, so a rewired network reloads exactly — and
     ``column_sign``. Derived kernel structures (column panels of W and a pre-computed transpose with its value
     permutation, :mod:`cortexnet.sparse._csr_index`) are rebuilt, not saved: on first use on a device, after
-    :meth:`set_connectivity_` and after loading a state_dict.
+    :meth:`set_connectivity_` and after loading a state_dict. Rewiring (:meth:`set_connectivity_`) conserves
+    nnz, so ``values`` keeps its shape; kept synapses may move to another position of ``values`` and their
+    optimiser state moves with them.
 
     Dale's law acts as in :class:`MaskedDenseWeight` (``"clip"``: wrong-sign values set to exactly zero by
     :meth:`apply_constraints_`; ``"abs"``: effective weight ``|values| · column_sign``). Gradients exist only
@@ -97,9 +101,6 @@ class CSRWeight(SparseWeight):
         """Dale sign of every stored synapse (its column's sign), ``(nnz,)``, values' dtype."""
         return self.column_sign.to(self.values.dtype).index_select(0, self.col)
 
-    def _keys(self, rows: Tensor, cols: Tensor) -> Tensor:
-        return rows.to(torch.int64) * self.n_in + cols.to(torch.int64)
-
     def _effective(self) -> Tensor:
         """Effective values under autograd (canonical order)."""
         if self.dale == "abs":
@@ -115,7 +116,8 @@ class CSRWeight(SparseWeight):
         if x.shape[-1] != self.n_in:
             raise ValueError(f"input has {x.shape[-1]} features, expected {self.n_in}")
         lead = x.shape[:-1]
-        y = CSRLinear.apply(x.reshape(-1, self.n_in), self._effective(), self.index())
+        values, index = self._operands()
+        y = CSRLinear.apply(x.reshape(-1, self.n_in), values, index)
         return y.reshape(*lead, self.n_out)
 
     def recurrent(self, drive: Tensor, activation: str) -> Tensor:
@@ -124,7 +126,8 @@ class CSRWeight(SparseWeight):
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")
         if drive.dim() != 3 or drive.shape[-1] != self.n_in:
             raise ValueError(f"drive must be (T, B, {self.n_in}), got {tuple(drive.shape)}")
-        return CSRRecurrence.apply(drive, self._effective(), self.index(), activation)
+        values, index = self._operands()
+        return CSRRecurrence.apply(drive, values, index, activation)
 
     def to_dense(self) -> Tensor:
         with torch.no_grad():
@@ -134,10 +137,6 @@ class CSRWeight(SparseWeight):
 
     def connectivity(self) -> Connectivity:
         return Connectivity(self.n_out, self.n_in, self.crow.cpu().clone(), self.col.cpu().to(torch.int64))
-
-    def sign_violations(self) -> int:
-        with torch.no_grad():
-            return int(((self._effective() * self._synapse_sign()) < 0).sum())
 
     @torch.no_grad()
     def active_values(self) -> Tensor:
@@ -165,13 +164,7 @@ class CSRWeight(SparseWeight):
             self.values.copy_(v.abs() if self.dale == "abs" else v)
             self.apply_constraints_()
             return
-        canon = self._keys(self._rows(), self.col)
-        keys = self._keys(rows.to(dev), cols.to(dev))
-        pos = torch.searchsorted(canon, keys)
-        if canon.numel() == 0:
-            found = torch.zeros_like(keys, dtype=torch.bool)
-        else:
-            found = (pos < canon.numel()) & (canon[pos.clamp(max=canon.numel() - 1)] == keys)
+        pos, found = self._search(rows.to(dev), cols.to(dev))
         if not bool(found.all()):
             raise ValueError("set_values_ got positions outside the active synapse set")
         self.values.zero_()
@@ -204,49 +197,69 @@ class CSRWeight(SparseWeight):
         elif self.dale == "abs":
             self.values.abs_()
 
-    @torch.no_grad()
-    def set_connectivity_(
-        self, connectivity: Connectivity, optimizer: torch.optim.Optimizer | None = None
-    ) -> Tensor:
-        """Replace the synapse set (rewiring) keeping nnz, hence the parameter's shape and identity.
+    # -- hooks of SparseWeight's mutation, probe and check methods ------------------------------------------
+    def _parameter(self) -> nn.Parameter:
+        return self.values
 
-        Synapses present before and after keep their values (they may move to another position of
-        ``values``); new synapses start at exactly zero. Any optimiser holding ``values`` keeps working; its
-        per-element state is **not** position-stable, so pass ``optimizer`` to have every state tensor of
-        ``values``'s shape (Adam's moments, SGD's momentum, ...) permuted along with the values and reset to
-        zero at new synapses (ARCHITECTURE.md, invariant 3). Scalar state (Adam's ``step``) is left alone.
+    def _active_index(self) -> tuple[Tensor, Tensor]:
+        return self._rows(), self.col.to(torch.int64)
 
-        Returns:
-            int64 ``(nnz,)``: for each new position, the old position it was taken from, or -1 for a new
-            synapse (to remap any other per-synapse state the caller keeps).
-        """
-        if connectivity.shape != (self.n_out, self.n_in):
-            raise ValueError(f"connectivity shape {connectivity.shape} != {(self.n_out, self.n_in)}")
-        if connectivity.nnz != self.nnz:
+    def _gather_active(self, storage: Tensor) -> Tensor:
+        return storage  # stored in connectivity order
+
+    def _storage_from_active(self, active: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return active
+
+    def _check_rewired_count(self, nnz: int) -> None:
+        if nnz != self.nnz:
             raise ValueError(
-                f"rewiring must conserve the synapse count: got {connectivity.nnz}, layer has {self.nnz} "
-                "(build a new weight to change it)"
+                f"csr rewiring must conserve the synapse count: the new connectivity has {nnz} synapses, "
+                f"this weight has {self.nnz}; drop and grow equally many (or build a new weight to resize)"
             )
-        dev = self.values.device
+
+    def _set_structure_(self, connectivity: Connectivity, rows: Tensor, cols: Tensor) -> None:
+        self.crow.copy_(connectivity.crow.to(self.crow.device, torch.int64))
+        self.col.copy_(cols.to(self.col.device, self._col_dtype()))
+        self._structure_version += 1  # the kernel index is rebuilt on next use
+
+    def _active_value_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        sign = self.column_sign.to(self.values.dtype)
+        for a in range(0, self.nnz, _CONSTRAINT_CHUNK):
+            v = self.values[a : a + _CONSTRAINT_CHUNK]
+            s = sign.index_select(0, self.col[a : a + _CONSTRAINT_CHUNK])
+            yield (v.abs() * s if self.dale == "abs" else v), s
+
+    def _operands(self) -> tuple[Tensor, CSRIndex]:
+        """Effective values under autograd and their kernel index: the stored synapses, or inside
+        :meth:`probe_gradients` the union with the candidates (candidates at the probe's zero leaf)."""
+        eff = self._effective()
+        probe = self._probe
+        if probe is None:
+            return eff, self.index()
+        if probe.structure is None:
+            probe.structure = self._union_structure(probe.rows, probe.cols)
+        perm, index = probe.structure
+        return torch.cat([eff, probe.values.to(eff.dtype)]).index_select(0, perm), index
+
+    @torch.no_grad()
+    def _union_structure(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, CSRIndex]:
+        """Merge candidates ``(K,)`` (inactive, distinct) into the stored synapses: ``perm`` (int64
+        ``(nnz + K,)``, union position -> index into ``cat([values, candidates])``) and the union's index."""
+        dev, nnz, k = self.values.device, self.nnz, rows.numel()
         old = self._keys(self._rows(), self.col)
-        crow = connectivity.crow.to(dev, torch.int64)
-        col = connectivity.col.to(dev, self._col_dtype())
-        rows = torch.repeat_interleave(
-            torch.arange(self.n_out, device=dev), crow.diff(), output_size=self.nnz
-        )
-        new = self._keys(rows, col)
-        pos = torch.searchsorted(old, new).clamp(max=max(self.nnz - 1, 0))
-        found = old[pos] == new if self.nnz else torch.zeros(0, dtype=torch.bool, device=dev)
-        source = torch.where(found, pos, torch.full_like(pos, -1))
-        self.values.copy_(torch.where(found, self.values[pos], 0))
-        if optimizer is not None:
-            for state in _param_states(optimizer, self.values):
-                state.copy_(torch.where(found, state[pos], 0))
-        self.crow.copy_(crow)
-        self.col.copy_(col)
-        self._structure_version += 1
-        self.apply_constraints_()
-        return source
+        ck, order = torch.sort(self._keys(rows, cols))
+        cand_pos = torch.searchsorted(old, ck) + torch.arange(k, device=dev)
+        act_pos = torch.arange(nnz, device=dev) + torch.searchsorted(ck, old)
+        perm = torch.empty(nnz + k, dtype=torch.int64, device=dev)
+        perm[act_pos] = torch.arange(nnz, device=dev)
+        perm[cand_pos] = nnz + order
+        col = torch.empty(nnz + k, dtype=self.col.dtype, device=dev)
+        col[act_pos] = self.col
+        col[cand_pos] = cols[order].to(self.col.dtype)
+        counts = self.crow.diff() + torch.bincount(rows, minlength=self.n_out).to(self.crow.device)
+        crow = torch.zeros(self.n_out + 1, dtype=torch.int64, device=self.crow.device)
+        crow[1:] = counts.cumsum(0)
+        return perm, build_index(crow, col, self.n_out, self.n_in, dev, self.panel_cols)
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _own_state_keys(self) -> tuple[str, ...]:
@@ -261,9 +274,3 @@ class CSRWeight(SparseWeight):
 
     def _after_load(self) -> None:
         self._structure_version += 1
-
-
-def _param_states(optimizer: torch.optim.Optimizer, param: Tensor) -> list[Tensor]:
-    """The optimiser's per-element state tensors of ``param`` (same shape), e.g. Adam's two moments."""
-    state = optimizer.state.get(param, {})
-    return [v for v in state.values() if isinstance(v, Tensor) and v.shape == param.shape and v.dim() > 0]

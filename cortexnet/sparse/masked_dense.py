@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -36,13 +38,15 @@ class MaskedDenseWeight(SparseWeight):
 
     def linear(self, x: Tensor) -> Tensor:
         # Multiplying by the mask under autograd keeps the off-mask gradient exactly zero.
-        return x @ (self._effective() * self.mask).t()
+        weight, mask = self._operands()
+        return x @ (weight * mask).t()
 
     def recurrent(self, drive: Tensor, activation: str) -> Tensor:
         check_activation(activation)
         if self.n_out != self.n_in:
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")
-        return DenseRecurrence.apply(drive.contiguous(), self._effective(), self.mask, activation)
+        weight, mask = self._operands()
+        return DenseRecurrence.apply(drive.contiguous(), weight, mask, activation)
 
     def to_dense(self) -> Tensor:
         with torch.no_grad():
@@ -92,20 +96,45 @@ class MaskedDenseWeight(SparseWeight):
         elif self.dale == "abs":
             self.weight.abs_()
 
-    @torch.no_grad()
-    def set_connectivity_(
-        self, connectivity: Connectivity, optimizer: torch.optim.Optimizer | None = None
-    ) -> None:
-        """Replace the active set (same shape); newly inactive weights are zeroed, new synapses start at zero.
-        For rewiring. With ``optimizer``, its per-element state of ``weight`` (e.g. Adam's moments) is reset
-        to zero at every synapse that was added or removed."""
-        if connectivity.shape != (self.n_out, self.n_in):
-            raise ValueError(f"connectivity shape {connectivity.shape} != {(self.n_out, self.n_in)}")
-        new = connectivity.to_dense().to(self.mask.device)
-        if optimizer is not None:
-            kept = new & self.mask
-            for state in optimizer.state.get(self.weight, {}).values():
-                if isinstance(state, Tensor) and state.shape == self.weight.shape:
-                    state.mul_(kept)
-        self.mask.copy_(new)
-        self.apply_constraints_()
+    # -- hooks of SparseWeight's mutation, probe and check methods ------------------------------------------
+    def _parameter(self) -> nn.Parameter:
+        return self.weight
+
+    def _active_index(self) -> tuple[Tensor, Tensor]:
+        rows, cols = self.mask.nonzero(as_tuple=True)  # row-major: connectivity order
+        return rows, cols
+
+    def _gather_active(self, storage: Tensor) -> Tensor:
+        return storage[self.mask]  # boolean indexing walks row-major: connectivity order
+
+    def _storage_from_active(self, active: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        out = torch.zeros(self.n_out, self.n_in, dtype=active.dtype, device=active.device)
+        out[rows, cols] = active
+        return out
+
+    def _set_structure_(self, connectivity: Connectivity, rows: Tensor, cols: Tensor) -> None:
+        self.mask.zero_()
+        self.mask[rows.to(self.mask.device), cols.to(self.mask.device)] = True
+
+    def _active_value_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        yield self.active_values(), self.column_sign.to(self.weight.dtype).expand(self.n_out, -1)[self.mask]
+
+    def _off_mask_count(self) -> int:
+        return int(torch.count_nonzero(self.weight.detach()[~self.mask]))
+
+    def _is_active(self, rows: Tensor, cols: Tensor) -> Tensor:
+        return self.mask[rows.to(self.mask.device), cols.to(self.mask.device)]
+
+    def _operands(self) -> tuple[Tensor, Tensor]:
+        """Effective dense weight under autograd and the mask its gradient is restricted to; inside
+        :meth:`probe_gradients` the candidates (the probe's zero leaf) are added and the mask is the union."""
+        eff = self._effective()
+        probe = self._probe
+        if probe is None:
+            return eff, self.mask
+        if probe.structure is None:
+            union = self.mask.clone()
+            union[probe.rows, probe.cols] = True
+            probe.structure = union
+        cand = torch.zeros_like(eff).index_put((probe.rows, probe.cols), probe.values.to(eff.dtype))
+        return eff * self.mask + cand, probe.structure

@@ -1,6 +1,6 @@
 """Training: fit / evaluate / history / checkpoints / callbacks for any cortexnet model."""
 
-from cortexnet.training.callbacks import Callback
+from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -12,6 +12,7 @@ from cortexnet.training.fit import (
     CHECKPOINT_NAME,
     HISTORY_NAME,
     NonFiniteLossError,
+    TrainContext,
     TrainState,
     evaluate,
     fit,
@@ -25,8 +26,12 @@ __all__ = [
     "OPTIMIZERS",
     "Callback",
     "CheckpointError",
+    "Checkpointer",
+    "EarlyStopping",
+    "HistoryWriter",
     "NonFiniteLossError",
     "TrainConfig",
+    "TrainContext",
     "TrainState",
     "evaluate",
     "fit",

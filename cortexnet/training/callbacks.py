@@ -1,37 +1,53 @@
-"""Training callbacks: hooks the trainer calls so analyses can observe training without changing it."""
+"""Training callbacks: the seam of :func:`cortexnet.training.fit`. Observers (gradient recorders), actors
+(rewiring, early stopping) and writers (history, checkpoints) are all callbacks.
+
+Every hook receives ``(model, ctx)``: ``ctx`` is the one :class:`~cortexnet.training.state.TrainContext`
+(model, optimiser, state, device, config, run folder); ``model`` is ``ctx.model``, passed first for brevity.
+Per optimiser step the hooks run in this order: ``on_after_backward`` (gradients populated, before the step),
+then ``optimizer.step()`` — which re-imposes the mask and Dale's law (:mod:`cortexnet.layers.constraints`) —
+then ``on_step_end``: **the point where rewiring runs**, after the step and the constraints. Whatever a
+callback needs after a resume goes in its :meth:`~Callback.state_dict` (saved in every checkpoint).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
+import torch
 from torch import nn
+
+from cortexnet.io import atomic_write_jsonl
+from cortexnet.training.checkpoint import save_checkpoint
+from cortexnet.training.state import CHECKPOINT_NAME, HISTORY_NAME, TrainContext
+
+log = logging.getLogger(__name__)
 
 
 class Callback:
-    """Base class; override any hook. ``state`` is the trainer's :class:`~cortexnet.training.fit.TrainState`.
+    """Base class; override any hook. ``ctx`` is the :class:`~cortexnet.training.state.TrainContext`.
 
-    Hooks run in this order per optimiser step: ``on_after_backward`` (gradients are populated, before the
-    step: e.g. record gradient magnitudes), then the step and the constraints, then ``on_step_end``.
     ``on_train_end`` always runs last, also when training ends with an exception.
     """
 
-    def on_train_begin(self, model: nn.Module, state: Any) -> None:
+    def on_train_begin(self, model: nn.Module, ctx: TrainContext) -> None:
         """Before the first (or, on resume, the next) epoch."""
 
-    def on_after_backward(self, model: nn.Module, state: Any) -> None:
+    def on_after_backward(self, model: nn.Module, ctx: TrainContext) -> None:
         """After ``loss.backward()`` and before ``optimizer.step()``."""
 
-    def on_step_end(self, model: nn.Module, state: Any) -> None:
-        """After the optimiser step and the constraints."""
+    def on_step_end(self, model: nn.Module, ctx: TrainContext) -> None:
+        """After the optimiser step and the constraints (the rewiring point)."""
 
-    def on_evaluation(self, model: nn.Module, state: Any, record: dict) -> None:
+    def on_evaluation(self, model: nn.Module, ctx: TrainContext, record: dict) -> None:
         """After every evaluation (epoch 0, fractional points, epoch ends) with its history record."""
 
-    def on_epoch_end(self, model: nn.Module, state: Any) -> None:
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> None:
         """After the epoch-end evaluation and before the epoch's checkpoint, so that what :meth:`state_dict`
         returns (saved in that checkpoint) already includes the epoch just finished."""
 
-    def on_train_end(self, model: nn.Module, state: Any) -> None:
+    def on_train_end(self, model: nn.Module, ctx: TrainContext) -> None:
         """When training stops for any reason (finished, early stop, an exception): release what the
         callback holds (e.g. hooks it registered)."""
 
@@ -41,3 +57,104 @@ class Callback:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output."""
+
+
+class HistoryWriter(Callback):
+    """Rewrites ``run_dir/history.jsonl`` atomically after every evaluation (one record per line)."""
+
+    def on_evaluation(self, model: nn.Module, ctx: TrainContext, record: dict) -> None:
+        if ctx.run_dir is not None:
+            atomic_write_jsonl(ctx.run_dir / HISTORY_NAME, ctx.state.history)
+
+
+class EarlyStopping(Callback):
+    """Tracks the best validation accuracy (``state.best_val_acc``, ``best_epoch``) at every epoch end and, with
+    ``patience``, stops training after that many epoch-end evaluations without a new best. Its state lives in
+    :class:`~cortexnet.training.state.TrainState` (so it is in every checkpoint). Never looks at the test set."""
+
+    def __init__(self, patience: int | None = None) -> None:
+        if patience is not None and patience < 1:
+            raise ValueError(f"early stopping patience must be >= 1 or None, got {patience}")
+        self.patience = patience
+
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> None:
+        state = ctx.state
+        acc = state.history[-1].get("val_acc") if state.history else None
+        if acc is None:
+            return
+        if state.best_val_acc is None or acc > state.best_val_acc:
+            state.best_val_acc, state.best_epoch, state.evals_since_best = acc, state.epoch, 0
+        else:
+            state.evals_since_best += 1
+        if self.patience is not None and state.evals_since_best >= self.patience:
+            state.stopped_early = True
+            log.info(
+                "early stop at epoch %d: no validation improvement for %d epochs", state.epoch, self.patience
+            )
+
+
+class Checkpointer(Callback):
+    """Writes ``run_dir/checkpoint.pt`` every ``every`` epochs, at the last epoch and on an early stop: model,
+    optimiser, :class:`TrainState`, the data-order generator and the ``callbacks``' states — everything a bit-
+    exact resume needs. A checkpoint is written only when every weight and optimiser state is finite; otherwise
+    training stops with :class:`~cortexnet.training.state.NonFiniteLossError` naming the last good one."""
+
+    def __init__(
+        self,
+        *,
+        every: int,
+        epochs: int,
+        meta: dict[str, Any],
+        data_generator: torch.Generator,
+        callbacks: list[Callback],
+    ) -> None:
+        self.every, self.epochs, self.meta = every, epochs, meta
+        self.data_generator, self.callbacks = data_generator, callbacks
+
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> None:
+        st = ctx.state
+        if st.epoch % self.every == 0 or st.epoch == self.epochs or st.stopped_early:
+            self.save(ctx)
+
+    def save(self, ctx: TrainContext) -> None:
+        """Write the checkpoint now (when the run has a folder)."""
+        if ctx.run_dir is None:
+            return
+        if not _all_finite(ctx.model.parameters()) or not _all_finite(_optimizer_tensors(ctx.optimizer)):
+            # Never overwrite the last good checkpoint with a broken network.
+            raise ctx.non_finite(
+                "weights or optimiser state became NaN/inf (checkpoint not written)",
+                ctx.state.epoch,
+                ctx.state.step,
+            )
+        path = ctx.run_dir / CHECKPOINT_NAME
+        save_checkpoint(
+            path,
+            {
+                "meta": self.meta,
+                "train_config": dataclasses.asdict(ctx.config),
+                "model_state": ctx.model.state_dict(),
+                "optimizer_state": ctx.optimizer.state_dict(),
+                "train_state": dataclasses.asdict(ctx.state),
+                "data_generator_state": self.data_generator.get_state(),
+                "callbacks": [cb.state_dict() for cb in self.callbacks],
+            },
+        )
+        ctx.last_good.update(path=path, epoch=ctx.state.epoch)
+
+
+def _all_finite(tensors) -> bool:
+    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one flag per tensor, moved
+    to the CPU and combined; a per-epoch check, not on the per-step path)."""
+    flags = [torch.isfinite(t).all() for t in tensors if torch.is_tensor(t) and t.is_floating_point()]
+    return bool(torch.stack([f.to("cpu") for f in flags]).all()) if flags else True
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer):
+    for per_param in optimizer.state.values():
+        for value in per_param.values():
+            if torch.is_tensor(value):
+                yield value
+
+
+__all__ = ["Callback", "Checkpointer", "EarlyStopping", "HistoryWriter"]

@@ -8,62 +8,40 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from cortexnet.io import atomic_write_jsonl
-from cortexnet.layers import apply_constraints
-from cortexnet.training.callbacks import Callback
-from cortexnet.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+import cortexnet.layers  # noqa: F401  (installs the after-step constraint projection)
+from cortexnet.data import batches, model_device, model_dtype
+from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
+from cortexnet.training.checkpoint import CheckpointError, load_checkpoint
 from cortexnet.training.config import TrainConfig
+from cortexnet.training.state import (
+    CHECKPOINT_NAME,
+    HISTORY_NAME,
+    NonFiniteLossError,
+    TrainContext,
+    TrainState,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-HISTORY_NAME = "history.jsonl"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss, the weights or the optimiser state became NaN or infinite; the last good checkpoint
-    is kept untouched (a checkpoint with non-finite values is never written).
-
-    Attributes:
-        epoch, step: where it was detected, both 1-based: the epoch it happened in, and the optimiser step
-            whose loss was non-finite (a loss check) or the last step taken (the check of weights and optimiser
-            state before an epoch's checkpoint: the values broke at that step or earlier in the epoch).
-        checkpoint: the last good checkpoint this run wrote or resumed from (None: there is none).
-    """
-
-    def __init__(self, message: str, *, epoch: int, step: int, checkpoint: Path | None) -> None:
-        super().__init__(message)
-        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
-
-
-@dataclass
-class TrainState:
-    """Progress of one training run; saved in every checkpoint.
-
-    ``history`` holds one record per evaluation: ``epoch`` (float, fractional for within-epoch points),
-    ``step``, ``train_loss`` (plain mean cross-entropy over the epoch's batches; None at epoch 0 and at
-    fractional points), ``val_loss``/``val_acc`` (None without a validation split), ``test_loss``/``test_acc``,
-    ``elapsed_s`` (training wall time so far).
-    """
-
-    epoch: int = 0
-    step: int = 0
-    elapsed_s: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_val_acc: float | None = None
-    best_epoch: int | None = None
-    evals_since_best: int = 0
-    stopped_early: bool = False
+__all__ = [
+    "CHECKPOINT_NAME",
+    "HISTORY_NAME",
+    "NonFiniteLossError",
+    "TrainContext",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "resolve_device",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,20 +64,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _all_finite(tensors) -> bool:
-    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one flag per tensor, moved
-    to the CPU and combined; a per-epoch check, not on the per-step path)."""
-    flags = [torch.isfinite(t).all() for t in tensors if torch.is_tensor(t) and t.is_floating_point()]
-    return bool(torch.stack([f.to("cpu") for f in flags]).all()) if flags else True
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer):
-    for per_param in optimizer.state.values():
-        for value in per_param.values():
-            if torch.is_tensor(value):
-                yield value
-
-
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser named in ``config`` (Adam by default, as in the paper)."""
     params = [p for p in params if p.requires_grad]
@@ -118,36 +82,39 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: TensorDataset, *, batch_size: int = 500, device: torch.device | str = "cpu"
+    model: nn.Module, dataset: Any, *, batch_size: int = 500, device: torch.device | str | None = None
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (tensors x ``(n, T, F)``, y ``(n,)``).
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset``: a ``TensorDataset``, any map-style
+    ``Dataset`` of ``(x (T, F), y)`` or a ``DataLoader`` (see :func:`cortexnet.data.batching`).
 
-    Returns ``{"loss": float, "accuracy": float in [0, 1], "n": int}``. The model's train/eval mode is restored.
+    Computes on ``device`` (default: the model's). Returns ``{"loss": float, "accuracy": float in [0, 1],
+    "n": int}``. The model's train/eval mode is restored.
     """
-    x_all, y_all = dataset.tensors[:2]
+    device = model_device(model) if device is None else torch.device(device)
+    data = batches(dataset, batch_size=batch_size, dtype=model_dtype(model),
+                   n_features=getattr(model, "n_inputs", None), what="evaluation data")  # fmt: skip
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct, n = 0.0, 0, 0
     try:
-        for start in range(0, len(y_all), batch_size):
-            x = x_all[start : start + batch_size].to(device, non_blocking=True)
-            y = y_all[start : start + batch_size].to(device, non_blocking=True)
+        for x, y in data.epoch():
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(dim=1) == y).sum())
+            n += len(y)
     finally:
         model.train(was_training)
-    n = len(y_all)
     return {"loss": total_loss / n if n else math.nan, "accuracy": correct / n if n else math.nan, "n": n}
 
 
 def fit(
     model: nn.Module,
-    train: TensorDataset,
-    test: TensorDataset,
+    train: Any,
+    test: Any | None,
     config: TrainConfig,
     *,
-    val: TensorDataset | None = None,
+    val: Any | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     optimizer: torch.optim.Optimizer | None = None,
@@ -155,20 +122,21 @@ def fit(
     meta: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> TrainState:
-    """Train ``model`` with cross-entropy, evaluating before training (epoch 0), at ``eval_fractions`` of
-    every epoch and after every epoch; apply every constraint (mask, Dale's law) after every optimiser step.
+    """Train ``model`` with cross-entropy (Adam, lr 1e-3, batch 100 by default: Fruengel & Oberlaender 2025),
+    evaluating before training (epoch 0), at ``eval_fractions`` of every epoch and after every epoch. The mask
+    and Dale's law are re-imposed inside every ``optimizer.step()`` (:mod:`cortexnet.layers.constraints`).
 
     Args:
         model: maps ``(B, T, F)`` to logits ``(B, C)``.
-        train, test, val: TensorDatasets (x float32 ``(n, T, F)``, y int64 ``(n,)``). The test set is only
-            ever evaluated; early stopping looks at ``val`` alone.
+        train, test, val: ``TensorDataset``, map-style ``Dataset`` of ``(x (T, F), y)`` or ``DataLoader``
+            (a loader keeps its own batches and order; otherwise batches of ``config.batch_size`` in a
+            seeded order). ``test`` (optional) is only ever evaluated; early stopping looks at ``val`` alone.
         config: :class:`TrainConfig`.
-        run_dir: folder for ``checkpoint.pt`` (every ``checkpoint_every`` epochs, and at the end) and
-            ``history.jsonl`` (rewritten atomically after every evaluation). None: nothing is written.
+        run_dir: folder for ``checkpoint.pt`` and ``history.jsonl``. None: nothing is written.
         resume: continue from ``run_dir/checkpoint.pt`` when present; ends with the same metrics as an
             uninterrupted run on CPU (model, optimiser, data order and callbacks are restored).
         optimizer: any torch optimiser over ``model``'s parameters (default: from ``config``).
-        callbacks: :class:`Callback` hooks (e.g. gradient recorders).
+        callbacks: :class:`Callback` hooks; each gets ``(model, ctx)`` with the one :class:`TrainContext`.
         meta: saved in checkpoints to rebuild the model later (model name/config, dataset spec, ...).
         progress: show tqdm bars (they switch themselves off when output is not a terminal).
 
@@ -177,8 +145,7 @@ def fit(
 
     Raises:
         NonFiniteLossError: the loss, or at a checkpoint the weights or optimiser state, became NaN/inf; the
-            checkpoint on disk stays the last good one (the error names it, its epoch, and where training
-            stopped).
+            checkpoint on disk stays the last good one (the error names it).
     """
     config.validate()
     if config.early_stopping_patience is not None and val is None:
@@ -187,163 +154,100 @@ def fit(
         )
     device = resolve_device(config.device)
     model.to(device)
+    n_features, dtype = getattr(model, "n_inputs", None), model_dtype(model)
+    data = batches(train, batch_size=config.batch_size, dtype=dtype, n_features=n_features, what="train")
+    eval_size = max(config.batch_size, 100)
     optimizer = optimizer or make_optimizer(model.parameters(), config)
     generator = torch.Generator().manual_seed(config.data_seed)
     run_path = Path(run_dir) if run_dir is not None else None
-    ckpt_path = run_path / CHECKPOINT_NAME if run_path else None
-    state = TrainState()
-    # The last checkpoint this call wrote or resumed from, and its epoch (a checkpoint left in run_dir by an
-    # earlier, unrelated call is not "good" for this run).
-    last_good: dict[str, Any] = {"path": None, "epoch": None}
-
-    def write_history() -> None:
-        if run_path is not None:
-            atomic_write_jsonl(run_path / HISTORY_NAME, state.history)
-
-    def non_finite(what: str, epoch: int, step: int) -> NonFiniteLossError:
-        where = (
-            f"last good checkpoint: {last_good['path']} (epoch {last_good['epoch']})"
-            if last_good["path"] is not None
-            else "no good checkpoint was written"
-        )
-        return NonFiniteLossError(
-            f"{what} at epoch {epoch}, step {step}; {where} (try a lower --lr)",
-            epoch=epoch,
-            step=step,
-            checkpoint=last_good["path"],
-        )
-
-    def checkpoint() -> None:
-        if ckpt_path is None:
-            return
-        if not _all_finite(model.parameters()) or not _all_finite(_optimizer_tensors(optimizer)):
-            # Never overwrite the last good checkpoint with a broken network.
-            raise non_finite(
-                "weights or optimiser state became NaN/inf (checkpoint not written)", state.epoch, state.step
-            )
-        save_checkpoint(
-            ckpt_path,
-            {
-                "meta": meta or {},
-                "train_config": dataclasses.asdict(config),
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "train_state": dataclasses.asdict(state),
-                "data_generator_state": generator.get_state(),
-                "callbacks": [cb.state_dict() for cb in callbacks],
-            },
-        )
-        last_good.update(path=ckpt_path, epoch=state.epoch)
+    ctx = TrainContext(model, optimizer, TrainState(), device, config, run_path)
+    user = list(callbacks)
+    saver = Checkpointer(every=config.checkpoint_every, epochs=config.epochs, meta=meta or {},
+                         data_generator=generator, callbacks=user)  # fmt: skip
+    # Order at epoch ends: best-validation bookkeeping, then the user's callbacks, then the checkpoint.
+    hooks: list[Callback] = [HistoryWriter(), EarlyStopping(config.early_stopping_patience), *user, saver]
 
     def record(epoch: float, train_loss: float | None, t0: float) -> dict[str, Any]:
-        rec: dict[str, Any] = {"epoch": epoch, "step": state.step, "train_loss": train_loss}
-        if val is not None:
-            v = evaluate(model, val, batch_size=max(config.batch_size, 100), device=device)
-            rec.update(val_loss=v["loss"], val_acc=v["accuracy"])
-        else:
-            rec.update(val_loss=None, val_acc=None)
-        t = evaluate(model, test, batch_size=max(config.batch_size, 100), device=device)
-        rec.update(test_loss=t["loss"], test_acc=t["accuracy"])
-        rec["elapsed_s"] = state.elapsed_s + (time.perf_counter() - t0)
-        state.history.append(rec)
-        write_history()
-        for cb in callbacks:
-            cb.on_evaluation(model, state, rec)
+        rec: dict[str, Any] = {"epoch": epoch, "step": ctx.state.step, "train_loss": train_loss}
+        for split, ds in (("val", val), ("test", test)):
+            r = evaluate(model, ds, batch_size=eval_size, device=device) if ds is not None else {}
+            rec.update({f"{split}_loss": r.get("loss"), f"{split}_acc": r.get("accuracy")})
+        rec["elapsed_s"] = ctx.state.elapsed_s + (time.perf_counter() - t0)
+        ctx.state.history.append(rec)
+        for cb in hooks:
+            cb.on_evaluation(model, ctx, rec)
+        model.train()
         return rec
 
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(ckpt, config, ckpt_path)
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        state = TrainState(**ckpt["train_state"])
-        generator.set_state(ckpt["data_generator_state"].cpu())
-        for cb, cb_state in zip(callbacks, ckpt.get("callbacks", []), strict=False):
-            cb.load_state_dict(cb_state)
-        write_history()  # drop evaluations made after the checkpoint by the interrupted process
-        last_good.update(path=ckpt_path, epoch=state.epoch)
-        log.info("resumed %s at epoch %d (step %d)", ckpt_path, state.epoch, state.step)
-    else:
+    if not (resume and run_path is not None and _restore(ctx, run_path / CHECKPOINT_NAME, generator, user)):
         if run_path is not None:
             run_path.mkdir(parents=True, exist_ok=True)
         record(0.0, None, time.perf_counter())
-
-    x_train, y_train = train.tensors[:2]
-    n_train = len(y_train)
-    for cb in callbacks:
-        cb.on_train_begin(model, state)
+    for cb in hooks:
+        cb.on_train_begin(model, ctx)
+    state = ctx.state
     try:
         model.train()
         while state.epoch < config.epochs and not state.stopped_early:
             t0 = time.perf_counter()
-            batches = torch.randperm(n_train, generator=generator).split(config.batch_size)
-            eval_at = {max(1, min(len(batches) - 1, round(f * len(batches)))) for f in config.eval_fractions}
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            bar = tqdm(
-                batches,
-                desc=f"epoch {state.epoch + 1}/{config.epochs}",
-                leave=False,
-                disable=None if progress else True,
-            )
-            for i, idx in enumerate(bar, start=1):
-                x = x_train[idx].to(device, non_blocking=True)
-                y = y_train[idx].to(device, non_blocking=True)
+            order = data.index_batches(generator)
+            n_batches = len(order) if order is not None else len(data)
+            eval_at = {max(1, min(n_batches - 1, round(f * n_batches))) for f in config.eval_fractions}
+            loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+            bar = tqdm(data.epoch(order), total=n_batches, desc=f"epoch {state.epoch + 1}/{config.epochs}",
+                       leave=False, disable=None if progress else True)  # fmt: skip
+            for i, (x, y) in enumerate(bar, start=1):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 loss = F.cross_entropy(model(x), y)
                 if not torch.isfinite(loss):
-                    raise non_finite(f"training loss became {loss.item()}", state.epoch + 1, state.step + 1)
+                    raise ctx.non_finite(
+                        f"training loss became {loss.item()}", state.epoch + 1, state.step + 1
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                for cb in callbacks:
-                    cb.on_after_backward(model, state)
+                for cb in hooks:
+                    cb.on_after_backward(model, ctx)
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                apply_constraints(model)
+                optimizer.step()  # re-imposes the mask and Dale's law (step post-hook)
                 state.step += 1
-                loss_sum += loss.detach() * len(idx)
-                for cb in callbacks:
-                    cb.on_step_end(model, state)
-                if i in eval_at and i < len(batches):
-                    record(state.epoch + i / len(batches), None, t0)
-                    model.train()
+                loss_sum += loss.detach() * len(y)
+                seen += len(y)
+                for cb in hooks:
+                    cb.on_step_end(model, ctx)
+                if i in eval_at and i < n_batches:
+                    record(state.epoch + i / n_batches, None, t0)
             state.epoch += 1
-            rec = record(float(state.epoch), float(loss_sum) / n_train, t0)
-            state.elapsed_s = rec["elapsed_s"]
-            model.train()
-            if val is not None:
-                if state.best_val_acc is None or rec["val_acc"] > state.best_val_acc:
-                    state.best_val_acc, state.best_epoch, state.evals_since_best = (
-                        rec["val_acc"],
-                        state.epoch,
-                        0,
-                    )
-                else:
-                    state.evals_since_best += 1
-                patience = config.early_stopping_patience
-                if patience is not None and state.evals_since_best >= patience:
-                    state.stopped_early = True
-                    log.info(
-                        "early stop at epoch %d: no validation improvement for %d epochs",
-                        state.epoch,
-                        patience,
-                    )
-            # Callbacks first, so that the state they save in the checkpoint includes the epoch just finished
-            # (a resumed run then continues their records exactly where the checkpoint left off).
-            for cb in callbacks:
-                cb.on_epoch_end(model, state)
-            if (
-                state.epoch % config.checkpoint_every == 0
-                or state.epoch == config.epochs
-                or state.stopped_early
-            ):
-                checkpoint()
+            state.elapsed_s = record(float(state.epoch), float(loss_sum) / max(seen, 1), t0)["elapsed_s"]
+            for cb in hooks:
+                cb.on_epoch_end(model, ctx)
     finally:
-        for cb in callbacks:
-            cb.on_train_end(model, state)
-    if config.epochs == 0 or (ckpt_path is not None and not ckpt_path.exists()):
-        checkpoint()
+        for cb in hooks:
+            cb.on_train_end(model, ctx)
+    if config.epochs == 0 or (run_path is not None and not (run_path / CHECKPOINT_NAME).exists()):
+        saver.save(ctx)
     model.eval()
     return state
+
+
+def _restore(
+    ctx: TrainContext, path: Path, generator: torch.Generator, callbacks: Sequence[Callback]
+) -> bool:
+    """Load a checkpoint into the run (model, optimiser, state, data order, callbacks); False when none."""
+    if not path.exists():
+        return False
+    ckpt = load_checkpoint(path, map_location=ctx.device)
+    _check_resumable(ckpt, ctx.config, path)
+    ctx.model.load_state_dict(ckpt["model_state"])
+    ctx.optimizer.load_state_dict(ckpt["optimizer_state"])
+    ctx.state = TrainState(**ckpt["train_state"])
+    generator.set_state(ckpt["data_generator_state"].cpu())
+    for cb, cb_state in zip(callbacks, ckpt.get("callbacks", []), strict=False):
+        cb.load_state_dict(cb_state)
+    HistoryWriter().on_evaluation(ctx.model, ctx, {})  # drop evaluations made after the checkpoint
+    ctx.last_good.update(path=path, epoch=ctx.state.epoch)
+    log.info("resumed %s at epoch %d (step %d)", path, ctx.state.epoch, ctx.state.step)
+    return True
 
 
 def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> None:

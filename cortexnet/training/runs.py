@@ -7,24 +7,30 @@ import datetime as _dt
 import hashlib
 import itertools
 import json
+import logging
 import os
 import platform
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from cortexnet.io import atomic_write_json, atomic_write_jsonl, git_revision
+from cortexnet.layers import sparse_weights
 from cortexnet.models import build_model
-from cortexnet.sparse import SparseWeight, backend_hints
+from cortexnet.sparse import backend_hints
 from cortexnet.training.callbacks import Callback
 from cortexnet.training.checkpoint import load_checkpoint
 from cortexnet.training.config import TrainConfig
 from cortexnet.training.fit import CHECKPOINT_NAME, TrainState, fit, resolve_device
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -160,8 +166,8 @@ class _MetricsSink(Callback):
     def __init__(self, folder: RunFolder, done: list[dict[str, Any]], tags: dict[str, Any]) -> None:
         self.folder, self.done, self.tags = folder, done, tags
 
-    def on_evaluation(self, model, state: TrainState, record: dict[str, Any]) -> None:
-        current = [{**self.tags, **r} for r in state.history]
+    def on_evaluation(self, model: nn.Module, ctx: Any, record: dict[str, Any]) -> None:
+        current = [{**self.tags, **r} for r in ctx.state.history]
         self.folder.write_metrics([*self.done, *current])
 
 
@@ -229,5 +235,68 @@ def train_member(
 
 
 def _backends(model: Any) -> dict[str, str]:
-    """The concrete backend of every sparse weight of ``model`` (what ``"auto"`` chose), by module name."""
-    return {name: m.backend for name, m in model.named_modules() if isinstance(m, SparseWeight)}
+    """The concrete backend of every sparse weight of ``model`` (what ``"auto"`` chose), by weight name."""
+    return {name: w.backend for name, w in sparse_weights(model).items()}
+
+
+@dataclass
+class Member:
+    """One trained network of an experiment: a configuration (``key``, shared by its seeds) and a seed."""
+
+    label: str
+    key: tuple
+    tags: dict[str, Any]
+    model_name: str
+    model_config: Any
+    seed: int
+    callbacks: tuple[Any, ...] = ()
+
+
+@dataclass
+class RunResults:
+    """What :func:`train_members` returns: every evaluation record (with the member's tags), and per member
+    the ``summarize(history)`` summary (with its ``seed``), grouped by configuration key in member order."""
+
+    records: list[dict[str, Any]]
+    runs: dict[str, dict[str, Any]]
+    groups: dict[tuple, list[dict[str, Any]]]
+
+
+def train_members(
+    folder: RunFolder,
+    splits: Any,
+    dataset_spec: dict[str, Any],
+    members: Sequence[Member],
+    *,
+    train_config: Callable[[int], TrainConfig],
+    summarize: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    resume: bool = False,
+    progress: bool = True,
+) -> RunResults:
+    """Train (or, on resume, finish) every member in ``folder`` one after another, keeping ``metrics.jsonl``
+    current; ``train_config(seed)`` gives a member's training settings and ``summarize(history)`` its summary
+    (e.g. :func:`cortexnet.analysis.summarize_run`)."""
+    results = RunResults([], {}, {})
+    for m in members:
+        state = train_member(
+            folder,
+            m.label,
+            model_name=m.model_name,
+            model_config=m.model_config,
+            splits=splits,
+            train_config=train_config(m.seed),
+            tags=m.tags,
+            finished_records=results.records,
+            dataset_spec=dataset_spec,
+            resume=resume,
+            callbacks=m.callbacks,
+            progress=progress,
+        )
+        results.records.extend({**m.tags, **r} for r in state.history)
+        run = {"seed": m.seed, **summarize(state.history)}
+        results.runs[m.label] = run
+        results.groups.setdefault(m.key, []).append(run)
+        log.info("%s: best test accuracy %s, final %s, delay %s", m.label,
+                 run.get("best_test_acc"), run.get("final_test_acc"), run.get("learning_delay"))  # fmt: skip
+    folder.write_metrics(results.records)
+    return results

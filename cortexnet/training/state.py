@@ -1,0 +1,98 @@
+"""What the training loop and its callbacks share: the run's progress (:class:`TrainState`) and one context
+(:class:`TrainContext`) handed to every callback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss, the weights or the optimiser state became NaN or infinite; the last good checkpoint
+    is kept untouched (a checkpoint with non-finite values is never written).
+
+    Attributes:
+        epoch, step: where it was detected, both 1-based: the epoch it happened in, and the optimiser step
+            whose loss was non-finite (a loss check) or the last step taken (the check of weights and optimiser
+            state before an epoch's checkpoint: the values broke at that step or earlier in the epoch).
+        checkpoint: the last good checkpoint this run wrote or resumed from (None: there is none).
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+
+
+@dataclass
+class TrainState:
+    """Progress of one training run; saved in every checkpoint.
+
+    ``history`` holds one record per evaluation: ``epoch`` (float, fractional for within-epoch points),
+    ``step``, ``train_loss`` (plain mean cross-entropy over the epoch's batches; None at epoch 0 and at
+    fractional points), ``val_loss``/``val_acc`` (None without a validation split), ``test_loss``/``test_acc``
+    (None without a test set), ``elapsed_s`` (training wall time so far).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    evals_since_best: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainContext:
+    """Everything a callback may read or act on, one object for every hook.
+
+    Attributes:
+        model, optimizer: what is being trained (callbacks may change the optimiser's state, e.g. when rewiring
+            moves synapses, or the model's connectivity through ``SparseWeight.set_connectivity_``).
+        state: the :class:`TrainState` (saved in every checkpoint); ``state.stopped_early = True`` ends training
+            after the current epoch.
+        device: where the model computes.
+        config: the :class:`~cortexnet.training.TrainConfig`.
+        run_dir: the run folder (None: nothing is written).
+        last_good: the last good checkpoint this run wrote or resumed from, and its epoch.
+
+    For callbacks written against the trainer's state, reading an attribute the context does not have (``ctx.
+    epoch``, ``ctx.step``, ``ctx.history``, ...) reads it from ``state``.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    state: TrainState
+    device: torch.device
+    config: Any
+    run_dir: Path | None = None
+    last_good: dict[str, Any] = field(default_factory=lambda: {"path": None, "epoch": None})
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the context lacks: fall through to the state (ctx.epoch, ctx.step, ...).
+        if name.startswith("__") or name == "state":
+            raise AttributeError(name)
+        return getattr(self.state, name)
+
+    def non_finite(self, what: str, epoch: int, step: int) -> NonFiniteLossError:
+        """The error for a NaN/inf detected at ``epoch``/``step``, naming the last good checkpoint."""
+        path, good_epoch = self.last_good["path"], self.last_good["epoch"]
+        where = (
+            f"last good checkpoint: {path} (epoch {good_epoch})"
+            if path is not None
+            else "no good checkpoint was written"
+        )
+        return NonFiniteLossError(
+            f"{what} at epoch {epoch}, step {step}; {where} (try a lower --lr)",
+            epoch=epoch,
+            step=step,
+            checkpoint=path,
+        )
