@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from recurrent_step import machine  # benchmarks/ is on sys.path
 
     from cortexnet.io import atomic_write_json
-    from cortexnet.layers import apply_constraints
+    from cortexnet.layers import sparse_weights
     from cortexnet.models.cortex_rnn import CortexRNN, CortexRNNConfig
     from cortexnet.sparse import choose_backend
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
-        opt.step()
-        apply_constraints(model)
+        opt.step()  # also re-imposes Dale's law and the mask (cortexnet.layers.constraints)
         sync()
         times.append(time.perf_counter() - t)
         print(f"batch {i + 1}/{timed}: {times[-1] * 1e3:.0f} ms (loss {loss.item():.3f})", flush=True)
@@ -98,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "config": {"n": args.n, "p": args.p, "batch": args.batch, "samples": args.samples, "dale": args.dale},
         "backend_requested": args.backend,
-        "backend": model.recurrent.rec.backend,
-        "synapses": model.recurrent.rec.nnz,
+        "backend": sparse_weights(model)["recurrent.rec"].backend,
+        "synapses": sparse_weights(model)["recurrent.rec"].nnz,
         "threads": args.threads,
         "setup_s": round(setup_s, 1),
         "batches_per_epoch": n_batches,

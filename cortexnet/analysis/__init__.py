@@ -11,7 +11,7 @@ from cortexnet.analysis.dynamics import (
     ei_balance,
     ei_layer,
     gradient_histogram,
-    recurrent_weight,
+    select_weight,
     sign_changes,
 )
 from cortexnet.analysis.learning import (
@@ -72,7 +72,7 @@ __all__ = [
     "plot_curves",
     "plot_histogram_panels",
     "plot_histograms",
-    "recurrent_weight",
+    "select_weight",
     "sign_changes",
     "summarize_run",
 ]

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from cortexnet.analysis.learning import MeanSD, learning_delay
 from cortexnet.data.samples import probe_source, select_batches
+from cortexnet.layers import RecurrentLayer, sparse_weights
 from cortexnet.sparse import SparseWeight
 from cortexnet.training import Callback
 
@@ -41,12 +42,27 @@ def gradient_histogram(abs_values: np.ndarray) -> dict[str, Any]:
             "overflow": int(over.sum()), "nonfinite": int(nan.sum())}  # fmt: skip
 
 
-def recurrent_weight(model: nn.Module) -> SparseWeight:
-    """The recurrent :class:`SparseWeight` of a cortexnet recurrent model (``model.recurrent.rec``)."""
-    rec = getattr(getattr(model, "recurrent", None), "rec", None)
-    if not isinstance(rec, SparseWeight):
-        raise TypeError(f"{type(model).__name__} has no recurrent sparse weight (model.recurrent.rec)")
-    return rec
+def select_weight(model: nn.Module, name: str | None = None) -> tuple[str, SparseWeight]:
+    """``(name, weight)`` of one sparse weight of ``model`` by its name in
+    :func:`cortexnet.layers.sparse_weights` (e.g. ``"recurrent.rec"``, ``"layers.1.sparse"``). ``name=None``
+    picks the model's only sparse weight, or its only recurrent one. Raises ``ValueError`` listing the names."""
+    weights = sparse_weights(model)
+    if name is not None:
+        if name not in weights:
+            raise ValueError(
+                f"{type(model).__name__} has no sparse weight {name!r}; it has {', '.join(weights) or 'none'}"
+            )
+        return name, weights[name]
+    if len(weights) == 1:
+        return next(iter(weights.items()))
+    recurrent = [n for n, m in model.named_modules() if isinstance(m, RecurrentLayer)]
+    found = [(n, w) for n, w in weights.items() if n.rpartition(".")[0] in recurrent]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(
+        f"{type(model).__name__} has {len(weights)} sparse weights ({', '.join(weights) or 'none'}); "
+        "pass weight=NAME to choose one"
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +126,9 @@ class _ActiveView:
 
 
 class GradientRecorder(Callback):
-    """Records |∂L/∂W_rec| at the active recurrent synapses every ``every`` optimiser steps (paper Fig. 6E).
+    """Records |∂L/∂W| at the active synapses of one sparse weight every ``every`` optimiser steps (paper
+    Fig. 6E: the recurrent weight). ``weight`` names it (:func:`cortexnet.layers.sparse_weights`; default: the
+    model's only sparse weight, or its recurrent one: see :func:`select_weight`).
 
     Per epoch it keeps summary statistics (mean, median of per-step means, max, fraction exactly zero) and a
     histogram of log10 |g| on :data:`GRAD_BIN_EDGES` with explicit ``log10_hist_zeros`` (exact zeros),
@@ -119,10 +137,11 @@ class GradientRecorder(Callback):
     of dicts, one per epoch, saved in checkpoints so a resumed run continues the record.
     """
 
-    def __init__(self, every: int = 1) -> None:
+    def __init__(self, every: int = 1, *, weight: str | None = None) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.every = every
+        self.weight = weight
         self.epochs: list[dict[str, Any]] = []
         self._view: _ActiveView | None = None
         self._reset_epoch()
@@ -135,7 +154,7 @@ class GradientRecorder(Callback):
                       "underflow": 0, "overflow": 0, "nonfinite": 0}  # fmt: skip
 
     def on_train_begin(self, model: nn.Module, state: Any) -> None:
-        self._view = _ActiveView(recurrent_weight(model))
+        self._view = _ActiveView(select_weight(model, self.weight)[1])
 
     def on_after_backward(self, model: nn.Module, state: Any) -> None:
         if state.step % self.every:
@@ -181,8 +200,9 @@ _STEP_KEYS = ("pos_to_neg", "neg_to_pos", "to_zero", "from_zero", "zeroed_by_pro
 
 
 class SignTracker(Callback):
-    """Counts recurrent weights that change sign, become zero or grow from zero, split by each synapse's sign at
-    initialisation (paper Fig. S5A: negative weights grow, positive ones turn negative), per epoch.
+    """Counts weights that change sign, become zero or grow from zero, split by each synapse's sign at
+    initialisation (paper Fig. S5A: negative weights grow, positive ones turn negative), per epoch, for one
+    sparse weight named ``weight`` (default: the recurrent one, see :func:`select_weight`).
 
     Two views per epoch record (``epochs[k]``):
 
@@ -203,7 +223,8 @@ class SignTracker(Callback):
     Cost per step: two O(nnz) gathers of the weights and a few boolean passes; no dense N x N matrix.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, weight: str | None = None) -> None:
+        self.weight = weight
         self.epochs: list[dict[str, Any]] = []
         self._init: Tensor | None = None
         self._prev: Tensor | None = None
@@ -220,7 +241,7 @@ class SignTracker(Callback):
         self._zeroed: Tensor | None = None
 
     def on_train_begin(self, model: nn.Module, state: Any) -> None:
-        self._view = _ActiveView(recurrent_weight(model))
+        self._view = _ActiveView(select_weight(model, self.weight)[1])
         now = self._view.values()
         if self._init is None:
             self._init = now

@@ -22,9 +22,9 @@ class SparseLinear(nn.Module):
 
     The feed-forward counterpart of :class:`~cortexnet.layers.RecurrentLayer`, with the same invariants
     (ARCHITECTURE.md 1, 2, 5): weights outside the mask are exactly zero and get no gradient; with Dale's law
-    every active weight of column j (presynaptic input j) has input j's sign after every
-    :func:`~cortexnet.layers.apply_constraints` (the trainer's per-step call; ``dale_mode="clip"`` zeroes a
-    weight whose sign would flip, Fruengel & Oberlaender 2025); any backend computes the same function.
+    every active weight of column j (presynaptic input j) has input j's sign after every optimiser step, in any
+    training loop (:mod:`cortexnet.layers.constraints`; ``dale_mode="clip"`` zeroes a weight whose sign would
+    flip, Fruengel & Oberlaender 2025); any backend computes the same function.
 
     Used for the hidden-to-hidden weights of the feed-forward control of Fruengel & Oberlaender 2025 (ER at
     probability p) and for the G2G / ER / dense hidden layers of G2GNet (seed 000).

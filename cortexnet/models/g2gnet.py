@@ -173,7 +173,17 @@ class G2GNetConfig:
             raise ValueError(f"hidden needs at least one layer width, each >= 1, got {list(self.hidden)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.topology is None:  # the Table I wiring's fields apply only without a topology
+            self._validate_table1()
         self._validate_topologies()
+        if self.init not in SPARSE_LINEAR_INITS:
+            raise ValueError(f"init must be one of {SPARSE_LINEAR_INITS}, got {self.init!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        return self
+
+    def _validate_table1(self) -> None:
+        """The fields of the Table I wiring (``connectivity``, p, p', G, grouping, er_density)."""
         if self.connectivity not in G2G_CONNECTIVITIES:
             raise ValueError(f"connectivity must be one of {G2G_CONNECTIVITIES}, got {self.connectivity!r}")
         for name in ("p", "p_inter"):
@@ -191,11 +201,6 @@ class G2GNetConfig:
             raise ValueError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
         if self.er_density is not None and not 0.0 < self.er_density <= 1.0:
             raise ValueError(f"er_density must be in (0, 1] or None (match G2G), got {self.er_density}")
-        if self.init not in SPARSE_LINEAR_INITS:
-            raise ValueError(f"init must be one of {SPARSE_LINEAR_INITS}, got {self.init!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
-        return self
 
     def _validate_topologies(self) -> None:
         if self.layer_topologies and len(self.layer_topologies) != len(self.hidden):

@@ -160,6 +160,10 @@ class RunFolder:
         atomic_write_json(self.path / SUMMARY_NAME, summary)
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 class _MetricsSink(Callback):
     """Keeps the run folder's ``metrics.jsonl`` current after every evaluation of any member."""
 
@@ -296,7 +300,7 @@ def train_members(
         run = {"seed": m.seed, **summarize(state.history)}
         results.runs[m.label] = run
         results.groups.setdefault(m.key, []).append(run)
-        log.info("%s: best test accuracy %s, final %s, delay %s", m.label,
-                 run.get("best_test_acc"), run.get("final_test_acc"), run.get("learning_delay"))  # fmt: skip
+        log.info("%s: best test accuracy %s, final %s, delay %s", m.label, _fmt(run.get("best_test_acc")),
+                 _fmt(run.get("final_test_acc")), run.get("learning_delay"))  # fmt: skip
     folder.write_metrics(results.records)
     return results

@@ -1,0 +1,171 @@
+"""The topology contract: every registered generator reaches every sparse layer of every model, by name."""
+
+import pytest
+import torch
+
+from cortexnet.connectivity import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
+    check_topology_params,
+    make_connectivity,
+    topology_settable,
+)
+from cortexnet.layers import SparseLinear, constraint_violations, sparse_weights
+from cortexnet.models import (
+    CortexRNNConfig,
+    FeedForwardConfig,
+    G2GNetConfig,
+    build_model,
+)
+
+
+def _params(name: str, *, with_density: bool) -> dict:
+    """Parameters a sweep passes: a density for generators that take one when the model supplies none."""
+    if not with_density and "p" in topology_settable(name):
+        return {"p": 0.4}
+    return {}
+
+
+def _models(name: str, backend: str):
+    """(model, n_inputs, input) of each model class wired by topology ``name`` (small, Dale where possible)."""
+    rnn = CortexRNNConfig(n_nodes=24, p=0.4, dale=True, topology=name, backend=backend, connectivity_seed=3)
+    ff = FeedForwardConfig(n_nodes=30, n_steps=4, p=0.4, dale=True, topology=name, backend=backend)
+    g2g = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
+                       hidden=(12, 12), topology=name, topology_params=_params(name, with_density=False),
+                       backend=backend)  # fmt: skip
+    return [
+        (build_model("cortex_rnn", rnn, 3, 4), torch.rand(5, 6, 3)),
+        (build_model("feedforward", ff, 3, 4), torch.rand(5, 4, 3)),
+        (build_model("g2gnet", g2g, 8, 4), torch.rand(5, 8, 8)),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["masked_dense", "csr"])
+@pytest.mark.parametrize("name", TOPOLOGIES.names())
+def test_every_registered_topology_builds_on_every_model(name, backend):
+    for model, x in _models(name, backend):
+        weights = sparse_weights(model)
+        assert weights, type(model).__name__
+        for w in weights.values():
+            assert w.backend == backend and w.nnz > 0
+        logits = model(x)
+        assert logits.shape == (5, 4) and torch.isfinite(logits).all()
+        assert constraint_violations(model)["total"] == 0
+    # A SparseLinear on its own takes the topology by name too.
+    layer = SparseLinear.from_topology(
+        16, 12, name, _params(name, with_density=False),
+        connectivity_generator=torch.Generator().manual_seed(0), generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    assert layer(torch.rand(2, 16)).shape == (2, 12)
+
+
+@pytest.fixture
+def spy_topology():
+    """Registers ``spy``: an ER-like generator that records every LayerSpec it is given."""
+    seen: list[LayerSpec] = []
+
+    def spy(spec: LayerSpec, /, *, generator, keep: float = 0.5) -> Connectivity:
+        seen.append(spec)
+        mask = torch.rand(spec.n_out, spec.n_in, generator=generator) < keep
+        if spec.recurrent and not spec.self_connections:
+            mask.fill_diagonal_(False)
+        if spec.inhibitory is not None:
+            # Uses the E/I identities it was given: inhibitory presynaptic units project to every row.
+            mask[:, spec.inhibitory] = True
+            if spec.recurrent:
+                mask.fill_diagonal_(False)
+        return Connectivity.from_dense(mask)
+
+    spy.uses_identities = True
+    TOPOLOGIES.register("spy")(spy)
+    yield seen
+    del TOPOLOGIES._items["spy"]
+
+
+def test_a_newly_registered_topology_gets_the_layer_description_of_every_model(spy_topology):
+    seen = spy_topology
+    rnn = build_model("cortex_rnn", CortexRNNConfig(n_nodes=20, p=0.3, dale=True, topology="spy"), 3, 2)
+    spec = seen[-1]
+    assert spec.recurrent and spec.shape == (20, 20) and spec.density == 0.3 and spec.name == "recurrent.rec"
+    assert torch.equal(spec.inhibitory, rnn.recurrent.inhibitory)  # identities drawn first, then given
+    inh = rnn.recurrent.inhibitory
+    assert bool(rnn.recurrent.rec.connectivity().to_dense()[:, inh].sum() == inh.sum() * 19)
+    assert not bool(rnn.recurrent.rec.connectivity().diagonal_present().any())
+
+    ff = build_model("feedforward", FeedForwardConfig(n_nodes=30, n_steps=2, dale=True, topology="spy",
+                                                      topology_params={"keep": 0.2}), 3, 2)  # fmt: skip
+    spec = seen[-1]
+    assert not spec.recurrent and spec.shape == (15, 15) and spec.name == "connections.sparse"
+    assert torch.equal(spec.inhibitory, ff.connections.inhibitory)
+
+    seen.clear()
+    g2g = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
+                       hidden=(10, 12, 6), topology="spy")  # fmt: skip
+    build_model("g2gnet", g2g, 8, 2)
+    assert [s.index for s in seen] == [0, 1, 2]
+    assert all(s.shapes == ((10, 16), (12, 10), (6, 12)) and s.depth == 3 and not s.recurrent for s in seen)
+    assert len({id(s.shared) for s in seen}) == 1  # one shared dict per model build
+
+
+def test_unknown_names_and_bad_parameters_fail_at_validation_naming_the_allowed():
+    with pytest.raises(ValueError, match="unknown topology 'nope'; known: er, full, g2g"):
+        CortexRNNConfig(n_nodes=10, topology="nope").validate()
+    with pytest.raises(ValueError, match=r"takes no \['groupz'\].*may set \[.*'groups'"):
+        FeedForwardConfig(n_nodes=10, topology="g2g", topology_params={"groupz": 4}).validate()
+    with pytest.raises(ValueError, match="p_inter <= p"):
+        CortexRNNConfig(n_nodes=10, p=0.1, topology="g2g").validate()  # default p' = 0.15 > p
+    with pytest.raises(ValueError, match="hidden matrix 1: topology 'er' takes no"):
+        G2GNetConfig(
+            hidden=(8, 8), topology="full", layer_topologies=({}, {"topology": "er", "q": 1})
+        ).validate()
+    with pytest.raises(ValueError, match="one dict per hidden matrix"):
+        G2GNetConfig(hidden=(8, 8), topology="full", layer_topologies=({},)).validate()
+    with pytest.raises(ValueError, match="must not repeat"):
+        check_topology_params("er", {"p": 0.1}, fixed=("p",))
+
+
+def test_g2gnet_per_layer_overrides_and_table1_masks_unchanged():
+    small = dict(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
+                 hidden=(16, 16, 16), exact_edges=True)  # fmt: skip
+    cfg = G2GNetConfig(**small, topology="er", topology_params={"p": 0.25},
+                       layer_topologies=({}, {"topology": "full"}, {"p": 0.5}))  # fmt: skip
+    model = build_model("g2gnet", cfg, 8, 3)
+    counts = [layer.nnz for layer in model.layers]
+    assert counts == [round(0.25 * 16 * 16), 16 * 16, round(0.5 * 16 * 16)]
+    assert list(sparse_weights(model)) == ["layers.0.sparse", "layers.1.sparse", "layers.2.sparse"]
+    # Without a topology the Table I kinds are what they were: G2G through the contract equals the generator
+    # called directly with the same group assignments.
+    g2g = G2GNetConfig(**small, p=1.0, p_inter=0.2, groups=4)
+    built = build_model("g2gnet", g2g, 8, 3)
+    g = torch.Generator().manual_seed(g2g.connectivity_seed)
+    groups = g2g.layer_groups(g)
+    for i, layer in enumerate(built.layers):
+        direct = make_connectivity(
+            "g2g", layer.out_features, layer.in_features, generator=g, p=1.0, p_inter=0.2,
+            out_groups=groups[i + 1], in_groups=groups[i], recurrent=False, exact=True,
+        )  # fmt: skip
+        assert layer.connectivity().equals(direct), i
+
+
+def test_recurrent_and_feedforward_descriptions_decide_the_diagonal():
+    g = torch.Generator().manual_seed(0)
+    rec = make_connectivity("full", LayerSpec(6, 6, recurrent=True), generator=g)
+    ff = make_connectivity("full", LayerSpec(6, 6, recurrent=False), generator=g)
+    assert rec.nnz == 30 and not bool(rec.diagonal_present().any())
+    assert ff.nnz == 36
+    er_ff = make_connectivity("er", LayerSpec(40, 40, density=1.0), generator=g)
+    assert er_ff.nnz == 1600  # a feed-forward square layer has no diagonal to exclude
+    with pytest.raises(ValueError, match="recurrent layer must be square"):
+        LayerSpec(3, 4, recurrent=True)
+    with pytest.raises(ValueError, match="needs a connection probability"):
+        make_connectivity("er", LayerSpec(3, 4), generator=g)
+
+
+def test_same_seed_same_masks_for_every_topology():
+    for name in TOPOLOGIES.names():
+        first = [sparse_weights(m).copy() for m, _ in _models(name, "csr")]
+        second = [sparse_weights(m).copy() for m, _ in _models(name, "csr")]
+        for w1, w2 in zip(first, second, strict=True):
+            for (n1, s1), (n2, s2) in zip(w1.items(), w2.items(), strict=True):
+                assert n1 == n2 and s1.connectivity().equals(s2.connectivity()), (name, n1)
