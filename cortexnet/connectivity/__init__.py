@@ -94,7 +94,8 @@ def check_topology_params(
     repeated = sorted(fixed & set(params))
     if repeated:
         raise ValueError(
-            f"topology_params must not repeat {repeated}: the model sets them from its own fields"
+            f"topology_params must not repeat {repeated}: the model sets them from its own fields (p is the "
+            "connection probability: --densities on the command line)"
         )
     signature = inspect.signature(gen).parameters
     settable = topology_settable(name, fixed=fixed)
