@@ -8,8 +8,9 @@ import io
 
 import pytest
 import torch
+from sparse_helpers import rewired
 
-from cortexnet.connectivity import Connectivity, assign_inhibitory, dale_signs, make_connectivity
+from cortexnet.connectivity import assign_inhibitory, dale_signs, make_connectivity
 from cortexnet.layers import RecurrentLayer
 from cortexnet.models.cortex_rnn import CortexRNN, CortexRNNConfig
 from cortexnet.sparse import (
@@ -178,18 +179,6 @@ def test_any_torch_optimiser(make_opt):
 
 
 # -- rewiring ------------------------------------------------------------------------------------------------
-def _rewired(conn: Connectivity, swaps: int, seed: int) -> Connectivity:
-    """Same synapse count: drop ``swaps`` existing synapses, add as many absent ones."""
-    g = torch.Generator().manual_seed(seed)
-    mask = conn.to_dense()
-    on, off = mask.nonzero(), (~mask).nonzero()
-    drop = on[torch.randperm(len(on), generator=g)[:swaps]]
-    add = off[torch.randperm(len(off), generator=g)[:swaps]]
-    mask[drop[:, 0], drop[:, 1]] = False
-    mask[add[:, 0], add[:, 1]] = True
-    return Connectivity.from_dense(mask)
-
-
 @pytest.mark.parametrize("dale", ["none", "clip"])
 def test_rewiring_keeps_values_resets_optimiser_state_and_matches_masked_dense(dale):
     conn = _conn(40, 0.2, seed=1)
@@ -209,7 +198,7 @@ def test_rewiring_keeps_values_resets_optimiser_state_and_matches_masked_dense(d
             torch.testing.assert_close(csr.to_dense(), ref.to_dense(), rtol=1e-9, atol=1e-12)
 
     train(3)
-    new = _rewired(conn, 25, seed=4)
+    new = rewired(conn, 25, seed=4)
     param = csr.values
     old_dense = csr.to_dense()
     source = csr.set_connectivity_(new, optimizer=opts[csr])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sparse_helpers import rewired
 
 from cortexnet.connectivity import Connectivity, assign_inhibitory, dale_signs, make_connectivity
 from cortexnet.sparse import CSRWeight, MaskedDenseWeight, make_sparse_weight
@@ -37,18 +38,6 @@ def _param(w):
 def _per_synapse(w, t: torch.Tensor, conn: Connectivity) -> torch.Tensor:
     """A parameter-shaped tensor read at the synapses of ``conn``, connectivity order."""
     return t[conn.rows(), conn.col] if isinstance(w, MaskedDenseWeight) else t
-
-
-def _rewired(conn: Connectivity, swaps: int, seed: int) -> Connectivity:
-    """Same synapse count: ``swaps`` existing synapses dropped, as many absent ones added."""
-    g = torch.Generator().manual_seed(seed)
-    mask = conn.to_dense()
-    on, off = mask.nonzero(), (~mask).nonzero()
-    drop = on[torch.randperm(len(on), generator=g)[:swaps]]
-    add = off[torch.randperm(len(off), generator=g)[:swaps]]
-    mask[drop[:, 0], drop[:, 1]] = False
-    mask[add[:, 0], add[:, 1]] = True
-    return Connectivity.from_dense(mask)
 
 
 def _brute_force_map(old: Connectivity, new: Connectivity) -> torch.Tensor:
@@ -99,7 +88,7 @@ def test_set_connectivity_moves_values_and_state_and_keeps_training(backend, n, 
     old_states = {k: _per_synapse(w, state[k], conn).clone() for k in keys}
     old_values = w.active_values()
 
-    new = _rewired(conn, 10, seed=4)
+    new = rewired(conn, 10, seed=4)
     expected_map = _brute_force_map(conn, new)
     added = expected_map < 0
     fresh = torch.randn(int(added.sum()), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
@@ -149,7 +138,7 @@ def test_backends_stay_equal_through_rewiring(opt_name, dale):
         for w, opt in zip(ws, opts, strict=True):
             _train(w, opt, 3, seed=10 + round_)
         torch.testing.assert_close(ws[1].to_dense(), ws[0].to_dense(), rtol=1e-9, atol=1e-12)
-        new = _rewired(current, 12, seed=20 + round_)
+        new = rewired(current, 12, seed=20 + round_)
         n_new = int((_brute_force_map(current, new) < 0).sum())
         fresh = torch.full((n_new,), 0.01, dtype=torch.float64)
         maps = [w.set_connectivity_(new, opt, new_values=fresh) for w, opt in zip(ws, opts, strict=True)]
@@ -163,7 +152,7 @@ def test_backends_stay_equal_through_rewiring(opt_name, dale):
 @pytest.mark.parametrize("backend", ["masked_dense", "csr"])
 def test_set_connectivity_without_state_without_momentum_and_with_grad(backend):
     conn = _conn(30, 0.2, seed=1)
-    new = _rewired(conn, 8, seed=2)
+    new = rewired(conn, 8, seed=2)
     w = _weight(backend, conn, "none", seed=3)
     w.set_connectivity_(new, torch.optim.Adam(w.parameters()))  # no step yet: no state to move
     w = _weight(backend, conn, "none", seed=3)
@@ -204,7 +193,7 @@ def test_set_connectivity_error_paths(backend):
         w.set_connectivity_(
             make_connectivity("er", 30, 31, generator=torch.Generator().manual_seed(0), p=0.2)
         )
-    new = _rewired(conn, 5, seed=2)
+    new = rewired(conn, 5, seed=2)
     with pytest.raises(ValueError, match=r"adds 5 synapses"):
         w.set_connectivity_(new, new_values=torch.zeros(4, dtype=torch.float64))
     other = torch.nn.Parameter(torch.zeros(3))
