@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
-        opt.step()  # also re-imposes Dale's law and the mask (cortexnet.layers.constraints)
+        opt.step()  # also re-imposes Dale's law and the mask (cortexnet.sparse.constraints)
         sync()
         times.append(time.perf_counter() - t)
         print(f"batch {i + 1}/{timed}: {times[-1] * 1e3:.0f} ms (loss {loss.item():.3f})", flush=True)

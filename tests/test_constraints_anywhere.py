@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from cortexnet.layers import constraint_violations, sparse_weights
-from cortexnet.layers import constraints as constraints_mod
 from cortexnet.models import CortexRNNConfig, FeedForwardConfig, build_model
+from cortexnet.sparse import constraints as constraints_mod
 
 OPTIMIZERS = {
     "adam": lambda params: torch.optim.Adam(params, lr=0.05),
@@ -126,3 +126,45 @@ def test_violations_are_counted_in_connectivity_order_and_named():
     v = constraint_violations(model)
     assert v["wrong_sign"] == 3 and v["non_finite"] == 1 and v["off_mask"] == 0
     assert v["per_weight"]["connections.sparse"]["wrong_sign"] == 3
+
+
+class RawSparse(torch.nn.Module):
+    """A user module holding a bare SparseWeight (no cortexnet layer around it)."""
+
+    def __init__(self, backend):
+        super().__init__()
+        from cortexnet.connectivity import assign_inhibitory, dale_signs, make_connectivity
+        from cortexnet.sparse import make_sparse_weight
+
+        g = torch.Generator().manual_seed(0)
+        conn = make_connectivity("er", 40, 30, generator=g, p=0.5)
+        sign = dale_signs(assign_inhibitory(30, 0.3, generator=g))
+        self.w = make_sparse_weight(backend, conn, dale="clip", column_sign=sign)
+        rows, cols = conn.rows(), conn.col
+        self.w.set_values_(rows, cols, torch.rand(conn.nnz, generator=g) * sign[cols] * 0.1)
+        self.readout = torch.nn.Linear(40, 3)
+
+    def forward(self, x):
+        return self.readout(torch.relu(self.w.linear(x)))
+
+
+@pytest.mark.parametrize("backend", ["masked_dense", "csr"])
+def test_a_bare_sparse_weight_in_a_user_module_keeps_dale(backend):
+    model = RawSparse(backend)
+    x = torch.rand(64, 30, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(64) % 3
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(10):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert model.w.constraint_violations()["wrong_sign"] == 0
+
+
+def test_functional_call_never_modifies_the_callers_tensors():
+    model = RawSparse("csr")
+    wrong = -model.w.values.detach().clone() - 0.5  # every value has the wrong sign
+    out = torch.func.functional_call(model, {"w.values": wrong}, (torch.rand(4, 30),))
+    assert torch.isfinite(out).all()
+    assert bool((wrong < 0).sum() > 0) and torch.equal(wrong, -model.w.values.detach() - 0.5)

@@ -99,6 +99,33 @@ def test_g2g_experiment_with_er_layers_and_a_per_layer_override_from_toml(tmp_pa
             "cannot be combined with --topology",
         ),
         (g2g, [*G2G_TINY, "--topology", "er", "--topology-params", "x.p=1"], "I.name with I a sparse-weight"),
+        (g2g, [*G2G_TINY, "--models", "g2g", "--topology", "er"], "needs a connection probability"),
+        (g2g, [*G2G_TINY, "--topology", "g2g", "--topology-params", "groups=0"], "groups must be in [1, 16]"),
+        (
+            dale,
+            [
+                "--nodes",
+                "50",
+                "--densities",
+                "0.5",
+                "--topology",
+                "g2g",
+                "--topology-params",
+                "groups=100",
+                "p_inter=0.05",
+            ],
+            "groups must be in [1, 50]",
+        ),
+        (
+            dale,
+            ["--nodes", "50", "--topology", "g2g", "--topology-params", "groups=abc"],
+            "groups must be an integer",
+        ),
+        (
+            dale,
+            ["--nodes", "50", "--topology", "g2g", "--topology-params", "p_inter=-1"],
+            "p_inter must be in [0, 1]",
+        ),
     ],
 )
 def test_bad_topology_options_are_one_line_with_exit_2_and_no_results(
@@ -122,3 +149,19 @@ def test_resume_keeps_the_topology_and_refuses_another(tmp_path, capsys):
     assert load_checkpoint(ckpt)["meta"]["model_config"]["topology_params"] == {"groups": 3, "p_inter": 0.1}
     assert run_cli(dale.main, ["--resume", str(run), "--topology", "er"]) == 2
     assert "--topology cannot be changed when resuming" in capsys.readouterr().err
+
+
+def test_a_topology_that_fails_only_when_built_is_one_line_exit_2(tmp_path, capsys):
+    from cortexnet.connectivity import TOPOLOGIES
+
+    def picky(spec, /, *, generator):
+        raise ValueError(f"picky cannot wire {spec.n_out} x {spec.n_in}")
+
+    TOPOLOGIES.register("picky")(picky)
+    try:
+        out = tmp_path / "runs"
+        assert run_cli(dale.main, [*FAST, "--nodes", "20", "--topology", "picky", "--out", str(out)]) == 2
+    finally:
+        del TOPOLOGIES._items["picky"]
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot build model 'cortex_rnn': picky cannot wire 20 x 20" in err

@@ -119,7 +119,7 @@ def _train_hard(model, steps=30, lr=0.05, after_every_step=None):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
-            opt.step()  # the constraints are re-imposed inside step (cortexnet.layers.constraints)
+            opt.step()  # the constraints are re-imposed inside step (cortexnet.sparse.constraints)
             if after_every_step is not None:
                 after_every_step(model, x)
     finally:

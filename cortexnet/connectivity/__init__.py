@@ -1,6 +1,8 @@
 """Connectivity as seeded data: masks (CSR index form) and E/I identities, generators registered by name."""
 
 import inspect
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -78,14 +80,22 @@ def build_connectivity(
 
 
 def check_topology_params(
-    name: str, params: Mapping[str, Any], *, fixed: Iterable[str], given: Mapping[str, Any] | None = None
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    fixed: Iterable[str] = (),
+    given: Mapping[str, Any] | None = None,
+    spec: LayerSpec | None = None,
 ) -> None:
-    """Validate a model's extra keyword arguments ``params`` for the registered topology ``name``, before
-    anything is built. ``fixed`` names the arguments the model sets itself from its own fields (they may not be
-    repeated) and ``given`` their values. Only the generator's keyword-only parameters may be set; a generator's
-    own ``check_params(**kwargs)`` hook (G2G: p' <= p) then checks the whole argument set.
+    """Validate the keyword parameters ``params`` of the registered topology ``name`` before anything is built.
 
-    Raises ``ValueError`` naming the bad key and what may be set instead.
+    ``fixed`` names the arguments the model sets itself from its own fields (they may not be repeated) and
+    ``given`` their values. Only the generator's keyword-only parameters may be set; values of scalar
+    parameters (annotated ``int``, ``float``, ``bool``, ``str``, optionally ``| None``) must have that type;
+    then the generator's own ``check_params(spec, **params)`` hook, when it has one, checks ranges against the
+    layer description ``spec`` (e.g. G2G: p' <= p, groups <= layer width). Cheap: nothing is drawn.
+
+    Raises ``ValueError`` naming the bad key or value, what is allowed and the fix.
     """
     if name not in TOPOLOGIES:
         raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
@@ -102,9 +112,39 @@ def check_topology_params(
     unknown = [k for k in params if k not in settable]
     if unknown:
         raise ValueError(f"topology {name!r} takes no {unknown}; topology_params may set {settable}")
+    _check_types(name, gen, params)
     check = getattr(gen, "check_params", None)
     if check is not None:
-        check(**{k: v for k, v in (given or {}).items() if k in signature}, **params)
+        check(spec, **{k: v for k, v in (given or {}).items() if k in signature}, **params)
+
+
+_SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_types(name: str, gen: Any, params: Mapping[str, Any]) -> None:
+    """Values of a generator's scalar-annotated parameters must have that type (ints are numbers too)."""
+    try:
+        hints = typing.get_type_hints(gen)
+    except Exception:  # unresolvable annotations of a third-party generator: leave it to the generator
+        return
+    for key, value in params.items():
+        hint = hints.get(key)
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        optional = type(None) in args
+        options = [a for a in args if a is not type(None)] if args else [hint]
+        if len(options) != 1 or options[0] not in _SCALARS or (optional and value is None):
+            continue
+        tp = options[0]
+        ok = (
+            isinstance(value, bool)
+            if tp is bool
+            else isinstance(value, tp if tp is not float else (int, float)) and not isinstance(value, bool)
+        )
+        if not ok:
+            raise ValueError(
+                f"topology {name!r} parameter {key} must be {_SCALARS[tp]}{' or none' if optional else ''}, got "
+                f"{value!r} ({type(value).__name__})"
+            )
 
 
 __all__ = [

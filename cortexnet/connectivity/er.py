@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,6 +137,25 @@ def er(
         self_connections=allow_diag or not spec.recurrent,
         exact=spec.exact if exact is None else exact,
     )
+
+
+def _check_er_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
+    """``check_params`` hook of the registered ``"er"``: a connection probability in [0, 1], from ``p`` or the
+    layer description's density."""
+    p = kwargs.get("p")
+    if p is None and spec is not None:
+        p = spec.density
+    if p is None:
+        if spec is not None:
+            raise ValueError(
+                "topology 'er' needs a connection probability: set topology_params p=... in [0, 1]"
+            )
+        return
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"er connection probability p must be in [0, 1], got {p}")
+
+
+er.check_params = _check_er_params  # type: ignore[attr-defined]
 
 
 @TOPOLOGIES.register("full")

@@ -381,13 +381,32 @@ def g2g(
     )
 
 
-def _check_g2g_params(**kwargs: Any) -> None:
-    """``check_params`` hook of the registered generator (see :func:`cortexnet.connectivity.check_topology_params`)."""
-    defaults = inspect.signature(group_to_group).parameters
+def _check_g2g_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
+    """``check_params`` hook of the registered ``"g2g"`` (see
+    :func:`cortexnet.connectivity.check_topology_params`): probabilities in [0, 1] with p' <= p, a known
+    grouping, and, with a layer description, 1 <= G <= the width of every node layer it groups."""
+    defaults = inspect.signature(g2g).parameters
     p = kwargs.get("p")
-    check_pathway_probabilities(
-        defaults["p"].default if p is None else p, kwargs.get("p_inter", defaults["p_inter"].default)
-    )
+    if p is None:
+        p = spec.density if spec is not None and spec.density is not None else 1.0
+    p_inter = kwargs.get("p_inter", defaults["p_inter"].default)
+    for label, value in (("p", p), ("p_inter", p_inter)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"g2g {label} must be in [0, 1], got {value}")
+    check_pathway_probabilities(p, p_inter)
+    grouping = kwargs.get("grouping", defaults["grouping"].default)
+    if grouping not in GROUPINGS:
+        raise ValueError(f"g2g grouping must be one of {GROUPINGS}, got {grouping!r}")
+    groups = kwargs.get("groups", defaults["groups"].default)
+    explicit = kwargs.get("out_groups") is not None or kwargs.get("in_groups") is not None
+    if not explicit:
+        widths = [n for shape in (spec.shapes if spec is not None else ()) for n in shape]
+        narrowest = min(widths) if widths else None
+        if groups < 1 or (narrowest is not None and groups > narrowest):
+            upper = narrowest if narrowest is not None else "the layer width"
+            raise ValueError(
+                f"g2g groups must be in [1, {upper}] (every node layer needs a member of each group), got {groups}"
+            )
 
 
 g2g.check_params = _check_g2g_params  # type: ignore[attr-defined]

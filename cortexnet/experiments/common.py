@@ -39,13 +39,13 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
     evaluation are already in the run folder, and the last good checkpoint is named)."""
     from cortexnet.data import DataError
     from cortexnet.training import NonFiniteLossError
-    from cortexnet.training.runs import OutputError
+    from cortexnet.training.runs import ModelBuildError, OutputError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prog = Path(sys.argv[0]).stem if argv is None else "cortexnet"
     try:
         return main(None if argv is None else list(argv))
-    except (UsageError, DataError, OutputError) as exc:
+    except (UsageError, DataError, OutputError, ModelBuildError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:

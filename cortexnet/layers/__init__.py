@@ -1,16 +1,10 @@
 """Layers: modules owning parameters and masks (recurrent E/I layer, sparse linear, patch embedding)."""
 
-from cortexnet.layers.constraints import (
-    apply_constraints,
-    constraint_violations,
-    ensure_constrained,
-    observe_projection,
-    register_constrained,
-    sparse_weights,
-)
+from cortexnet.layers.constraints import apply_constraints, constraint_violations, sparse_weights
 from cortexnet.layers.patch import PatchEmbedding, rows_to_images
 from cortexnet.layers.recurrent import REC_INIT_SCALE, RecurrentLayer
 from cortexnet.layers.sparse_linear import SPARSE_LINEAR_INITS, SparseLinear
+from cortexnet.sparse import observe_projection
 
 __all__ = [
     "REC_INIT_SCALE",
@@ -20,9 +14,7 @@ __all__ = [
     "SparseLinear",
     "apply_constraints",
     "constraint_violations",
-    "ensure_constrained",
     "observe_projection",
-    "register_constrained",
     "rows_to_images",
     "sparse_weights",
 ]

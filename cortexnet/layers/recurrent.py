@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity, dale_signs
-from cortexnet.layers.constraints import ensure_constrained, register_constrained
 from cortexnet.sparse import DaleMode, check_activation, make_sparse_weight
 
 #: The paper's recurrent initialisation: U(-0.001, 0.001); with Dale's law magnitudes U(0, 0.001).
@@ -81,7 +80,6 @@ class RecurrentLayer(nn.Module):
             dale=dale_mode if dale else "none",
             column_sign=dale_signs(self.inhibitory) if dale else None,
         )
-        register_constrained(self.rec)
         self._init_weights(init_connectivity or connectivity, inhibitory_scale, generator)
 
     @torch.no_grad()
@@ -106,7 +104,6 @@ class RecurrentLayer(nn.Module):
         """Args: x ``(B, T, F)``. Returns the last state ``(B, N)``, and all states ``(B, T, N)`` if asked."""
         if x.dim() != 3 or x.shape[-1] != self.n_inputs:
             raise ValueError(f"input must be (B, T, {self.n_inputs}), got {tuple(x.shape)}")
-        ensure_constrained(self.rec)
         # One GEMM for the input drive of all steps, time-major for the recurrence.
         drive = torch.addmm(self.bias, x.transpose(0, 1).reshape(-1, self.n_inputs), self.weight_in.t())
         states = self.rec.recurrent(drive.view(x.shape[1], x.shape[0], self.n_nodes), self.activation)

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity, LayerSpec, dale_signs, make_connectivity
-from cortexnet.layers.constraints import ensure_constrained, register_constrained
 from cortexnet.sparse import DaleMode, SparseWeight, make_sparse_weight
 
 #: Initialisations of :class:`SparseLinear` (see its docstring).
@@ -23,7 +22,7 @@ class SparseLinear(nn.Module):
     The feed-forward counterpart of :class:`~cortexnet.layers.RecurrentLayer`, with the same invariants
     (ARCHITECTURE.md 1, 2, 5): weights outside the mask are exactly zero and get no gradient; with Dale's law
     every active weight of column j (presynaptic input j) has input j's sign after every optimiser step, in any
-    training loop (:mod:`cortexnet.layers.constraints`; ``dale_mode="clip"`` zeroes a weight whose sign would
+    training loop (:mod:`cortexnet.sparse.constraints`; ``dale_mode="clip"`` zeroes a weight whose sign would
     flip, Fruengel & Oberlaender 2025); any backend computes the same function.
 
     Used for the hidden-to-hidden weights of the feed-forward control of Fruengel & Oberlaender 2025 (ER at
@@ -94,7 +93,6 @@ class SparseLinear(nn.Module):
             column_sign=dale_signs(self.inhibitory) if dale else None,
             **(backend_options or {}),
         )
-        register_constrained(self.sparse)
         self.bias = nn.Parameter(torch.empty(n_out)) if bias else None
         self._init_values(connectivity, init, init_scale, generator)
 
@@ -146,7 +144,6 @@ class SparseLinear(nn.Module):
         """x ``(..., n_in)`` → ``(..., n_out)``."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features, expected {self.in_features}")
-        ensure_constrained(self.sparse)
         y = self.sparse.linear(x)
         return y + self.bias if self.bias is not None else y
 

@@ -78,11 +78,17 @@ class CortexRNNConfig:
         if self.sparse_to_dense and self.dale and self.dale_mode == "abs":
             raise ValueError("sparse_to_dense needs dale_mode='clip': with |W|·sign, zero weights never grow")
         check_topology_params(
-            self.topology, self.topology_params, fixed=_RNN_FIXED_PARAMS, given={"p": self.p}
+            self.topology, self.topology_params, fixed=_RNN_FIXED_PARAMS, spec=self.layer_spec()
         )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self
+
+    def layer_spec(self) -> LayerSpec:
+        """The description of the recurrent weight its topology generator receives."""
+        return LayerSpec(self.n_nodes, self.n_nodes, recurrent=True, density=self.p,
+                         self_connections=self.self_connections, exact=self.exact_edges,
+                         name="recurrent.rec")  # fmt: skip
 
 
 class CortexRNN(nn.Module):
@@ -105,15 +111,7 @@ class CortexRNN(nn.Module):
         sparse, inhibitory = build_connectivity(
             config.topology,
             config.topology_params,
-            LayerSpec(
-                n,
-                n,
-                recurrent=True,
-                density=config.p,
-                self_connections=config.self_connections,
-                exact=config.exact_edges,
-                name="recurrent.rec",
-            ),
+            config.layer_spec(),
             generator=g_conn,
             inhibitory_fraction=config.inhibitory_fraction if config.dale else None,
         )

@@ -93,7 +93,7 @@ class FeedForwardConfig:
             raise ValueError(f"dale_mode must be 'clip' or 'abs', got {self.dale_mode!r}")
         try:
             check_topology_params(
-                self.topology, self.topology_params, fixed=_FF_FIXED_PARAMS, given={"p": self.p}
+                self.topology, self.topology_params, fixed=_FF_FIXED_PARAMS, spec=self.layer_spec()
             )
         except ValueError as exc:
             raise ValueError(
@@ -103,6 +103,13 @@ class FeedForwardConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
         return self
+
+    def layer_spec(self) -> LayerSpec:
+        """The description of the hidden-to-hidden weight its topology generator receives."""
+        n1, n2 = self.layer_sizes
+        return LayerSpec(
+            n2, n1, recurrent=False, density=self.p, exact=self.exact_edges, name="connections.sparse"
+        )
 
     @property
     def layer_sizes(self) -> tuple[int, int]:
@@ -136,9 +143,7 @@ class FeedForwardNet(nn.Module):
         conn, inhibitory = build_connectivity(
             config.topology,
             config.topology_params,
-            LayerSpec(
-                n2, n1, recurrent=False, density=config.p, exact=config.exact_edges, name="connections.sparse"
-            ),
+            config.layer_spec(),
             generator=g_conn,
             inhibitory_fraction=config.inhibitory_fraction if config.dale else None,
         )

@@ -216,9 +216,11 @@ class G2GNetConfig:
                 raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
         if self.topology is None and not self.layer_topologies:
             return
-        for i, (name, params) in enumerate(self.layer_topology_specs()):
+        for i, ((name, params), spec) in enumerate(
+            zip(self.layer_topology_specs(), self.layer_specs(), strict=True)
+        ):
             try:
-                check_topology_params(name, params, fixed=("recurrent",))
+                check_topology_params(name, params, fixed=("recurrent",), spec=spec)
             except ValueError as exc:
                 raise ValueError(f"hidden matrix {i}: {exc}") from None
 

@@ -13,6 +13,7 @@ from cortexnet.sparse import masked_dense as _masked_dense  # noqa: F401  (regis
 from cortexnet.sparse.auto import backend_hints, choose_backend, crossover_density
 from cortexnet.sparse.base import BACKENDS, DALE_MODES, DaleMode, SparseWeight, make_sparse_weight
 from cortexnet.sparse.checkpoint import convert_state_dict
+from cortexnet.sparse.constraints import ensure_constrained, observe_projection, project_
 from cortexnet.sparse.csr import CSRWeight
 from cortexnet.sparse.csr_functional import CSRLinear, CSRRecurrence
 from cortexnet.sparse.functional import ACTIVATIONS, DenseRecurrence, check_activation
@@ -37,5 +38,8 @@ __all__ = [
     "choose_backend",
     "convert_state_dict",
     "crossover_density",
+    "ensure_constrained",
     "make_sparse_weight",
+    "observe_projection",
+    "project_",
 ]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity
 from cortexnet.registry import Registry
+from cortexnet.sparse.constraints import _enrol
 from cortexnet.sparse.probes import GradientProbe
 
 #: Backends by name: ``factory(connectivity, *, dale=..., column_sign=..., **options) -> SparseWeight``
@@ -275,6 +276,13 @@ class SparseWeight(nn.Module, ABC):
         finally:
             self._probe = None
             probe.structure = None  # free the temporary union structure
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        """nn.Module's, plus enrolment in the after-step projection (:mod:`cortexnet.sparse.constraints`), so
+        the constraints hold after every optimiser step from the moment the weight exists."""
+        super().register_parameter(name, param)
+        if param is not None:
+            _enrol(self, param)
 
     # -- hooks of the provided mutation / probe / check methods ---------------------------------------------
     @abstractmethod

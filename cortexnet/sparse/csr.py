@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from cortexnet.connectivity import Connectivity
 from cortexnet.sparse._csr_index import CSRIndex, build_index
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
+from cortexnet.sparse.constraints import ensure_constrained
 from cortexnet.sparse.csr_functional import CSRLinear, CSRRecurrence
 from cortexnet.sparse.functional import check_activation
 
@@ -113,6 +114,7 @@ class CSRWeight(SparseWeight):
         return int(self.values.numel())
 
     def linear(self, x: Tensor) -> Tensor:
+        ensure_constrained(self)
         if x.shape[-1] != self.n_in:
             raise ValueError(f"input has {x.shape[-1]} features, expected {self.n_in}")
         lead = x.shape[:-1]
@@ -121,6 +123,7 @@ class CSRWeight(SparseWeight):
         return y.reshape(*lead, self.n_out)
 
     def recurrent(self, drive: Tensor, activation: str) -> Tensor:
+        ensure_constrained(self)
         check_activation(activation)
         if self.n_out != self.n_in:
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")

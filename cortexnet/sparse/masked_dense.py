@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
+from cortexnet.sparse.constraints import ensure_constrained
 from cortexnet.sparse.functional import DenseRecurrence, check_activation
 
 
@@ -37,11 +38,13 @@ class MaskedDenseWeight(SparseWeight):
         return self.weight
 
     def linear(self, x: Tensor) -> Tensor:
+        ensure_constrained(self)
         # Multiplying by the mask under autograd keeps the off-mask gradient exactly zero.
         weight, mask = self._operands()
         return x @ (weight * mask).t()
 
     def recurrent(self, drive: Tensor, activation: str) -> Tensor:
+        ensure_constrained(self)
         check_activation(activation)
         if self.n_out != self.n_in:
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")

@@ -4,7 +4,7 @@
 Every hook receives ``(model, ctx)``: ``ctx`` is the one :class:`~cortexnet.training.state.TrainContext`
 (model, optimiser, state, device, config, run folder); ``model`` is ``ctx.model``, passed first for brevity.
 Per optimiser step the hooks run in this order: ``on_after_backward`` (gradients populated, before the step),
-then ``optimizer.step()`` — which re-imposes the mask and Dale's law (:mod:`cortexnet.layers.constraints`) —
+then ``optimizer.step()`` — which re-imposes the mask and Dale's law (:mod:`cortexnet.sparse.constraints`) —
 then ``on_step_end``: **the point where rewiring runs**, after the step and the constraints. Whatever a
 callback needs after a resume goes in its :meth:`~Callback.state_dict` (saved in every checkpoint).
 """

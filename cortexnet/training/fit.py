@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-import cortexnet.layers  # noqa: F401  (installs the after-step constraint projection)
 from cortexnet.data import batches, model_device, model_dtype
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import CheckpointError, load_checkpoint
@@ -124,7 +123,7 @@ def fit(
 ) -> TrainState:
     """Train ``model`` with cross-entropy (Adam, lr 1e-3, batch 100 by default: Fruengel & Oberlaender 2025),
     evaluating before training (epoch 0), at ``eval_fractions`` of every epoch and after every epoch. The mask
-    and Dale's law are re-imposed inside every ``optimizer.step()`` (:mod:`cortexnet.layers.constraints`).
+    and Dale's law are re-imposed inside every ``optimizer.step()`` (:mod:`cortexnet.sparse.constraints`).
 
     Args:
         model: maps ``(B, T, F)`` to logits ``(B, C)``.

@@ -44,6 +44,10 @@ def derive_seeds(seed: int) -> dict[str, int]:
     return {"connectivity_seed": int(conn), "weight_seed": int(weight), "data_seed": int(data)}
 
 
+class ModelBuildError(ValueError):
+    """A member's model could not be built from its configuration (a usage error: fix the options)."""
+
+
 class OutputError(ValueError):
     """The results folder cannot be created or written (a usage error: choose another ``--out``)."""
 
@@ -213,7 +217,11 @@ def train_member(
         # same backend and the saved optimiser state fits its parameters.
         hints = dict(ckpt.get("meta", {}).get("backend_hints") or hints)
     with backend_hints(**hints):
-        model = build_model(model_name, model_config, splits.n_inputs, splits.n_classes)
+        try:
+            model = build_model(model_name, model_config, splits.n_inputs, splits.n_classes)
+        except (ValueError, TypeError) as exc:
+            # What configuration validation could not see (e.g. a third-party topology's own checks).
+            raise ModelBuildError(f"member {label}: cannot build model {model_name!r}: {exc}") from exc
     meta = {
         "model": model_name,
         "model_config": dataclasses.asdict(model_config),
