@@ -165,3 +165,9 @@ def test_a_topology_that_fails_only_when_built_is_one_line_exit_2(tmp_path, caps
         del TOPOLOGIES._items["picky"]
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot build model 'cortex_rnn': picky cannot wire 20 x 20" in err
+
+
+def test_a_relative_npz_dataset_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = dale.DaleConfig(dataset="npz:data/mine.npz")
+    assert config.dataset == f"npz:{tmp_path / 'data' / 'mine.npz'}"

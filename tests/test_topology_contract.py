@@ -169,3 +169,29 @@ def test_same_seed_same_masks_for_every_topology():
         for w1, w2 in zip(first, second, strict=True):
             for (n1, s1), (n2, s2) in zip(w1.items(), w2.items(), strict=True):
                 assert n1 == n2 and s1.connectivity().equals(s2.connectivity()), (name, n1)
+
+
+def test_weights_are_addressed_by_name_in_the_recorders():
+    from cortexnet.analysis import GradientRecorder
+    from cortexnet.layers import select_weight
+    from cortexnet.training import TrainConfig, fit
+
+    g2g = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
+                       hidden=(12, 12))  # fmt: skip
+    model = build_model("g2gnet", g2g, 8, 3)
+    with pytest.raises(ValueError, match=r"has 2 sparse weights .*pass weight=NAME"):
+        select_weight(model)
+    assert select_weight(model, "layers.1.sparse")[1] is model.layers[1].sparse
+    rnn = build_model("cortex_rnn", CortexRNNConfig(n_nodes=12, p=0.5), 3, 3)
+    assert select_weight(rnn)[0] == "recurrent.rec"
+    data = torch.utils.data.TensorDataset(torch.rand(20, 8, 8), torch.arange(20) % 3)
+    recorder = GradientRecorder(weight="layers.1.sparse")
+    fit(
+        model,
+        data,
+        None,
+        TrainConfig(epochs=1, batch_size=10, device="cpu"),
+        callbacks=[recorder],
+        progress=False,
+    )
+    assert recorder.epochs and recorder.epochs[0]["values_recorded"] == 2 * model.layers[1].nnz

@@ -162,3 +162,77 @@ def test_rewiring_at_the_step_end_seam_resumes_bit_exactly(tmp_path, backend):
     assert model.recurrent.rec.connectivity().equals(ref_model.recurrent.rec.connectivity())
     for (name, a), b in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+class KillInEpoch2(Callback):
+    def on_epoch_end(self, model, ctx):
+        if ctx.state.epoch == 2:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_a_shuffling_dataloader_resumes_bit_exactly(tmp_path, own_generator):
+    def loader():
+        g = torch.Generator().manual_seed(7) if own_generator else None
+        return DataLoader(_data(), batch_size=16, shuffle=True, generator=g)
+
+    torch.manual_seed(123)  # a loader without its own generator draws from the global one
+    ref = fit(_model(), loader(), _data(30, 1), _cfg(epochs=3), run_dir=tmp_path / "ref", progress=False)
+    torch.manual_seed(123)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), loader(), _data(30, 1), _cfg(epochs=3), run_dir=tmp_path / "run",
+            callbacks=[KillInEpoch2()], progress=False)  # fmt: skip
+    torch.manual_seed(999)  # whatever the new process's global state: the checkpoint's is restored
+    state = fit(_model(), loader(), _data(30, 1), _cfg(epochs=3), run_dir=tmp_path / "run", resume=True,
+                callbacks=[Callback()], progress=False)  # fmt: skip
+    assert _losses(state) == _losses(ref)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    from cortexnet.training import CheckpointError
+
+    fit(_model(), _data(), None, _cfg(epochs=1), run_dir=tmp_path, progress=False)
+    other = build_model("cortex_rnn", CortexRNNConfig(n_nodes=30, p=0.3, dale=True, topology="g2g",
+                                                      topology_params={"groups": 3, "p_inter": 0.1}), 3, 3)  # fmt: skip
+    with pytest.raises(CheckpointError, match="another model"):
+        fit(other, _data(), None, _cfg(epochs=2), run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_labels_of_any_integer_dtype_and_shape_errors():
+    ds = _data()
+    x, y = ds.tensors
+    a = fit(_model(), TensorDataset(x, y.int()), None, _cfg(), progress=False)
+    b = fit(_model(), ds, None, _cfg(), progress=False)
+    assert _losses(a) == _losses(b)
+    with pytest.raises(ValueError, match=r"labels must be class indices of shape \(n,\)"):
+        fit(_model(), TensorDataset(x, y[:, None]), None, _cfg(), progress=False)
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __iter__(self):
+        return iter(zip(*self.ds.tensors, strict=True))
+
+
+def test_a_loader_over_an_iterable_dataset_trains_without_knowing_its_length():
+    state = fit(_model(), DataLoader(Stream(_data()), batch_size=20), None, _cfg(), progress=False)
+    assert state.step == 6 and state.history[-1]["train_loss"] > 0
+    with pytest.raises(ValueError, match="eval_fractions need a DataLoader with a length"):
+        fit(_model(), DataLoader(Stream(_data()), batch_size=20), None, _cfg(eval_fractions=(0.5,)),
+            progress=False)  # fmt: skip
+    with pytest.raises(TypeError, match="wrap it in a DataLoader"):
+        fit(_model(), Stream(_data()), None, _cfg(), progress=False)
+
+
+def test_a_float64_test_set_is_converted_once_per_run(caplog):
+    with caplog.at_level(logging.INFO, logger="cortexnet.data.batching"):
+        fit(
+            _model(),
+            _data(),
+            _data(30, 1, torch.float64),
+            _cfg(epochs=3, eval_fractions=(0.5,)),
+            progress=False,
+        )
+    assert sum("converting inputs" in r.message for r in caplog.records) == 1

@@ -11,7 +11,6 @@ from cortexnet.analysis.dynamics import (
     ei_balance,
     ei_layer,
     gradient_histogram,
-    select_weight,
     sign_changes,
 )
 from cortexnet.analysis.learning import (
@@ -72,7 +71,6 @@ __all__ = [
     "plot_curves",
     "plot_histogram_panels",
     "plot_histograms",
-    "select_weight",
     "sign_changes",
     "summarize_run",
 ]

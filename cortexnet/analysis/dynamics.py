@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from cortexnet.analysis.learning import MeanSD, learning_delay
 from cortexnet.data.samples import probe_source, select_batches
-from cortexnet.layers import RecurrentLayer, sparse_weights
+from cortexnet.layers import select_weight
 from cortexnet.sparse import SparseWeight
 from cortexnet.training import Callback
 
@@ -40,29 +40,6 @@ def gradient_histogram(abs_values: np.ndarray) -> dict[str, Any]:
     counts = np.histogram(np.log10(a[inside]), bins=GRAD_BIN_EDGES)[0].astype(np.int64)
     return {"counts": counts, "zeros": int(zero.sum()), "underflow": int(under.sum()),
             "overflow": int(over.sum()), "nonfinite": int(nan.sum())}  # fmt: skip
-
-
-def select_weight(model: nn.Module, name: str | None = None) -> tuple[str, SparseWeight]:
-    """``(name, weight)`` of one sparse weight of ``model`` by its name in
-    :func:`cortexnet.layers.sparse_weights` (e.g. ``"recurrent.rec"``, ``"layers.1.sparse"``). ``name=None``
-    picks the model's only sparse weight, or its only recurrent one. Raises ``ValueError`` listing the names."""
-    weights = sparse_weights(model)
-    if name is not None:
-        if name not in weights:
-            raise ValueError(
-                f"{type(model).__name__} has no sparse weight {name!r}; it has {', '.join(weights) or 'none'}"
-            )
-        return name, weights[name]
-    if len(weights) == 1:
-        return next(iter(weights.items()))
-    recurrent = [n for n, m in model.named_modules() if isinstance(m, RecurrentLayer)]
-    found = [(n, w) for n, w in weights.items() if n.rpartition(".")[0] in recurrent]
-    if len(found) == 1:
-        return found[0]
-    raise ValueError(
-        f"{type(model).__name__} has {len(weights)} sparse weights ({', '.join(weights) or 'none'}); "
-        "pass weight=NAME to choose one"
-    )
 
 
 @dataclass(frozen=True)
@@ -109,11 +86,10 @@ def ei_layer(model: nn.Module) -> EILayer | None:
 class _ActiveView:
     """Per-synapse effective values and gradients of a SparseWeight in connectivity order, as CPU float32
     copies, through the backend-independent :meth:`SparseWeight.active_values` / :meth:`~SparseWeight.active_grads`
-    (O(nnz), never a dense matrix). ``param`` is the backend's stored parameter (every backend has one)."""
+    (O(nnz), never a dense matrix)."""
 
     def __init__(self, sw: SparseWeight) -> None:
         self.sw = sw
-        self.param: nn.Parameter = next(iter(sw.parameters()))
 
     def values(self) -> Tensor:
         """Effective weights ``(nnz,)`` (Dale signs applied), CPU float32."""
@@ -128,7 +104,7 @@ class _ActiveView:
 class GradientRecorder(Callback):
     """Records |∂L/∂W| at the active synapses of one sparse weight every ``every`` optimiser steps (paper
     Fig. 6E: the recurrent weight). ``weight`` names it (:func:`cortexnet.layers.sparse_weights`; default: the
-    model's only sparse weight, or its recurrent one: see :func:`select_weight`).
+    model's only sparse weight, or its recurrent one: see :func:`cortexnet.layers.select_weight`).
 
     Per epoch it keeps summary statistics (mean, median of per-step means, max, fraction exactly zero) and a
     histogram of log10 |g| on :data:`GRAD_BIN_EDGES` with explicit ``log10_hist_zeros`` (exact zeros),
@@ -202,7 +178,7 @@ _STEP_KEYS = ("pos_to_neg", "neg_to_pos", "to_zero", "from_zero", "zeroed_by_pro
 class SignTracker(Callback):
     """Counts weights that change sign, become zero or grow from zero, split by each synapse's sign at
     initialisation (paper Fig. S5A: negative weights grow, positive ones turn negative), per epoch, for one
-    sparse weight named ``weight`` (default: the recurrent one, see :func:`select_weight`).
+    sparse weight named ``weight`` (default: the recurrent one, see :func:`cortexnet.layers.select_weight`).
 
     Two views per epoch record (``epochs[k]``):
 

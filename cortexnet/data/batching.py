@@ -57,16 +57,16 @@ class Batches:
             x = self._convert(x)
             self._tensors: tuple[Tensor, Tensor] | None = (x, y)
             self._dataset = None
-            self.n_samples = len(y)
+            self.n_samples: int | None = len(y)
+            self._check_first(n_features)  # before the labels become int64: float labels are an error
+            self._tensors = (x, _labels(y))
         elif self.is_loader:
             self._tensors = None
             self._dataset = data
             try:
                 self.n_samples = len(data.dataset)  # type: ignore[arg-type]
-            except TypeError:
-                raise TypeError(
-                    f"{what}: the DataLoader's dataset has no length; pass a map-style Dataset"
-                ) from None
+            except TypeError:  # a loader over an IterableDataset: its length is known only afterwards
+                self.n_samples = None
         elif isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
             self._tensors = None
             self._dataset = data
@@ -79,7 +79,12 @@ class Batches:
         self.batch_size = data.batch_size if self.is_loader else batch_size
         if not self.is_loader and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch size must be an integer >= 1, got {batch_size!r}")
-        self._check_first(n_features)
+        self.n_features = n_features
+        # A loader's first batch is checked when it comes (reading one ahead would cost a pass and a draw
+        # of its sampler's random state); tensors (above) and datasets are checked now.
+        if not self.is_loader and self._tensors is None:
+            self._check_first(n_features)
+        self._checked = not self.is_loader
 
     # -- checks -------------------------------------------------------------------------------------------
     def _convert(self, x: Tensor) -> Tensor:
@@ -99,7 +104,7 @@ class Batches:
             x = x.to(self.dtype)
         return x
 
-    def _check_first(self, n_features: int | None) -> None:
+    def _check_first(self, n_features: int | None, batch: Any = None) -> None:
         """Fail at the start, not deep inside a kernel, when the samples are not ``(T, F)`` sequences."""
         if self.n_samples == 0:
             return
@@ -107,14 +112,19 @@ class Batches:
             shape = tuple(self._tensors[0].shape)
             y = self._tensors[1]
         else:
-            sample = next(iter(self._dataset)) if self.is_loader else self._dataset[0]  # type: ignore[index]
+            sample = batch if self.is_loader else self._dataset[0]  # type: ignore[index]
             if not isinstance(sample, (tuple, list)) or len(sample) < 2:
-                raise TypeError(f"{self.what}: samples must be (x, y) pairs, got {type(sample).__name__}")
+                raise TypeError(
+                    f"{self.what}: samples must be (x, y) pairs (tuples or lists), got {type(sample).__name__}"
+                )
             x0, y = sample[0], sample[1]
             x0 = torch.as_tensor(x0)
             # A loader yields batches (B, T, F); a dataset yields samples (T, F).
             shape = tuple(x0.shape) if self.is_loader else (1, *x0.shape)
             y = torch.as_tensor(y)
+            if self.is_loader and y.dim() != 1:
+                raise ValueError(f"{self.what}: labels must be a batch of class indices (B,), got shape "
+                                 f"{tuple(y.shape)}")  # fmt: skip
         expected = f"(B, T, {n_features})" if n_features is not None else "(B, T, F)"
         if len(shape) != 3 or (n_features is not None and shape[-1] != n_features):
             got = shape if self._tensors is not None or self.is_loader else shape[1:]
@@ -123,8 +133,13 @@ class Batches:
                 f"{self.what}: expected {unit} {expected} sequences (batch, steps, features), got shape {got}; "
                 "reshape the inputs (images row by row: (n, H, W·C))"
             )
-        if y.is_floating_point() or y.dtype == torch.bool:
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
             raise TypeError(f"{self.what}: labels must be integer class indices, got {y.dtype}")
+        if self._tensors is not None and y.dim() != 1:
+            raise ValueError(
+                f"{self.what}: labels must be class indices of shape (n,), got {tuple(y.shape)} (one-hot or "
+                "(n, 1) labels: use y.argmax(1) or y.view(-1))"
+            )
 
     # -- iteration -----------------------------------------------------------------------------------------
     def index_batches(self, generator: torch.Generator | None) -> list[Tensor] | None:
@@ -139,18 +154,43 @@ class Batches:
         )
         return list(order.split(self.batch_size))
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
+    def n_batches(self) -> int | None:
+        """Batches per epoch (None for a loader without a length, e.g. over an IterableDataset)."""
         if self.is_loader:
-            return len(self._dataset)  # type: ignore[arg-type]
+            try:
+                return len(self._dataset)  # type: ignore[arg-type]
+            except TypeError:
+                return None
         return -(-self.n_samples // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches per epoch; ``TypeError`` for a loader without a length."""
+        n = self.n_batches()
+        if n is None:
+            raise TypeError(f"{self.what}: the DataLoader has no length (an IterableDataset)")
+        return n
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's generator state (what its shuffling draws next), for a bit-exact resume."""
+        g = getattr(self._dataset, "generator", None) if self.is_loader else None
+        return {"loader_generator": g.get_state() if g is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (no-op when either side has no loader generator)."""
+        g = getattr(self._dataset, "generator", None) if self.is_loader else None
+        saved = state.get("loader_generator")
+        if g is not None and saved is not None:
+            g.set_state(saved.cpu())
 
     def epoch(self, index_batches: list[Tensor] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x (B, T, F), y (B,))`` for one epoch: over ``index_batches`` (from :meth:`index_batches`),
         or in order when None; a loader yields its own batches."""
         if self.is_loader:
             for batch in self._dataset:  # type: ignore[union-attr]
-                yield self._convert(batch[0]), torch.as_tensor(batch[1])
+                if not self._checked:
+                    self._check_first(self.n_features, batch)
+                    self._checked = True
+                yield self._convert(batch[0]), _labels(batch[1])
             return
         if index_batches is None:
             index_batches = self.index_batches(None)
@@ -161,7 +201,13 @@ class Batches:
             else:
                 samples = [self._dataset[int(i)] for i in idx]  # type: ignore[index]
                 xb, yb = default_collate([(s[0], s[1]) for s in samples])
-                yield self._convert(torch.as_tensor(xb)), torch.as_tensor(yb)
+                yield self._convert(torch.as_tensor(xb)), _labels(yb)
+
+
+def _labels(y: Any) -> Tensor:
+    """Class indices as int64 (cross-entropy's dtype), whatever integer type the data came in."""
+    y = torch.as_tensor(y)
+    return y if y.dtype == torch.int64 else y.long()
 
 
 def batches(

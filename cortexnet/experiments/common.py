@@ -105,6 +105,14 @@ class RunOptions:
     resume: str | None = field(None, "continue the interrupted run in this folder")
     progress: bool = field(True, "show progress bars")
 
+    def __post_init__(self) -> None:
+        # npz:PATH relative to where the command ran would not be found again by --resume or the probe
+        # command run elsewhere: store it absolute (config.json, checkpoints).
+        if isinstance(self.dataset, str) and self.dataset.startswith("npz:"):
+            path = Path(self.dataset[4:]).expanduser()
+            if not path.is_absolute():
+                object.__setattr__(self, "dataset", f"npz:{path.resolve()}")
+
     def validate_run_options(self) -> None:
         """Check the shared options; raise ``ValueError`` naming the value, the allowed range and the fix."""
         from cortexnet.data import DATASETS

@@ -1,7 +1,8 @@
 """Model-level views of the constraints (the mechanism itself is :mod:`cortexnet.sparse.constraints`: every
 sparse weight is re-projected inside every optimiser step and before any product after a change).
 
-* :func:`sparse_weights` — every sparse weight of a model by name, the address analyses and rewiring use;
+* :func:`sparse_weights` — every sparse weight of a model by name, the address analyses and rewiring use
+  (:func:`select_weight` picks one);
 * :func:`constraint_violations` — what breaks the mask or Dale's law now, O(nnz) per compressed weight;
 * :func:`apply_constraints` — re-impose everything now (needed only after writes through ``param.data``).
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from cortexnet.layers.recurrent import RecurrentLayer
 from cortexnet.sparse import SparseWeight, project_
 
 #: The kinds :func:`constraint_violations` counts.
@@ -24,6 +26,29 @@ def sparse_weights(model: nn.Module) -> dict[str, SparseWeight]:
     ``{"layers.0.sparse": ..., "layers.1.sparse": ...}`` (G2GNet). Analyses, counts and rewiring address
     weights by these names."""
     return {name: m for name, m in model.named_modules() if isinstance(m, SparseWeight)}
+
+
+def select_weight(model: nn.Module, name: str | None = None) -> tuple[str, SparseWeight]:
+    """``(name, weight)`` of one sparse weight of ``model`` by its name in
+    :func:`cortexnet.layers.sparse_weights` (e.g. ``"recurrent.rec"``, ``"layers.1.sparse"``). ``name=None``
+    picks the model's only sparse weight, or its only recurrent one. Raises ``ValueError`` listing the names."""
+    weights = sparse_weights(model)
+    if name is not None:
+        if name not in weights:
+            raise ValueError(
+                f"{type(model).__name__} has no sparse weight {name!r}; it has {', '.join(weights) or 'none'}"
+            )
+        return name, weights[name]
+    if len(weights) == 1:
+        return next(iter(weights.items()))
+    recurrent = [n for n, m in model.named_modules() if isinstance(m, RecurrentLayer)]
+    found = [(n, w) for n, w in weights.items() if n.rpartition(".")[0] in recurrent]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(
+        f"{type(model).__name__} has {len(weights)} sparse weights ({', '.join(weights) or 'none'}); "
+        "pass weight=NAME to choose one"
+    )
 
 
 def apply_constraints(module: nn.Module) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +82,7 @@ class RecurrentLayer(nn.Module):
             column_sign=dale_signs(self.inhibitory) if dale else None,
         )
         self._init_weights(init_connectivity or connectivity, inhibitory_scale, generator)
+        self._state_hooks: dict[int, Any] = {}
 
     @torch.no_grad()
     def _init_weights(
@@ -107,10 +109,25 @@ class RecurrentLayer(nn.Module):
         # One GEMM for the input drive of all steps, time-major for the recurrence.
         drive = torch.addmm(self.bias, x.transpose(0, 1).reshape(-1, self.n_inputs), self.weight_in.t())
         states = self.rec.recurrent(drive.view(x.shape[1], x.shape[0], self.n_nodes), self.activation)
+        for hook in list(getattr(self, "_state_hooks", {}).values()):
+            hook(self, states)
         last = states[-1]
         if return_states:
             return last, states.transpose(0, 1)
         return last
+
+    def register_state_hook(self, hook: Any) -> Any:
+        """Call ``hook(layer, states)`` with every forward pass's hidden states ``(T, B, N)`` (time-major, as
+        computed; detach before keeping them). Returns a handle with ``remove()``."""
+        hooks = self.__dict__.setdefault("_state_hooks", {})  # (modules pickled before hooks existed)
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+
+        class _Handle:
+            def remove(self) -> None:
+                hooks.pop(key, None)
+
+        return _Handle()
 
     def extra_repr(self) -> str:
         n_inh = int(self.inhibitory.sum())

@@ -12,6 +12,7 @@ callback needs after a resume goes in its :meth:`~Callback.state_dict` (saved in
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from cortexnet.io import atomic_write_jsonl
-from cortexnet.training.checkpoint import save_checkpoint
+from cortexnet.training.checkpoint import CheckpointError, save_checkpoint
 from cortexnet.training.state import CHECKPOINT_NAME, HISTORY_NAME, TrainContext
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,10 @@ class Checkpointer(Callback):
         meta: dict[str, Any],
         data_generator: torch.Generator,
         callbacks: list[Callback],
+        data: Any = None,
     ) -> None:
         self.every, self.epochs, self.meta = every, epochs, meta
-        self.data_generator, self.callbacks = data_generator, callbacks
+        self.data_generator, self.callbacks, self.data = data_generator, callbacks, data
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> None:
         st = ctx.state
@@ -137,10 +139,62 @@ class Checkpointer(Callback):
                 "optimizer_state": ctx.optimizer.state_dict(),
                 "train_state": dataclasses.asdict(ctx.state),
                 "data_generator_state": self.data_generator.get_state(),
+                # A DataLoader's own shuffling, and anything drawn from torch's global generator (a loader
+                # without a generator of its own draws its seed there), continue exactly after a resume.
+                "loader_state": self.data.state_dict() if self.data is not None else {},
+                "torch_rng_state": torch.get_rng_state(),
+                "model_signature": model_signature(ctx.model),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
+                "callback_types": [_qualname(cb) for cb in self.callbacks],
             },
         )
         ctx.last_good.update(path=path, epoch=ctx.state.epoch)
+
+    def check_compatible(self, ckpt: dict[str, Any], model: nn.Module, path: Any) -> None:
+        """Raise :class:`~cortexnet.training.CheckpointError` unless ``ckpt`` was written for this model (its
+        class and configuration: a resume never swaps in another topology or size)."""
+        saved, now = ckpt.get("model_signature"), model_signature(model)
+        if saved is not None and json.dumps(saved, sort_keys=True, default=str) != json.dumps(
+            now, sort_keys=True, default=str
+        ):
+            diff = {
+                k: (saved.get(k), now.get(k)) for k in set(saved) | set(now) if saved.get(k) != now.get(k)
+            }
+            raise CheckpointError(f"cannot resume {path}: it holds another model (saved, now): {diff}")
+
+    def restore_callbacks(self, ckpt: dict[str, Any]) -> None:
+        """Give each callback its saved state — only where the callback at that position has the type that
+        saved it (a state never lands on another kind of callback); the others start afresh, with a log line."""
+        states = ckpt.get("callbacks", [])
+        types = ckpt.get("callback_types") or [None] * len(states)
+        for i, cb in enumerate(self.callbacks):
+            if i < len(states) and types[i] in (None, _qualname(cb)):
+                cb.load_state_dict(states[i])
+            else:
+                log.warning("resume: callback %d (%s) has no saved state of its kind; it starts afresh", i,
+                            _qualname(cb))  # fmt: skip
+
+    def restore_random_state(self, ckpt: dict[str, Any]) -> None:
+        """Put the data order and the random generators back where the checkpoint left them."""
+        self.data_generator.set_state(ckpt["data_generator_state"].cpu())
+        if self.data is not None:
+            self.data.load_state_dict(ckpt.get("loader_state") or {})
+        if ckpt.get("torch_rng_state") is not None:
+            torch.set_rng_state(ckpt["torch_rng_state"].cpu())
+
+
+def model_signature(model: nn.Module) -> dict[str, Any]:
+    """What identifies a model for a resume: its class and, when it has one, its configuration dataclass
+    (cortexnet's models: topology, sizes, seeds, ...)."""
+    config = getattr(model, "config", None)
+    return {
+        "class": _qualname(model),
+        "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
+    }
+
+
+def _qualname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _all_finite(tensors) -> bool:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cortexnet.data import batches, model_device, model_dtype
+from cortexnet.data import Batches, batches, model_device, model_dtype
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import CheckpointError, load_checkpoint
 from cortexnet.training.config import TrainConfig
@@ -86,12 +86,14 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``: a ``TensorDataset``, any map-style
     ``Dataset`` of ``(x (T, F), y)`` or a ``DataLoader`` (see :func:`cortexnet.data.batching`).
 
-    Computes on ``device`` (default: the model's). Returns ``{"loss": float, "accuracy": float in [0, 1],
+    Computes on ``device`` (default: the model's); ``dataset`` may also be prepared :class:`Batches` (what
+    :func:`fit` passes, so a dataset is converted once per run, not per evaluation). Returns ``{"loss": float, "accuracy": float in [0, 1],
     "n": int}``. The model's train/eval mode is restored.
     """
     device = model_device(model) if device is None else torch.device(device)
-    data = batches(dataset, batch_size=batch_size, dtype=model_dtype(model),
-                   n_features=getattr(model, "n_inputs", None), what="evaluation data")  # fmt: skip
+    data = (
+        dataset if isinstance(dataset, Batches) else _batches(model, dataset, batch_size, "evaluation data")
+    )
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, 0
@@ -153,23 +155,27 @@ def fit(
         )
     device = resolve_device(config.device)
     model.to(device)
-    n_features, dtype = getattr(model, "n_inputs", None), model_dtype(model)
-    data = batches(train, batch_size=config.batch_size, dtype=dtype, n_features=n_features, what="train")
+    data = _batches(model, train, config.batch_size, "train")
+    if config.eval_fractions and data.n_batches() is None:
+        raise ValueError(
+            "eval_fractions need a DataLoader with a length (batches per epoch); this one has none"
+        )
     eval_size = max(config.batch_size, 100)
+    splits = {k: _batches(model, d, eval_size, k) for k, d in (("val", val), ("test", test)) if d is not None}
     optimizer = optimizer or make_optimizer(model.parameters(), config)
     generator = torch.Generator().manual_seed(config.data_seed)
     run_path = Path(run_dir) if run_dir is not None else None
     ctx = TrainContext(model, optimizer, TrainState(), device, config, run_path)
     user = list(callbacks)
     saver = Checkpointer(every=config.checkpoint_every, epochs=config.epochs, meta=meta or {},
-                         data_generator=generator, callbacks=user)  # fmt: skip
+                         data_generator=generator, data=data, callbacks=user)  # fmt: skip
     # Order at epoch ends: best-validation bookkeeping, then the user's callbacks, then the checkpoint.
     hooks: list[Callback] = [HistoryWriter(), EarlyStopping(config.early_stopping_patience), *user, saver]
 
     def record(epoch: float, train_loss: float | None, t0: float) -> dict[str, Any]:
         rec: dict[str, Any] = {"epoch": epoch, "step": ctx.state.step, "train_loss": train_loss}
-        for split, ds in (("val", val), ("test", test)):
-            r = evaluate(model, ds, batch_size=eval_size, device=device) if ds is not None else {}
+        for split in ("val", "test"):
+            r = evaluate(model, splits[split], device=device) if split in splits else {}
             rec.update({f"{split}_loss": r.get("loss"), f"{split}_acc": r.get("accuracy")})
         rec["elapsed_s"] = ctx.state.elapsed_s + (time.perf_counter() - t0)
         ctx.state.history.append(rec)
@@ -178,7 +184,7 @@ def fit(
         model.train()
         return rec
 
-    if not (resume and run_path is not None and _restore(ctx, run_path / CHECKPOINT_NAME, generator, user)):
+    if not (resume and run_path is not None and _restore(ctx, run_path / CHECKPOINT_NAME, saver)):
         if run_path is not None:
             run_path.mkdir(parents=True, exist_ok=True)
         record(0.0, None, time.perf_counter())
@@ -190,7 +196,7 @@ def fit(
         while state.epoch < config.epochs and not state.stopped_early:
             t0 = time.perf_counter()
             order = data.index_batches(generator)
-            n_batches = len(order) if order is not None else len(data)
+            n_batches = len(order) if order is not None else data.n_batches()
             eval_at = {max(1, min(n_batches - 1, round(f * n_batches))) for f in config.eval_fractions}
             loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
             bar = tqdm(data.epoch(order), total=n_batches, desc=f"epoch {state.epoch + 1}/{config.epochs}",
@@ -214,7 +220,7 @@ def fit(
                 seen += len(y)
                 for cb in hooks:
                     cb.on_step_end(model, ctx)
-                if i in eval_at and i < n_batches:
+                if i in eval_at and i < (n_batches or 0):
                     record(state.epoch + i / n_batches, None, t0)
             state.epoch += 1
             state.elapsed_s = record(float(state.epoch), float(loss_sum) / max(seen, 1), t0)["elapsed_s"]
@@ -229,20 +235,25 @@ def fit(
     return state
 
 
-def _restore(
-    ctx: TrainContext, path: Path, generator: torch.Generator, callbacks: Sequence[Callback]
-) -> bool:
-    """Load a checkpoint into the run (model, optimiser, state, data order, callbacks); False when none."""
+def _batches(model: nn.Module, data: Any, batch_size: int, what: str) -> Batches:
+    """``data`` as batches in the model's dtype, checked against its ``n_inputs`` (when it has one)."""
+    return batches(data, batch_size=batch_size, dtype=model_dtype(model),
+                   n_features=getattr(model, "n_inputs", None), what=what)  # fmt: skip
+
+
+def _restore(ctx: TrainContext, path: Path, saver: Checkpointer) -> bool:
+    """Load a checkpoint into the run (model, optimiser, state, data order, random states, callbacks);
+    False when there is none. Refuses a checkpoint of another model."""
     if not path.exists():
         return False
     ckpt = load_checkpoint(path, map_location=ctx.device)
     _check_resumable(ckpt, ctx.config, path)
+    saver.check_compatible(ckpt, ctx.model, path)
     ctx.model.load_state_dict(ckpt["model_state"])
     ctx.optimizer.load_state_dict(ckpt["optimizer_state"])
     ctx.state = TrainState(**ckpt["train_state"])
-    generator.set_state(ckpt["data_generator_state"].cpu())
-    for cb, cb_state in zip(callbacks, ckpt.get("callbacks", []), strict=False):
-        cb.load_state_dict(cb_state)
+    saver.restore_random_state(ckpt)
+    saver.restore_callbacks(ckpt)
     HistoryWriter().on_evaluation(ctx.model, ctx, {})  # drop evaluations made after the checkpoint
     ctx.last_good.update(path=path, epoch=ctx.state.epoch)
     log.info("resumed %s at epoch %d (step %d)", path, ctx.state.epoch, ctx.state.step)
