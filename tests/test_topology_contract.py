@@ -195,3 +195,17 @@ def test_weights_are_addressed_by_name_in_the_recorders():
         progress=False,
     )
     assert recorder.epochs and recorder.epochs[0]["values_recorded"] == 2 * model.layers[1].nnz
+
+
+def test_edge_matched_er_baseline_draws_the_g2g_grouping_first_as_before():
+    small = dict(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
+                 hidden=(16, 16), exact_edges=True, grouping="random", groups=4, p_inter=0.2)  # fmt: skip
+    cfg = G2GNetConfig(**small, connectivity="er", connectivity_seed=5)
+    model = build_model("g2gnet", cfg, 8, 3)
+    g = torch.Generator().manual_seed(5)
+    cfg.layer_groups(g)  # the grouping the counts come from is drawn first from the same generator
+    for layer, (n_out, n_in) in zip(model.layers, [(16, 16), (16, 16)], strict=True):
+        expected = make_connectivity(
+            "er", LayerSpec(n_out, n_in, exact=True), generator=g, p=layer.nnz / (n_out * n_in)
+        )
+        assert layer.connectivity().equals(expected)

@@ -355,9 +355,15 @@ def hidden_connectivities(
     ``connectivity_seed``): each matrix's (topology, parameters) from :meth:`G2GNetConfig.layer_topology_specs`
     and its :class:`~cortexnet.connectivity.LayerSpec`; no topology is special-cased by name."""
     g = generator if generator is not None else torch.Generator().manual_seed(config.connectivity_seed)
+    counts = None
+    if config.uses_table1_masks() and config.connectivity == "er" and config.er_density is None:
+        # The edge-matched ER baseline counts the edges of the G2G grouping drawn from this generator, as
+        # the G2G model does (so "random" grouping consumes the same draws and seeds keep their masks).
+        counts = _g2g_counts(config, config.layer_groups(g))
+    specs = config.layer_topology_specs(counts)
     return [
         make_connectivity(name, spec, generator=g, **params)
-        for (name, params), spec in zip(config.layer_topology_specs(), config.layer_specs(), strict=True)
+        for (name, params), spec in zip(specs, config.layer_specs(), strict=True)
     ]
 
 
