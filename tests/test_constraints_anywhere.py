@@ -168,3 +168,57 @@ def test_functional_call_never_modifies_the_callers_tensors():
     out = torch.func.functional_call(model, {"w.values": wrong}, (torch.rand(4, 30),))
     assert torch.isfinite(out).all()
     assert bool((wrong < 0).sum() > 0) and torch.equal(wrong, -model.w.values.detach() - 0.5)
+
+
+@pytest.mark.parametrize("backend", ["masked_dense", "csr"])
+def test_the_first_product_never_rewrites_a_weight_a_graph_already_holds(backend):
+    # An L1 penalty evaluated before the forward pass holds the parameter; the forward must not then
+    # project it in place (the constraints were recorded as holding when the values were set or loaded).
+    def penalised_step(model):
+        w = sparse_weights(model)["recurrent.rec"]
+        reg = 1e-3 * w._parameter().abs().sum()
+        loss = F.cross_entropy(model(x), torch.arange(len(x)) % 3) + reg
+        loss.backward()
+
+    model, x = _model("rnn", backend)
+    penalised_step(model)  # fresh model
+    w = sparse_weights(model)["recurrent.rec"]
+    from sparse_helpers import rewired
+
+    w.set_connectivity_(rewired(w.connectivity(), 5, seed=1))
+    penalised_step(model)  # after rewiring
+    fresh, _ = _model("rnn", backend)
+    fresh.load_state_dict(model.state_dict())
+    penalised_step(fresh)  # after loading
+
+
+def test_swap_tensors_conversions_and_copies_stay_constrained():
+    import copy
+
+    model, _ = _model("rnn", "csr")
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        model.double()
+        model.load_state_dict(model.state_dict())
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(False)
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        converted = copy.deepcopy(model).float()  # new Parameter objects
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(False)
+    for m in (copy.deepcopy(model), converted):
+        # No forward pass first: an optimiser step on made-up gradients is still projected.
+        opt = torch.optim.SGD(m.parameters(), lr=10.0)
+        for p in m.parameters():
+            p.grad = torch.randn_like(p)
+        opt.step()
+        assert constraint_violations(m)["total"] == 0
+
+
+def test_functional_call_with_parameter_copies_leaves_them_alone():
+    model = RawSparse("masked_dense")
+    copies = {k: torch.nn.Parameter(-v.detach().clone() - 0.5) for k, v in model.named_parameters()}
+    before = {k: v.detach().clone() for k, v in copies.items()}
+    torch.func.functional_call(model, copies, (torch.rand(4, 30),))
+    assert all(torch.equal(copies[k], before[k]) for k in copies)

@@ -236,3 +236,27 @@ def test_a_float64_test_set_is_converted_once_per_run(caplog):
             progress=False,
         )
     assert sum("converting inputs" in r.message for r in caplog.records) == 1
+
+
+def test_a_resume_with_other_tensor_valued_topology_params_is_a_checkpoint_error(tmp_path):
+    from cortexnet.training import CheckpointError
+
+    def model(groups):
+        cfg = CortexRNNConfig(n_nodes=30, p=0.3, topology="g2g",
+                              topology_params={"in_groups": torch.tensor(groups), "p_inter": 0.1})  # fmt: skip
+        return build_model("cortex_rnn", cfg, 3, 3)
+
+    fit(model([i % 3 for i in range(30)]), _data(), None, _cfg(epochs=1), run_dir=tmp_path, progress=False)
+    same = fit(model([i % 3 for i in range(30)]), _data(), None, _cfg(epochs=2), run_dir=tmp_path,
+               resume=True, progress=False)  # fmt: skip
+    assert same.epoch == 2
+    with pytest.raises(CheckpointError, match="another model"):
+        fit(model([i % 2 for i in range(30)]), _data(), None, _cfg(epochs=3), run_dir=tmp_path, resume=True,
+            progress=False)  # fmt: skip
+
+
+def test_probes_refuse_a_loader_without_a_length_with_one_clear_message():
+    from cortexnet.analysis import hidden_activations
+
+    with pytest.raises(ValueError, match="need a sized dataset or DataLoader"):
+        hidden_activations(_model(), DataLoader(Stream(_data()), batch_size=10))

@@ -1,6 +1,7 @@
 """Connectivity as seeded data: masks (CSR index form) and E/I identities, generators registered by name."""
 
 import inspect
+import numbers
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -99,6 +100,8 @@ def check_topology_params(
     """
     if name not in TOPOLOGIES:
         raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
+    if not isinstance(params, Mapping):
+        raise ValueError(f"topology_params must be a mapping of parameter names to values, got {params!r}")
     gen = TOPOLOGIES.get(name)
     fixed = set(fixed) | {"generator"}
     repeated = sorted(fixed & set(params))
@@ -135,10 +138,12 @@ def _check_types(name: str, gen: Any, params: Mapping[str, Any]) -> None:
         if len(options) != 1 or options[0] not in _SCALARS or (optional and value is None):
             continue
         tp = options[0]
+        # numbers.* so that NumPy scalars (np.int64(4), np.float32(0.05)) of a programmatic sweep pass too.
+        kinds = {int: numbers.Integral, float: numbers.Real, str: str}
         ok = (
             isinstance(value, bool)
             if tp is bool
-            else isinstance(value, tp if tp is not float else (int, float)) and not isinstance(value, bool)
+            else isinstance(value, kinds[tp]) and not isinstance(value, bool)
         )
         if not ok:
             raise ValueError(

@@ -346,6 +346,9 @@ def g2g(
     """
     p = (spec.density if spec.density is not None else 1.0) if p is None else p
     recurrent = spec.recurrent if recurrent is None else recurrent
+    # Group ids may come as lists (TOML, --topology-params): tensors from here on.
+    out_groups = None if out_groups is None else torch.as_tensor(out_groups)
+    in_groups = None if in_groups is None else torch.as_tensor(in_groups)
     number = spec.index if layer is None else layer
     if out_groups is None and in_groups is None:
         cache = spec.shared.setdefault("g2g_groups", {})
@@ -356,12 +359,14 @@ def g2g(
                 cache[key] = group_assignment(n, groups, grouping, layer=node_layer, generator=generator)
             return cache[key]
 
-        if not cache and not recurrent and layer is None:
-            # First G2G weight of a model build: draw every node layer's assignment now, in layer order, so a
-            # random grouping is one per node layer and the draws precede all masks.
+        if not cache and not recurrent and layer is None and grouping == "random":
+            # First G2G weight of a model build: draw every node layer's random assignment now, in layer order,
+            # so that it is one per node layer and the draws precede all masks (G2GNet's order). Node layers
+            # narrower than G cannot be grouped (no G2G matrix can touch them) and are skipped.
             widths = [spec.shapes[0][1], *(shape[0] for shape in spec.shapes)]
             for k, n in enumerate(widths):
-                assignment(k, n)
+                if groups <= n:
+                    assignment(k, n)
         in_groups = assignment(number, spec.n_in)
         out_groups = in_groups if recurrent else assignment(number + 1, spec.n_out)
     return group_to_group(
@@ -398,9 +403,18 @@ def _check_g2g_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     if grouping not in GROUPINGS:
         raise ValueError(f"g2g grouping must be one of {GROUPINGS}, got {grouping!r}")
     groups = kwargs.get("groups", defaults["groups"].default)
+    for key in ("out_groups", "in_groups"):
+        value = kwargs.get(key)
+        if value is not None:
+            try:
+                ids = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"g2g {key} must be a list of integer group ids, got {value!r}") from None
+            if ids.is_floating_point() or ids.dim() != 1:
+                raise ValueError(f"g2g {key} must be a flat list of integer group ids, got {value!r}")
     explicit = kwargs.get("out_groups") is not None or kwargs.get("in_groups") is not None
     if not explicit:
-        widths = [n for shape in (spec.shapes if spec is not None else ()) for n in shape]
+        widths = [spec.n_out, spec.n_in] if spec is not None else []
         narrowest = min(widths) if widths else None
         if groups < 1 or (narrowest is not None and groups > narrowest):
             upper = narrowest if narrowest is not None else "the layer width"

@@ -32,6 +32,11 @@ def probe_source(
     :class:`~cortexnet.data.batching.Batches` of ``(x (B, T, F), y (B,))`` in ``model``'s dtype, and the device
     to compute on: ``device`` when given, else the model's (:func:`~cortexnet.data.batching.model_device`)."""
     source = batches(data, batch_size=batch_size, dtype=model_dtype(model), what=what)
+    if source.n_samples is None:
+        raise ValueError(
+            f"{what}: the probes address samples by position and need a sized dataset or DataLoader; this "
+            "loader (over an IterableDataset) has no length: pass the dataset itself or a map-style one"
+        )
     return source, model_device(model) if device is None else torch.device(device)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar, Literal
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity
 from cortexnet.registry import Registry
-from cortexnet.sparse.constraints import _enrol
+from cortexnet.sparse.constraints import enrol, record_projection
 from cortexnet.sparse.probes import GradientProbe
 
 #: Backends by name: ``factory(connectivity, *, dale=..., column_sign=..., **options) -> SparseWeight``
@@ -282,7 +283,33 @@ class SparseWeight(nn.Module, ABC):
         the constraints hold after every optimiser step from the moment the weight exists."""
         super().register_parameter(name, param)
         if param is not None:
-            _enrol(self, param)
+            enrol(self, param)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Every backend's apply_constraints_ records that the constraints hold for the parameter's current
+        # version, wherever it is called from (set_values_, load_dense_, set_connectivity_, a projection), so
+        # the next product never re-projects in place a weight an autograd graph already holds.
+        super().__init_subclass__(**kwargs)
+        impl = cls.__dict__.get("apply_constraints_")
+        if impl is not None and not getattr(impl, "_records_projection", False):
+
+            @functools.wraps(impl)
+            def apply_constraints_(self) -> None:
+                impl(self)
+                record_projection(self)
+
+            apply_constraints_._records_projection = True  # type: ignore[attr-defined]
+            cls.apply_constraints_ = apply_constraints_  # type: ignore[method-assign]
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .double() may replace the Parameter object (overwrite-on-conversion): enrol the new one.
+        out = super()._apply(fn, *args, **kwargs)
+        enrol(self)
+        return out
+
+    def __setstate__(self, state: dict) -> None:  # unpickling, deepcopy: enrol the copy's parameter
+        super().__setstate__(state)
+        enrol(self)
 
     # -- hooks of the provided mutation / probe / check methods ---------------------------------------------
     @abstractmethod
@@ -374,6 +401,9 @@ class SparseWeight(nn.Module, ABC):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         self._after_load()
+        enrol(self)
+        with torch.no_grad():  # loaded values obey the constraints already; record it (idempotent projection)
+            self.apply_constraints_()
 
     @property
     def nnz(self) -> int:

@@ -33,51 +33,54 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 if TYPE_CHECKING:
     from cortexnet.sparse.base import SparseWeight
 
-#: id(parameter) -> (weak ref to the parameter, weak ref to its SparseWeight): enrolling never keeps a model
-#: alive, and an entry goes away with its parameter. (Keyed by id: tensors compare element-wise, so they cannot
-#: be weak dictionary keys.)
-_OWNERS: dict[int, tuple[weakref.ref, weakref.ref]] = {}
+#: id(parameter) -> its SparseWeight, held weakly (enrolling never keeps a model alive, and no weak reference to
+#: a tensor is taken: ``torch.utils.swap_tensors`` refuses tensors that have one). A lookup checks that the
+#: weight's parameter still is that object, so a reused id never matches.
+_OWNERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 #: Callbacks ``fn(weight)`` run just before a weight's constraints are re-imposed after an optimiser step.
 _OBSERVERS: dict[int, Callable[[SparseWeight], None]] = {}
 _ids = itertools.count()
-_VERSION_ATTR = "_constrained_version"
+VERSION_ATTR = "_constrained_version"
 
 
-def _enrol(weight: SparseWeight, param: nn.Parameter) -> None:
-    key = id(param)
-    entry = _OWNERS.get(key)
-    if entry is None or entry[0]() is not param or entry[1]() is not weight:
-        _OWNERS[key] = (weakref.ref(param, lambda _r, k=key: _OWNERS.pop(k, None)), weakref.ref(weight))
+def enrol(weight: SparseWeight, param: torch.Tensor | None = None) -> None:
+    """Enrol ``weight`` (its current parameter, or ``param``) in the after-step projection. The backends do it
+    when the parameter is registered, after ``.to()``-style conversions and after unpickling / deepcopy."""
+    param = weight._parameter() if param is None else param
+    if isinstance(param, nn.Parameter):
+        _OWNERS[id(param)] = weight
 
 
 def _owner(param: torch.Tensor) -> SparseWeight | None:
-    entry = _OWNERS.get(id(param))
-    if entry is None or entry[0]() is not param:
+    weight = _OWNERS.get(id(param))
+    if weight is None or weight._parameter() is not param:
         return None
-    return entry[1]()
+    return weight
+
+
+def record_projection(weight: SparseWeight) -> None:
+    """Note that ``weight``'s constraints hold for its parameter's current version (every backend's
+    ``apply_constraints_`` ends with it), so the next product does not project again."""
+    setattr(weight, VERSION_ATTR, weight._parameter()._version)
 
 
 def project_(weight: SparseWeight) -> None:
     """Re-impose ``weight``'s mask and sign rule now (in place, no autograd) and record its version."""
-    param = weight._parameter()
     with torch.no_grad():
         weight.apply_constraints_()
-    setattr(weight, _VERSION_ATTR, param._version)
-    if isinstance(param, nn.Parameter):
-        _enrol(weight, param)
+    record_projection(weight)
 
 
 @torch.compiler.disable  # a per-step changing integer would make torch.compile recompile every step
 def ensure_constrained(weight: SparseWeight) -> None:
-    """Enrol ``weight`` and re-impose its constraints if its parameter changed since the last projection
-    (O(1) otherwise). Called by every backend before it multiplies."""
+    """Re-impose ``weight``'s constraints if its own parameter changed since the last projection (O(1)
+    otherwise). Called by every backend before it multiplies. A tensor swapped in from outside (e.g. by
+    ``torch.func.functional_call``, even an ``nn.Parameter``) is never modified."""
     param = weight._parameter()
-    if not isinstance(param, nn.Parameter) or not param.is_leaf:
-        return  # a tensor swapped in from outside (torch.func.functional_call): never modify it
-    if getattr(weight, _VERSION_ATTR, None) != param._version:
+    if _owner(param) is not weight or not param.is_leaf:
+        return
+    if getattr(weight, VERSION_ATTR, None) != param._version:
         project_(weight)
-    else:
-        _enrol(weight, param)
 
 
 def observe_projection(fn: Callable[[SparseWeight], None]) -> Any:

@@ -143,6 +143,7 @@ class Checkpointer(Callback):
                 # without a generator of its own draws its seed there), continue exactly after a resume.
                 "loader_state": self.data.state_dict() if self.data is not None else {},
                 "torch_rng_state": torch.get_rng_state(),
+                "cuda_rng_states": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                 "model_signature": model_signature(ctx.model),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
                 "callback_types": [_qualname(cb) for cb in self.callbacks],
@@ -153,13 +154,16 @@ class Checkpointer(Callback):
     def check_compatible(self, ckpt: dict[str, Any], model: nn.Module, path: Any) -> None:
         """Raise :class:`~cortexnet.training.CheckpointError` unless ``ckpt`` was written for this model (its
         class and configuration: a resume never swaps in another topology or size)."""
-        saved, now = ckpt.get("model_signature"), model_signature(model)
-        if saved is not None and json.dumps(saved, sort_keys=True, default=str) != json.dumps(
-            now, sort_keys=True, default=str
-        ):
-            diff = {
-                k: (saved.get(k), now.get(k)) for k in set(saved) | set(now) if saved.get(k) != now.get(k)
-            }
+        saved = ckpt.get("model_signature")
+        if saved is None:  # an older checkpoint
+            return
+        saved, now = _plain(saved), _plain(model_signature(model))
+        if saved != now:
+            config_s, config_n = saved.get("config") or {}, now.get("config") or {}
+            diff = {k: (config_s.get(k), config_n.get(k)) for k in sorted(set(config_s) | set(config_n))
+                    if config_s.get(k) != config_n.get(k)}  # fmt: skip
+            if saved.get("class") != now.get("class"):
+                diff["class"] = (saved.get("class"), now.get("class"))
             raise CheckpointError(f"cannot resume {path}: it holds another model (saved, now): {diff}")
 
     def restore_callbacks(self, ckpt: dict[str, Any]) -> None:
@@ -181,6 +185,9 @@ class Checkpointer(Callback):
             self.data.load_state_dict(ckpt.get("loader_state") or {})
         if ckpt.get("torch_rng_state") is not None:
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
+        cuda = ckpt.get("cuda_rng_states")
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
 
 
 def model_signature(model: nn.Module) -> dict[str, Any]:
@@ -191,6 +198,15 @@ def model_signature(model: nn.Module) -> dict[str, Any]:
         "class": _qualname(model),
         "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
     }
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-comparable form: tuples as lists, tensors as (CPU) lists, whatever device they were loaded to."""
+
+    def default(o: Any) -> Any:
+        return o.detach().cpu().tolist() if torch.is_tensor(o) else str(o)
+
+    return json.loads(json.dumps(obj, sort_keys=True, default=default))
 
 
 def _qualname(obj: Any) -> str:
