@@ -10,8 +10,12 @@ from typing import Any
 
 import torch
 
+from cortexnet.connectivity import budget as _budget  # noqa: F401  (registers "erk")
 from cortexnet.connectivity import er as _er  # noqa: F401  (registers "er", "full")
 from cortexnet.connectivity import g2g as _g2g  # noqa: F401  (registers "g2g")
+from cortexnet.connectivity import lattice as _lattice  # noqa: F401  (registers "bsw", "brf", "dnm")
+from cortexnet.connectivity import scale_free as _scale_free  # noqa: F401  (registers "bsf")
+from cortexnet.connectivity import spectral as _spectral  # noqa: F401  (registers "ramanujan")
 from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,
