@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -200,6 +201,49 @@ class Connectivity:
             and torch.equal(self.crow, other.crow)
             and torch.equal(self.col, other.col)
         )
+
+
+def resolve_density(spec: LayerSpec | None, p: float | None, name: str) -> float:
+    """``p``, else the layer description's density: what a generator with a density parameter places. Raises
+    ``ValueError`` naming the fix when neither is given or the value lies outside [0, 1]."""
+    if p is None and spec is not None:
+        p = spec.density
+    if p is None:
+        raise ValueError(
+            f"topology {name!r} needs a connection probability: set topology_params p=... in [0, 1] (the model "
+            "supplies none)"
+        )
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} connection probability p must be in [0, 1], got {p}")
+    return float(p)
+
+
+def drops_diagonal(spec: LayerSpec, self_connections: bool | None) -> bool:
+    """True when the diagonal is excluded: a recurrent weight without self-connections (``self_connections``,
+    default ``spec.self_connections``). A feed-forward weight has no self-connections to exclude."""
+    allow = spec.self_connections if self_connections is None else self_connections
+    return spec.recurrent and not allow
+
+
+def possible_links(n_out: int, n_in: int, drop_diag: bool) -> int:
+    """``n_out · n_in``, less the ``n`` diagonal pairs when they are excluded (square, one node set)."""
+    return n_out * n_in - (min(n_out, n_in) if drop_diag else 0)
+
+
+def need_generator(name: str, generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or ``ValueError`` when a random topology was called without one."""
+    if generator is None:
+        raise ValueError(
+            f"topology {name!r} is random: pass an explicit torch.Generator "
+            "(generator=torch.Generator().manual_seed(s))"
+        )
+    return generator
+
+
+def numpy_rng(generator: torch.Generator | None, name: str) -> np.random.Generator:
+    """A NumPy generator seeded by one draw from the explicit torch ``generator`` (same state → same stream)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=need_generator(name, generator)))
+    return np.random.default_rng(seed)
 
 
 def round_half_up(x: float) -> int:

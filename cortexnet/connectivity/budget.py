@@ -31,9 +31,16 @@ from typing import Any
 
 import torch
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
+from cortexnet.connectivity.base import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
+    drops_diagonal,
+    possible_links,
+    resolve_density,
+    rounded_count,
+)
 from cortexnet.connectivity.er import erdos_renyi
-from cortexnet.connectivity.scale_free import drops_diagonal, possible_links, resolve_density
 
 
 def _check_shapes(shapes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
+from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, resolve_density, rounded_count
 
 #: Rows processed per chunk: bounds the temporary (chunk x n_in) random block to ~64 MB of float32.
 _CHUNK_ELEMENTS = 16_000_000
@@ -141,18 +141,9 @@ def er(
 
 def _check_er_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of the registered ``"er"``: a connection probability in [0, 1], from ``p`` or the
-    layer description's density."""
-    p = kwargs.get("p")
-    if p is None and spec is not None:
-        p = spec.density
-    if p is None:
-        if spec is not None:
-            raise ValueError(
-                "topology 'er' needs a connection probability: set topology_params p=... in [0, 1]"
-            )
-        return
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"er connection probability p must be in [0, 1], got {p}")
+    layer description's density (without a description, only a given ``p`` is checked)."""
+    if spec is not None or kwargs.get("p") is not None:
+        resolve_density(spec, kwargs.get("p"), "er")
 
 
 er.check_params = _check_er_params  # type: ignore[attr-defined]

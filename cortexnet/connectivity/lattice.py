@@ -32,7 +32,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
+from cortexnet.connectivity.base import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
+    drops_diagonal,
+    need_generator,
+    numpy_rng,
+    possible_links,
+    resolve_density,
+    rounded_count,
+)
 
 #: Degree distributions of ``"brf"``.
 BRF_DEGREES: tuple[str, ...] = ("fixed", "uniform")
@@ -55,33 +65,10 @@ _BLOCK = 1 << 24
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _density(name: str, spec: LayerSpec, p: float | None) -> float:
-    p = spec.density if p is None else p
-    if p is None:
-        raise ValueError(
-            f"topology {name!r} needs a connection probability and the model gives none: "
-            "pass topology_params p=... in [0, 1]"
-        )
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} connection probability p must be in [0, 1], got {p}")
-    return float(p)
-
-
-def _drops_diagonal(spec: LayerSpec, self_connections: bool | None) -> bool:
-    allow = spec.self_connections if self_connections is None else self_connections
-    return spec.recurrent and not allow
-
-
-def possible_links(spec: LayerSpec, self_connections: bool | None = None) -> int:
-    """``n_out · n_in``, less ``n`` on a recurrent layer without self-connections (``self_connections``
-    defaults to ``spec.self_connections``; a feed-forward layer has no diagonal to exclude)."""
-    drop = _drops_diagonal(spec, self_connections)
-    return spec.n_out * spec.n_in - (spec.n_out if drop else 0)
-
-
 def link_total(spec: LayerSpec, p: float | None = None, self_connections: bool | None = None) -> int:
     """The exact number of links ``"bsw"``, ``"brf"`` and ``"dnm"`` place: ``round(p · possible)``."""
-    return rounded_count(_density("lattice", spec, p), possible_links(spec, self_connections))
+    drop = drops_diagonal(spec, self_connections)
+    return rounded_count(resolve_density(spec, p, "lattice"), possible_links(spec.n_out, spec.n_in, drop))
 
 
 def spread(total: int, n: int) -> Tensor:
@@ -122,10 +109,6 @@ def apportion(total: int, weights: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
         pick = torch.argsort(key, stable=True)[: min(abs(r), int(room.sum()))]
         x[pick] += 1 if r > 0 else -1
         frac[pick] = 0.0
-
-
-def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
-    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
 
 
 def _unique_sorted(x: Tensor) -> Tensor:
@@ -169,7 +152,7 @@ def uniform_subset(size: int, m: int, generator: torch.Generator) -> Tensor:
         return _distinct_sorted(size, m, generator)
     sizes = np.full(math.ceil(size / _BLOCK), _BLOCK, dtype=np.int64)
     sizes[-1] = size - _BLOCK * (sizes.size - 1)
-    counts = _numpy_rng(generator).multivariate_hypergeometric(sizes, m, method="marginals")
+    counts = numpy_rng(generator, "lattice").multivariate_hypergeometric(sizes, m, method="marginals")
     out = torch.empty(m, dtype=torch.int64)
     filled = 0
     for k, (n, c) in enumerate(zip(sizes.tolist(), counts.tolist(), strict=True)):
@@ -259,15 +242,6 @@ def _to_connectivity(links: Tensor, n_out: int, n_in: int, drop_diag: bool) -> C
     return Connectivity(n_out, n_in, crow, links)
 
 
-def _need_generator(name: str, generator: torch.Generator | None) -> torch.Generator:
-    if generator is None:
-        raise ValueError(
-            f"topology {name!r} is random: pass an explicit torch.Generator "
-            "(generator=torch.Generator().manual_seed(s))"
-        )
-    return generator
-
-
 def _check_unit(name: str, key: str, value: float, *, open_low: bool = False, fix: str = "") -> None:
     ok = (0.0 < value <= 1.0) if open_low else (0.0 <= value <= 1.0)
     if not ok:
@@ -281,17 +255,10 @@ def _check_choice(name: str, key: str, value: str, choices: tuple[str, ...]) -> 
 
 
 def _check_density(name: str, spec: LayerSpec | None, kwargs: dict[str, Any]) -> float | None:
-    p = kwargs.get("p")
-    if p is None and spec is not None:
-        p = spec.density
-        if p is None:
-            raise ValueError(
-                f"topology {name!r} needs a connection probability and the model gives none: "
-                "set topology_params p=... in [0, 1]"
-            )
-    if p is not None:
-        _check_unit(name, "connection probability p", p, fix=" (set topology_params p=... in [0, 1])")
-    return p
+    """The density a check hook validates: ``p`` or the description's; None when neither is known yet."""
+    if spec is None and kwargs.get("p") is None:
+        return None
+    return resolve_density(spec, kwargs.get("p"), name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -406,16 +373,16 @@ def bsw(
     4.3 s, 1.25 GB peak RSS; β = 1: 6.5 s, 1.3 GB; β = 0: 1.1 s, 0.86 GB on the 2-core dev box (peak RSS
     of the whole process, 0.23 GB of it Python + torch; times ~2.5x longer when the box is shared).
     """
-    p = _density("bsw", spec, p)
+    p = resolve_density(spec, p, "bsw")
     _check_unit("bsw", "beta", beta, fix=" (0 = ring lattice, 1 = Erdős–Rényi; seed 003: 0.25)")
-    drop = _drops_diagonal(spec, self_connections)
-    space = possible_links(spec, self_connections)
+    drop = drops_diagonal(spec, self_connections)
+    space = possible_links(spec.n_out, spec.n_in, drops_diagonal(spec, self_connections))
     total = rounded_count(p, space)
     if total == 0:
         return _to_connectivity(torch.empty(0, dtype=torch.int64), spec.n_out, spec.n_in, drop)
     links = ring_lattice(spec.n_out, spec.n_in, total, recurrent=spec.recurrent, drop_diag=drop)
     if beta > 0.0:
-        links = _rewire(links, space, beta, _need_generator("bsw", generator))
+        links = _rewire(links, space, beta, need_generator("bsw", generator))
     return _to_connectivity(links, spec.n_out, spec.n_in, drop)
 
 
@@ -443,7 +410,7 @@ def brf_degrees(
     Both sum to ``total`` exactly."""
     if degree == "fixed":
         return spread(total, n_rows)
-    weights = torch.rand(n_rows, generator=_need_generator("brf", generator), dtype=torch.float64)
+    weights = torch.rand(n_rows, generator=need_generator("brf", generator), dtype=torch.float64)
     lo = torch.full((n_rows,), 1 if total >= n_rows else 0, dtype=torch.int64)
     return apportion(total, weights, lo, torch.full((n_rows,), cap, dtype=torch.int64))
 
@@ -492,13 +459,13 @@ def brf(
     degrees 13.9 s, 0.79 GB peak RSS; uniform 11.2 s, 0.87 GB on the 2-core dev box (whole process, 0.23 GB
     of it Python + torch; ~2.5x longer when the box is shared).
     """
-    p = _density("brf", spec, p)
+    p = resolve_density(spec, p, "brf")
     _check_unit("brf", "r", r, open_low=True, fix=" (r -> 0: nearest neighbours, r = 1: uniform)")
     _check_choice("brf", "degree", degree, BRF_DEGREES)
-    generator = _need_generator("brf", generator)
-    drop = _drops_diagonal(spec, self_connections)
+    generator = need_generator("brf", generator)
+    drop = drops_diagonal(spec, self_connections)
     n_out, n_in = spec.n_out, spec.n_in
-    total = rounded_count(p, possible_links(spec, self_connections))
+    total = rounded_count(p, possible_links(spec.n_out, spec.n_in, drops_diagonal(spec, self_connections)))
     if total == 0:
         return _to_connectivity(torch.empty(0, dtype=torch.int64), n_out, n_in, drop)
     transposed = not spec.recurrent and n_out > n_in
@@ -627,12 +594,12 @@ def dnm_plan(
 
     See :func:`dnm`. Links per neuron sum to ``round(p · possible)`` exactly; each neuron's links fit its
     window with a gap between consecutive branches (``links + branches - 1 <= window_slots``)."""
-    p = _density("dnm", spec, p)
+    p = resolve_density(spec, p, "dnm")
     _check_dnm_ranges(branches, synapses, window, degree_distribution, synaptic_distribution, sigma)
     n_out = spec.n_out
-    drop = _drops_diagonal(spec, self_connections)
+    drop = drops_diagonal(spec, self_connections)
     slots = spec.n_in - (1 if drop else 0)
-    total = rounded_count(p, possible_links(spec, self_connections))
+    total = rounded_count(p, possible_links(spec.n_out, spec.n_in, drops_diagonal(spec, self_connections)))
     mean_links = total / n_out
     if synapses is not None:
         branches = max(1, math.floor(mean_links / synapses + 0.5))
@@ -647,7 +614,12 @@ def dnm_plan(
         raise ValueError("dnm: this layer has no allowed pair (a single node without self-connections)")
     if total < n_branches or branches > max_per_neuron:
         fewer = max(1, min(total // n_out, max_per_neuron))
-        p_min = min(1.0, n_out * min(branches, max_per_neuron) / possible_links(spec, self_connections))
+        p_min = min(
+            1.0,
+            n_out
+            * min(branches, max_per_neuron)
+            / possible_links(spec.n_out, spec.n_in, drops_diagonal(spec, self_connections)),
+        )
         lower = f"lower branches (to at most {fewer}) or " if fewer < branches else ""
         raise ValueError(
             f"dnm: {n_out} neurons x {branches} branches need {n_branches} links (one synapse per branch "
@@ -767,8 +739,8 @@ def dnm(
         degree_distribution=degree_distribution, synaptic_distribution=synaptic_distribution, sigma=sigma,
         self_connections=self_connections,
     )  # fmt: skip
-    generator = _need_generator("dnm", generator)
-    drop = _drops_diagonal(spec, self_connections)
+    generator = need_generator("dnm", generator)
+    drop = drops_diagonal(spec, self_connections)
     n_out, n_in = spec.n_out, spec.n_in
     total = int(links.sum())
     # Free slots per neuron and the "stars and bars" count: B bars among (free + B) items.

@@ -68,7 +68,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
+from cortexnet.connectivity.base import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
+    drops_diagonal,
+    numpy_rng,
+    possible_links,
+    resolve_density,
+    rounded_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,42 +97,6 @@ _SHARED_KEY = "bsf_row_degrees"
 # ----------------------------------------------------------------------------------------------------------
 # Index-form helpers shared by the graph generators (``scale_free``, ``spectral``)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def numpy_rng(generator: torch.Generator | None, name: str) -> np.random.Generator:
-    """A numpy generator seeded by one draw from the explicit torch ``generator`` (same state → same stream)."""
-    if generator is None:
-        raise ValueError(
-            f"topology {name!r} needs an explicit torch.Generator (generator=torch.Generator().manual_seed(s))"
-        )
-    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
-
-
-def resolve_density(spec: LayerSpec | None, p: float | None, name: str) -> float:
-    """``p``, else the layer description's density; raises ``ValueError`` naming the fix when neither is given
-    or the value lies outside [0, 1]."""
-    if p is None and spec is not None:
-        p = spec.density
-    if p is None:
-        raise ValueError(
-            f"topology {name!r} needs a connection probability: set topology_params p=... in [0, 1] (the model "
-            "supplies none)"
-        )
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} connection probability p must be in [0, 1], got {p}")
-    return float(p)
-
-
-def drops_diagonal(spec: LayerSpec, self_connections: bool | None) -> bool:
-    """True when the diagonal is excluded: a recurrent weight without self-connections (``self_connections``,
-    default ``spec.self_connections``). A feed-forward weight has no self-connections to exclude."""
-    allow = spec.self_connections if self_connections is None else self_connections
-    return spec.recurrent and not allow
-
-
-def possible_links(n_out: int, n_in: int, drop_diag: bool) -> int:
-    """``n_out · n_in``, less the ``n`` diagonal pairs when they are excluded (square, one node set)."""
-    return n_out * n_in - (min(n_out, n_in) if drop_diag else 0)
 
 
 def keys_to_connectivity(keys: np.ndarray, n_out: int, n_in: int) -> Connectivity:

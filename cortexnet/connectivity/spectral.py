@@ -46,15 +46,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from cortexnet.connectivity.base import TOPOLOGIES, Connectivity, LayerSpec, rounded_count
-from cortexnet.connectivity.scale_free import (
+from cortexnet.connectivity.base import (
+    TOPOLOGIES,
+    Connectivity,
+    LayerSpec,
     drops_diagonal,
-    keys_to_connectivity,
-    near_regular_assignment,
     numpy_rng,
     possible_links,
     resolve_density,
+    rounded_count,
 )
+from cortexnet.connectivity.scale_free import keys_to_connectivity, near_regular_assignment
 
 log = logging.getLogger(__name__)
 
