@@ -218,6 +218,14 @@ def resolve_density(spec: LayerSpec | None, p: float | None, name: str) -> float
     return float(p)
 
 
+def check_density(spec: LayerSpec | None, p: float | None, name: str) -> float | None:
+    """What a ``check_params`` hook validates: :func:`resolve_density`, or None when neither ``p`` nor a layer
+    description is known yet (a hook called without a layer checks only what it is given)."""
+    if spec is None and p is None:
+        return None
+    return resolve_density(spec, p, name)
+
+
 def drops_diagonal(spec: LayerSpec, self_connections: bool | None) -> bool:
     """True when the diagonal is excluded: a recurrent weight without self-connections (``self_connections``,
     default ``spec.self_connections``). A feed-forward weight has no self-connections to exclude."""

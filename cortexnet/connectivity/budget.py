@@ -12,7 +12,9 @@ until no density exceeds 1. ``dense_first`` keeps the first weight dense from th
 the first layer dense), its links counted in the budget. Then every layer is an exact-count Erdős–Rényi mask
 at its density (:func:`cortexnet.connectivity.er.erdos_renyi` with ``exact=True``).
 
-Exact: the model total. The per-layer counts ``d_l · possible_l`` are not integers in general, so they are
+Exact: the model total, for models with at most one recurrent weight without self-connections (every model
+here): a layer description tells only its own weight's recurrence, so each call excludes only its own diagonal.
+The per-layer counts ``d_l · possible_l`` are not integers in general, so they are
 apportioned by largest remainders (Hamilton): each layer gets ``⌊d_l · possible_l⌋`` links, and the remaining
 links go one each to the layers with the largest fractional parts (ties: the earlier layer), so the counts
 add up to ``round(p · Σ possible)`` exactly (:func:`erk_counts`) and each differs from ``d_l · possible_l``
@@ -35,6 +37,7 @@ from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
+    check_density,
     drops_diagonal,
     possible_links,
     resolve_density,
@@ -72,6 +75,8 @@ def _erk_solve(
         if not sparse:
             return [1.0] * len(shapes), dense
         weight = sum(raw[i] * possible[i] for i in sparse)
+        if weight == 0:  # only layers without allowed pairs (a 1 x 1 recurrent weight) are left
+            return [1.0 if i in dense else 0.0 for i in range(len(shapes))], dense
         eps = remaining / weight
         over = [i for i in sparse if eps * raw[i] > 1.0]
         if not over:
@@ -173,7 +178,7 @@ def erk(
     sizes = [a * b for a, b in spec.shapes]
     sizes[spec.index] = possible_links(spec.n_out, spec.n_in, drop_diag)
     count = erk_counts(spec.shapes, p, dense_first=dense_first, possible=sizes)[spec.index]
-    density = count / sizes[spec.index]
+    density = count / sizes[spec.index] if sizes[spec.index] else 0.0
     conn = erdos_renyi(
         spec.n_out, spec.n_in, p=density, generator=generator, self_connections=not drop_diag, exact=True
     )
@@ -185,7 +190,7 @@ def erk(
 def _check_erk_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"erk"``: a density in [0, 1] (``p`` or the layer's) that the dense layers fit
     in (``dense_first``)."""
-    p = resolve_density(spec, kwargs.get("p"), "erk")
+    p = check_density(spec, kwargs.get("p"), "erk")
     if spec is not None:
         sizes = [a * b for a, b in spec.shapes]
         sizes[spec.index] = possible_links(

@@ -36,6 +36,7 @@ from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
+    check_density,
     drops_diagonal,
     need_generator,
     numpy_rng,
@@ -254,13 +255,6 @@ def _check_choice(name: str, key: str, value: str, choices: tuple[str, ...]) -> 
         raise ValueError(f"{name} {key} must be one of {choices}, got {value!r}")
 
 
-def _check_density(name: str, spec: LayerSpec | None, kwargs: dict[str, Any]) -> float | None:
-    """The density a check hook validates: ``p`` or the description's; None when neither is known yet."""
-    if spec is None and kwargs.get("p") is None:
-        return None
-    return resolve_density(spec, kwargs.get("p"), name)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # BSW: bipartite small world
 # ----------------------------------------------------------------------------------------------------------
@@ -388,7 +382,7 @@ def bsw(
 
 def _check_bsw_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"bsw"``: a density in [0, 1] (from p or the layer) and β in [0, 1]."""
-    _check_density("bsw", spec, kwargs)
+    check_density(spec, kwargs.get("p"), "bsw")
     beta = kwargs.get("beta", 0.25)
     _check_unit("bsw", "beta", beta, fix=" (0 = ring lattice, 1 = Erdős–Rényi; seed 003: 0.25)")
 
@@ -465,9 +459,12 @@ def brf(
     generator = need_generator("brf", generator)
     drop = drops_diagonal(spec, self_connections)
     n_out, n_in = spec.n_out, spec.n_in
-    total = rounded_count(p, possible_links(spec.n_out, spec.n_in, drops_diagonal(spec, self_connections)))
+    possible = possible_links(n_out, n_in, drop)
+    total = rounded_count(p, possible)
     if total == 0:
         return _to_connectivity(torch.empty(0, dtype=torch.int64), n_out, n_in, drop)
+    if total == possible:  # every allowed pair: nothing to sample
+        return Connectivity.full(n_out, n_in, self_connections=not drop)
     transposed = not spec.recurrent and n_out > n_in
     n_rows, n_cols = (n_in, n_out) if transposed else (n_out, n_in)
     degrees = brf_degrees(total, n_rows, n_cols - (1 if drop else 0), degree, generator)
@@ -500,7 +497,9 @@ def brf(
             d = torch.remainder(cols_f[None, :] - centre[:, None], n_cols)
             scores = distance_term(torch.minimum(d, n_cols - d))
             del d
-        noise = torch.rand(r1 - r0, n_cols, dtype=dtype, generator=generator).log_().neg_()  # E ~ Exp(1)
+        # E = -log(1 - U) ~ Exp(1), finite for every U in [0, 1) (-log U is +inf at U = 0, which would tie
+        # with the excluded diagonal's +inf and let topk pick the diagonal).
+        noise = torch.rand(r1 - r0, n_cols, dtype=dtype, generator=generator).neg_().log1p_().neg_()
         if in_logs:
             scores += noise.log_()
         else:
@@ -528,7 +527,7 @@ def brf(
 
 def _check_brf_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"brf"``: a density in [0, 1], r in (0, 1], a known degree distribution."""
-    _check_density("brf", spec, kwargs)
+    check_density(spec, kwargs.get("p"), "brf")
     r = kwargs.get("r", 0.3)
     _check_unit("brf", "r", r, open_low=True, fix=" (r -> 0: nearest neighbours, r = 1: uniform)")
     _check_choice("brf", "degree", kwargs.get("degree", "fixed"), BRF_DEGREES)
@@ -782,7 +781,7 @@ def dnm(
 def _check_dnm_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"dnm"``: value ranges, and with a layer description, that the density,
     branches and window can be met (:func:`dnm_plan`)."""
-    p = _check_density("dnm", spec, kwargs)
+    p = check_density(spec, kwargs.get("p"), "dnm")
     keys = ("branches", "synapses", "window", "degree_distribution", "synaptic_distribution", "sigma")
     defaults = {"degree_distribution": "fixed", "synaptic_distribution": "fixed", "sigma": 0.25}
     params = {k: kwargs.get(k, defaults.get(k)) for k in keys}

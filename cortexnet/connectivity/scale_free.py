@@ -72,6 +72,7 @@ from cortexnet.connectivity.base import (
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
+    check_density,
     drops_diagonal,
     numpy_rng,
     possible_links,
@@ -585,7 +586,7 @@ def bsf(
 
 def _check_bsf_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"bsf"``: a density in [0, 1] (``p`` or the layer's) and a known ``resort``."""
-    resolve_density(spec, kwargs.get("p"), "bsf")
+    check_density(spec, kwargs.get("p"), "bsf")
     resort = kwargs.get("resort", "none")
     if resort not in RESORTS:
         raise ValueError(

@@ -1,0 +1,54 @@
+"""Edge cases of the network-science generators found in review: complete layers, empty layers, non-integer
+degrees, zero-size layers, and check hooks that agree with each other."""
+
+import pytest
+import torch
+
+from cortexnet.connectivity import TOPOLOGIES, LayerSpec, check_topology_params, make_connectivity
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _valid(conn):
+    rows = conn.rows()
+    keys = rows * conn.n_in + conn.col
+    assert bool((keys[1:] > keys[:-1]).all()), "CSR order with no duplicates"
+    assert int(conn.col.min()) >= 0 and int(conn.col.max()) < conn.n_in
+
+
+@pytest.mark.parametrize("degree", ["fixed", "uniform"])
+def test_brf_on_a_complete_or_nearly_complete_recurrent_layer_is_valid(degree):
+    full = make_connectivity("brf", LayerSpec(300, 300, recurrent=True), generator=gen(1), p=1.0, r=1.0,
+                             degree=degree)  # fmt: skip
+    _valid(full)
+    assert full.nnz == 300 * 299 and not bool(full.diagonal_present().any())
+    dense = make_connectivity(
+        "brf", LayerSpec(300, 300, recurrent=True), generator=gen(2), p=0.9, degree=degree
+    )
+    _valid(dense)
+    assert not bool(dense.diagonal_present().any())
+
+
+def test_ramanujan_meets_its_bound_at_non_integer_mean_degrees():
+    for n, p in ((200, 2.5 / 200), (200, 3.5 / 200), (400, 4.5 / 400)):
+        conn = make_connectivity("ramanujan", LayerSpec(n, n, recurrent=False), generator=gen(3), p=p,
+                                 check_spectrum=True)  # fmt: skip
+        _valid(conn)
+        assert conn.nnz == round(p * n * n)
+
+
+def test_empty_and_zero_size_layers():
+    empty = make_connectivity("ramanujan", LayerSpec(23, 35), generator=gen(), p=1e-6)
+    assert empty.nnz == 0
+    one = make_connectivity("erk", LayerSpec(1, 1, recurrent=True), generator=gen(), p=0.5)
+    assert one.nnz == 0
+
+
+@pytest.mark.parametrize("name", TOPOLOGIES.names())
+def test_check_hooks_without_a_layer_or_density_accept_and_with_a_bad_density_refuse(name):
+    check_topology_params(name, {})  # nothing known yet: nothing to refuse
+    if "p" in [k for k in __import__("inspect").signature(TOPOLOGIES.get(name)).parameters]:
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+            check_topology_params(name, {"p": 1.5}, spec=LayerSpec(10, 10))
