@@ -11,24 +11,27 @@ from cortexnet.experiments.common import resolve_run_config
 from cortexnet.experiments.dale import DaleConfig
 from cortexnet.experiments.g2g import G2GExperimentConfig
 from cortexnet.experiments.recurrent_vs_feedforward import RecurrentVsFeedforwardConfig
+from cortexnet.experiments.topologies import TopologiesConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "experiments"
 CLASSES = {
     "dale": DaleConfig,
     "g2g": G2GExperimentConfig,
     "recurrent_vs_feedforward": RecurrentVsFeedforwardConfig,
+    "topologies": TopologiesConfig,
 }
+PREFIX = re.compile(r"(dale|g2g|recurrent_vs_feedforward|topologies)_")
 TOMLS = sorted(ROOT.glob("*.toml"))
 
 
 def test_there_are_configs_for_every_experiment():
-    prefixes = {re.match(r"(dale|g2g|recurrent_vs_feedforward)_", p.name).group(1) for p in TOMLS}
+    prefixes = {PREFIX.match(p.name).group(1) for p in TOMLS}
     assert prefixes == set(CLASSES)
 
 
 @pytest.mark.parametrize("path", TOMLS, ids=lambda p: p.name)
 def test_config_parses_and_validates(path, tmp_path):
-    name = re.match(r"(dale|g2g|recurrent_vs_feedforward)_", path.name).group(1)
+    name = PREFIX.match(path.name).group(1)
     config, folder = resolve_run_config(CLASSES[name], ["--config", str(path), "--out", str(tmp_path)], "")
     assert folder is None and config.experiment == name
     # The command line in the file's header runs this very file.

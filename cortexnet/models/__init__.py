@@ -11,10 +11,12 @@ from cortexnet.models.counting import built_counts
 from cortexnet.models.feedforward import FeedForwardConfig, FeedForwardNet, build_feedforward
 from cortexnet.models.g2gnet import G2GNet, G2GNetConfig, build_g2gnet
 from cortexnet.models.registry import MODEL_CONFIGS, MODELS
+from cortexnet.models.sparse_mlp import SparseMLP, SparseMLPConfig, build_sparse_mlp
 
 MODEL_CONFIGS["cortex_rnn"] = CortexRNNConfig
 MODEL_CONFIGS["feedforward"] = FeedForwardConfig
 MODEL_CONFIGS["g2gnet"] = G2GNetConfig
+MODEL_CONFIGS["sparse_mlp"] = SparseMLPConfig
 
 
 def build_model(name: str, config: Any, n_inputs: int, n_classes: int) -> nn.Module:
@@ -34,9 +36,12 @@ __all__ = [
     "FeedForwardNet",
     "G2GNet",
     "G2GNetConfig",
+    "SparseMLP",
+    "SparseMLPConfig",
     "build_cortex_rnn",
     "build_feedforward",
     "build_g2gnet",
     "build_model",
+    "build_sparse_mlp",
     "built_counts",
 ]
