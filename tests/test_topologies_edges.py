@@ -52,3 +52,24 @@ def test_check_hooks_without_a_layer_or_density_accept_and_with_a_bad_density_re
     if "p" in [k for k in __import__("inspect").signature(TOPOLOGIES.get(name)).parameters]:
         with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
             check_topology_params(name, {"p": 1.5}, spec=LayerSpec(10, 10))
+
+
+def _circular_runs(cols: torch.Tensor, n: int) -> int:
+    present = torch.zeros(n, dtype=torch.bool)
+    present[cols] = True
+    starts = present & ~present.roll(1)
+    return int(starts.sum()) if not bool(present.all()) else 1
+
+
+@pytest.mark.parametrize(
+    "n,p,params", [(64, 0.9, {"window": 1.0, "branches": 2}), (20, 0.5, {}), (30, 0.6, {"branches": 3})]
+)
+def test_dnm_branches_stay_separate_around_a_whole_ring_window(n, p, params):
+    conn = make_connectivity("dnm", LayerSpec(n, n, recurrent=False), generator=gen(4), p=p, **params)
+    _valid(conn)
+    assert conn.nnz == round(p * n * n)
+    branches = params.get("branches")
+    for i in range(n):
+        cols = conn.col[conn.crow[i] : conn.crow[i + 1]]
+        runs = _circular_runs(cols, n)
+        assert runs == branches if branches else runs >= 1, (i, runs)

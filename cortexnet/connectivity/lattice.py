@@ -654,15 +654,29 @@ def dnm_plan(
                 f"{need} slots): raise window (to at least ~{min(1.0, need / slots):.3g}) or omit it (auto), "
                 "or lower p"
             )
-    if degree_distribution == "fixed" and synaptic_distribution == "fixed":
-        links = spread(total, n_out)  # equal weights: the evenly spread split
-        if bool((links > cap).any()):
-            links = apportion(total, weight, per_neuron, cap)
-    else:
-        links = apportion(total, weight, per_neuron, cap)
+
+    def split(cap: Tensor) -> Tensor:
+        if degree_distribution == "fixed" and synaptic_distribution == "fixed":
+            links = spread(total, n_out)  # equal weights: the evenly spread split
+            return apportion(total, weight, per_neuron, cap) if bool((links > cap).any()) else links
+        return apportion(total, weight, per_neuron, cap)
+
+    links = split(cap)
     if window is None:
         # Auto window: twice the widest neuron's extent (links + gaps), so the branches have room to move.
         w_slots = min(slots, 2 * int((links + per_neuron - 1).max()))
+    if w_slots >= slots and bool((per_neuron >= 2).any()):
+        # A window that is the whole ring closes on itself: B branches need B gaps there, not B - 1, or the
+        # last block would touch the first.
+        ring_cap = torch.where(per_neuron >= 2, slots - per_neuron, cap)
+        if bool((ring_cap < per_neuron).any()) or int(ring_cap.clamp_min(0).sum()) < total:
+            raise ValueError(
+                f"dnm: p = {p} gives {total} links, but with the window the whole ring of {slots} inputs, "
+                f"{n_out} neurons with {branches} separate branches (a free input between any two, around the "
+                f"ring) hold at most {int(ring_cap.clamp_min(0).sum())}: lower p or branches"
+            )
+        if bool((links > ring_cap).any()):
+            links = split(ring_cap)
     return per_neuron, links, w_slots
 
 
@@ -742,8 +756,11 @@ def dnm(
     drop = drops_diagonal(spec, self_connections)
     n_out, n_in = spec.n_out, spec.n_in
     total = int(links.sum())
-    # Free slots per neuron and the "stars and bars" count: B bars among (free + B) items.
-    items = w_slots - links - (per_neuron - 1) + per_neuron
+    # Free slots per neuron and the "stars and bars" count: B bars among (free + B) items. A window that is the
+    # whole ring keeps its last slot free, so the last branch never touches the first around the ring.
+    m_ring = n_in - (1 if drop else 0)
+    placed = torch.where((per_neuron >= 2) & (w_slots >= m_ring), w_slots - 1, w_slots)
+    items = placed - links - (per_neuron - 1) + per_neuron
     rows_all = torch.arange(n_out, dtype=torch.int64)
     if spec.recurrent:
         # Slots are allowed columns (the other nodes, contiguous around i: see ring_lattice); slot ⌊W/2⌋ is
