@@ -77,6 +77,9 @@ def test_standard_error_and_paper_numbers():
         (["--recurrent-dale", "maybe"], "--recurrent-dale"),
         (["--optimizer", "lbfgs"], "optimizer"),
         (["--topology", "nope"], "unknown --topology 'nope'"),
+        (["--hidden", "16", "--density", "1e-6", "--topologies", "er"], "gets no link at this density"),
+        (["--topology", "full", "--recurrent-nodes", "10"], "only 'full' is given"),
+        (["--hidden", "0"], "--hidden needs at least one width"),
         (["--topology", "bsw", "--topology-params", "beta=2"], "beta"),
         (["--topologies", "g2g"], "--topologies g2g"),
         (["--epochs", "0"], "--epochs"),
@@ -108,8 +111,13 @@ def test_toml_configs_parse_and_follow_the_reference():
     assert (mnist["optimizer"], mnist["momentum"], mnist["batch_size"]) == ("sgd", 0.9, 32)
     digits = tomllib.loads((ROOT / "topologies_digits.toml").read_text())
     assert digits["dataset"] == "digits" and digits["recurrent_nodes"] == 500
-    for raw in (mnist, digits):
-        topo.TopologiesConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    for raw, (n_steps, n_inputs) in ((mnist, (28, 28)), (digits, (8, 8))):
+        config = topo.TopologiesConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        config.validate()
+        for t in config.compared():  # every member's model on the dataset's real shapes
+            config.mlp_config(t, 0, n_steps=n_steps).validate(n_inputs)
+        for t in config.recurrent_topologies():
+            config.recurrent_config(t, "on", 0).validate()
 
 
 def test_topology_option_trains_that_one_with_its_parameters(tmp_path):
@@ -126,3 +134,13 @@ def test_topology_option_trains_that_one_with_its_parameters(tmp_path):
     model, _ = model_from_checkpoint(run / "members" / "mlp-bsw-seed0" / "checkpoint.pt")
     widths = [64, 16, 16]
     assert model.parameter_counts()["hidden_synapses_per_layer"][1] == widths[1] * widths[2]
+
+
+def test_summary_reports_the_built_density_and_no_paper_numbers_outside_its_setting(tmp_path):
+    out = tmp_path / "runs"
+    args = [*BASE, "--topology", "er", "--topology-params", "p=0.5", "--out", str(out)]
+    assert run_cli(topo.main, args) == 0
+    summary = json.loads((only_run(out) / "summary.json").read_text())
+    (row,) = summary["rows"]
+    assert row["density"] == pytest.approx(0.5, abs=0.01)  # what was built, not --density 0.3
+    assert row["paper_accuracy"] is None and summary["paper_comparable"] is False

@@ -56,6 +56,9 @@ def test_full_is_the_dense_baseline_and_init_follows_the_actual_fan_in():
         bound = 1.0 / conn.crow.diff().clamp(min=1).to(torch.float32).sqrt()
         w = layer.to_dense().abs().max(dim=1).values
         assert torch.all(w <= bound + 1e-6)
+        # ... and reaches it: the largest |w| over the layer's rows sits near the bound (dense fan-in would be
+        # sqrt(density) = 0.5 of it, fan-out another ratio), so a wrong scale fails here.
+        assert float((w / bound).max()) > 0.9
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES.names())

@@ -49,6 +49,7 @@ from cortexnet.experiments.common import (
 )
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import CortexRNNConfig, SparseMLPConfig, built_counts
+from cortexnet.models.sparse_mlp import sparse_mlp_connectivities
 from cortexnet.sparse import ACTIVATIONS
 from cortexnet.training import TrainConfig
 from cortexnet.training.config import OPTIMIZERS
@@ -126,8 +127,15 @@ class TopologiesConfig(RunOptions):
         if len(set(self.topologies)) != len(self.topologies):
             raise ValueError(f"--topologies must be distinct, got {list(self.topologies)}")
         self.topology_options(len(self.hidden))  # --topology NAME [--topology-params ...]: that one, so wired
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"--hidden needs at least one width, each >= 1, got {list(self.hidden)}")
         if not 0.0 < self.density <= 1.0:
             raise ValueError(f"--density must be in (0, 1], got {self.density}")
+        if self.recurrent_nodes is not None and all(t == "full" for t in self.compared()):
+            raise ValueError(
+                "--recurrent-nodes trains the recurrent cortex with the sparse topologies compared, but only "
+                "'full' is given: add a sparse topology or drop --recurrent-nodes"
+            )
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.recurrent_nodes is not None and self.recurrent_nodes < 2:
@@ -191,8 +199,11 @@ class TopologiesConfig(RunOptions):
     def recurrent_config(self, topology: str, dale: str, seed: int) -> CortexRNNConfig:
         """The recurrent cortex of one member: ``recurrent_nodes`` nodes at ``recurrent_density``."""
         seeds = derive_seeds(seed)
+        # The recurrent cortex has one weight: it takes --topology-params' model-wide values (not the MLP's
+        # per-matrix I.key ones), without p: its density is --recurrent-density.
+        params = {k: v for k, v in self._params(topology)[0].items() if k != "p"}
         return CortexRNNConfig(
-            topology_params=self._params(topology)[0],
+            topology_params=params,
             n_nodes=self.recurrent_nodes or 2,
             p=self.recurrent_density,
             activation=self.activation,
@@ -216,6 +227,16 @@ def standard_error(sd: float | None, n: int) -> float | None:
     return None if sd is None or n < 2 else sd / math.sqrt(n)
 
 
+def _refuse_empty_matrices(config: SparseMLPConfig, n_inputs: int) -> None:
+    """A matrix without a single link cuts the network in two (it would train at chance): refuse it."""
+    for i, conn in enumerate(sparse_mlp_connectivities(config, n_inputs)):
+        if conn.nnz == 0:
+            raise ValueError(
+                f"sparse matrix {i} ({conn.n_out} x {conn.n_in}) gets no link at this density: raise --density "
+                "(or the matrix's p in --topology-params)"
+            )
+
+
 def _label(key: tuple, seed: int) -> str:
     if key[0] == "mlp":
         return f"mlp-{key[1]}-seed{seed}"
@@ -233,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 mlp = config.mlp_config(t, seed, n_steps=splits.n_steps)
                 specs[(("mlp", t), seed)] = mlp.validate(splits.n_inputs)
+                _refuse_empty_matrices(mlp, splits.n_inputs)
             except ValueError as exc:
                 raise UsageError(f"--topologies {t} (MLP) on --dataset {config.dataset}: {exc}") from exc
     for t in config.recurrent_topologies():
@@ -268,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         results.runs[m.label]["parameters"] = m.callbacks[0].result(m, splits)
     chance = chance_level(splits)
     paper = PAPER["static_accuracy"].get(config.dataset)
+    # The DNM numbers belong to its setting only: 784-1568³-10 at 99 % sparsity, default generator parameters.
+    comparable = config.hidden == (1568, 1568, 1568) and config.density == 0.01 and not config.topology_params
     rows = []
     for key, runs in results.groups.items():
         agg = aggregate_runs(runs)
@@ -276,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": key[0],
             "topology": key[1],
             "dale": key[2] if len(key) > 2 else None,
-            "density": config.density if key[0] == "mlp" else config.recurrent_density,
+            "density": mean.get("density", config.density) if key[0] == "mlp" else config.recurrent_density,
             "parameters": mean,
             "parameters_sd": sd,
             "runs": runs,
@@ -284,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in ("final_test_acc", "best_test_acc"):
             row[f"{name}_se"] = standard_error(agg[name]["sd"], agg[name]["n"])
-        row["paper_accuracy"] = paper.get(key[1]) if paper and key[0] == "mlp" else None
+        row["paper_accuracy"] = paper.get(key[1]) if paper and key[0] == "mlp" and comparable else None
         rows.append(row)
     summary = {
         "experiment": EXPERIMENT,
@@ -293,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "mlp_widths": [splits.n_steps * splits.n_inputs, *config.hidden, splits.n_classes],
         "training": dataclasses.asdict(config.train_config(config.seeds[0])),
         "topology_params": list(config.topology_params),
+        "paper_comparable": bool(paper) and comparable,
         "not_included": ["csti", "snip"],
         "rows": rows,
         "paper": PAPER,
