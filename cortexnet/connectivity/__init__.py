@@ -4,7 +4,7 @@ import inspect
 import numbers
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -84,6 +84,40 @@ def build_connectivity(
     return conn, inhibitory
 
 
+def check_layer_overrides(
+    overrides: Sequence[Mapping[str, Any]], n_weights: int, what: str = "sparse matrix"
+) -> None:
+    """A model's per-weight topology overrides: empty or one dict per sparse weight, with known topology names.
+    Raises ``ValueError`` naming the count or the name and the fix."""
+    if overrides and len(overrides) != n_weights:
+        raise ValueError(
+            f"layer_topologies needs one dict per {what} ({n_weights}), got {len(overrides)}; use {{}} for a "
+            "matrix that keeps the model-wide topology"
+        )
+    for override in overrides:
+        name = override.get("topology")
+        if name is not None and name not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
+
+
+def apply_layer_overrides(
+    specs: Sequence[tuple[str, Mapping[str, Any]]], overrides: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Per-weight ``(topology, params)`` with ``overrides`` applied: ``{"topology": name, **params}`` replaces
+    that weight's topology and parameters (a different generator's parameters make no sense), ``{**params}``
+    (or the same name) updates its parameters, ``{}`` keeps it."""
+    out = [(name, dict(params)) for name, params in specs]
+    for i, override in enumerate(overrides):
+        override = dict(override)
+        name = override.pop("topology", None)
+        out[i] = (
+            (name, override)
+            if name is not None and name != out[i][0]
+            else (out[i][0], {**out[i][1], **override})
+        )
+    return out
+
+
 def check_topology_params(
     name: str,
     params: Mapping[str, Any],
@@ -160,8 +194,10 @@ __all__ = [
     "TOPOLOGIES",
     "Connectivity",
     "LayerSpec",
+    "apply_layer_overrides",
     "assign_inhibitory",
     "build_connectivity",
+    "check_layer_overrides",
     "check_topology_params",
     "dale_signs",
     "erdos_renyi",

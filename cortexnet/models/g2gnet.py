@@ -36,6 +36,8 @@ from cortexnet.connectivity import (
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
+    apply_layer_overrides,
+    check_layer_overrides,
     check_topology_params,
     make_connectivity,
     rounded_count,
@@ -203,17 +205,9 @@ class G2GNetConfig:
             raise ValueError(f"er_density must be in (0, 1] or None (match G2G), got {self.er_density}")
 
     def _validate_topologies(self) -> None:
-        if self.layer_topologies and len(self.layer_topologies) != len(self.hidden):
-            raise ValueError(
-                f"layer_topologies needs one dict per hidden matrix ({len(self.hidden)}), got "
-                f"{len(self.layer_topologies)}; use {{}} for a matrix that keeps the model-wide topology"
-            )
+        check_layer_overrides(self.layer_topologies, len(self.hidden), "hidden matrix")
         if self.topology is not None and self.topology not in TOPOLOGIES:
             raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
-        for override in self.layer_topologies:
-            name = override.get("topology")
-            if name is not None and name not in TOPOLOGIES:
-                raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
         if self.topology is None and not self.layer_topologies:
             return
         for i, ((name, params), spec) in enumerate(
@@ -254,14 +248,7 @@ class G2GNetConfig:
                 )
                 for i in range(n)
             ]
-        for i, override in enumerate(self.layer_topologies):
-            override = dict(override)
-            name = override.pop("topology", None)
-            if name is not None and name != specs[i][0]:
-                specs[i] = (name, override)
-            else:
-                specs[i] = (specs[i][0], {**specs[i][1], **override})
-        return specs
+        return apply_layer_overrides(specs, self.layer_topologies)
 
     def layer_specs(self) -> list[LayerSpec]:
         """The layer description of every hidden matrix (one ``shared`` dict for the whole model)."""

@@ -23,6 +23,8 @@ from cortexnet.connectivity import (
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
+    apply_layer_overrides,
+    check_layer_overrides,
     check_topology_params,
     make_connectivity,
 )
@@ -92,14 +94,9 @@ class SparseMLPConfig:
             raise ValueError(f"init must be one of {SPARSE_LINEAR_INITS}, got {self.init!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
-        if self.layer_topologies and len(self.layer_topologies) != len(self.hidden):
-            raise ValueError(
-                f"layer_topologies needs one dict per sparse matrix ({len(self.hidden)}), got "
-                f"{len(self.layer_topologies)}; use {{}} for a matrix that keeps the model-wide topology"
-            )
-        for name in (self.topology, *(o.get("topology") for o in self.layer_topologies)):
-            if name is not None and name not in TOPOLOGIES:
-                raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES.names())}")
+        check_layer_overrides(self.layer_topologies, len(self.hidden))
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES.names())}")
         specs = self.layer_specs(n_inputs) if n_inputs is not None else [None] * len(self.hidden)
         for i, ((name, params), spec) in enumerate(zip(self.layer_topology_specs(), specs, strict=True)):
             try:
@@ -116,15 +113,9 @@ class SparseMLPConfig:
 
     def layer_topology_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """``(topology name, parameters)`` of every sparse matrix, per-matrix overrides applied."""
-        specs = [(self.topology, dict(self.topology_params)) for _ in self.hidden]
-        for i, override in enumerate(self.layer_topologies):
-            override = dict(override)
-            name = override.pop("topology", None)
-            if name is not None and name != specs[i][0]:
-                specs[i] = (name, override)
-            else:
-                specs[i] = (specs[i][0], {**specs[i][1], **override})
-        return specs
+        return apply_layer_overrides(
+            [(self.topology, self.topology_params) for _ in self.hidden], self.layer_topologies
+        )
 
     def layer_specs(self, n_inputs: int) -> list[LayerSpec]:
         """The layer description of every sparse matrix for ``n_inputs`` features per step (one ``shared``
