@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from cortexnet.experiments import topologies as topo
 from cortexnet.experiments.common import run_cli
@@ -43,14 +44,14 @@ def test_writes_outputs_one_member_per_topology_and_recurrent_members(tmp_path, 
                                                                               round(0.3 * 16 * 16)]  # fmt: skip
     assert rows[("recurrent", "er")]["parameters"]["synapses"] == round(0.3 * 20 * 19)
     assert rows[("recurrent", "er")]["dale"] == "on"
-    assert summary["mlp_widths"] == [64, 16, 16, 10] and summary["not_included"] == ["csti", "snip"]
+    assert summary["mlp_widths"] == [64, 16, 16, 10] and summary["not_included"] == ["snip"]
     assert summary["training"]["optimizer"] == "adam"
     for r in summary["rows"]:
         assert r["final_test_acc_se"] is None and r["paper_accuracy"] is None  # one seed; no digits in DNM
         assert "learning_delay" in r["aggregate"]
     assert (run / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
-    assert "topology" in printed and "CSTI and SNIP are not included" in printed
+    assert "topology" in printed and "SNIP is not included" in printed
     mlp, _ = model_from_checkpoint(run / "members" / "mlp-dnm-seed0" / "checkpoint.pt")
     rnn, _ = model_from_checkpoint(run / "members" / "recurrent-dnm-daleon-seed0" / "checkpoint.pt")
     assert isinstance(mlp, SparseMLP) and mlp.config.topology == "dnm"
@@ -78,7 +79,7 @@ def test_standard_error_and_paper_numbers():
         (["--optimizer", "lbfgs"], "optimizer"),
         (["--topology", "nope"], "unknown --topology 'nope'"),
         (["--hidden", "16", "--density", "1e-6", "--topologies", "er"], "gets no link at this density"),
-        (["--topology", "full", "--recurrent-nodes", "10"], "only 'full' is given"),
+        (["--topology", "full", "--recurrent-nodes", "10"], "need no data sample, but there is none"),
         (["--hidden", "0"], "--hidden needs at least one width"),
         (["--topology", "bsw", "--topology-params", "beta=2"], "beta"),
         (["--topologies", "g2g"], "--topologies g2g"),
@@ -114,8 +115,9 @@ def test_toml_configs_parse_and_follow_the_reference():
     for raw, (n_steps, n_inputs) in ((mnist, (28, 28)), (digits, (8, 8))):
         config = topo.TopologiesConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         config.validate()
+        sample = torch.rand(10, n_steps * n_inputs)  # csti's input sample (drawn from the data in main)
         for t in config.compared():  # every member's model on the dataset's real shapes
-            config.mlp_config(t, 0, n_steps=n_steps).validate(n_inputs)
+            config.mlp_config(t, 0, n_steps=n_steps, activity=sample).validate(n_inputs)
         for t in config.recurrent_topologies():
             config.recurrent_config(t, "on", 0).validate()
 
@@ -144,3 +146,32 @@ def test_summary_reports_the_built_density_and_no_paper_numbers_outside_its_sett
     (row,) = summary["rows"]
     assert row["density"] == pytest.approx(0.5, abs=0.01)  # what was built, not --density 0.3
     assert row["paper_accuracy"] is None and summary["paper_comparable"] is False
+
+
+def test_csti_members_are_wired_from_the_training_inputs_and_rebuild_from_their_checkpoint(tmp_path):
+    out = tmp_path / "runs"
+    args = [
+        *BASE,
+        "--topologies",
+        "csti",
+        "--recurrent-nodes",
+        "20",
+        "--recurrent-dale",
+        "on",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(topo.main, args) == 2  # only csti: no recurrent member can use it
+    args = [*BASE, "--topologies", "csti", "er", "--recurrent-nodes", "20", "--recurrent-dale", "on",
+            "--out", str(out)]  # fmt: skip
+    assert run_cli(topo.main, args) == 0
+    run = only_run(out)
+    members = sorted(p.name for p in (run / "members").iterdir())
+    assert members == ["mlp-csti-seed0", "mlp-er-seed0", "recurrent-er-daleon-seed0"]
+    path = run / "members" / "mlp-csti-seed0" / "checkpoint.pt"
+    activity = load_checkpoint(path)["meta"]["model_config"]["topology_params"]["activity"]
+    assert tuple(activity.shape) == (1438, 64)  # every digits training image (fewer than the 2,000 cap)
+    model, _ = model_from_checkpoint(path)  # no data needed: the sample is part of the configuration
+    fresh = SparseMLP(model.config, 8, 10)
+    for a, b in zip(model.layers, fresh.layers, strict=True):
+        assert a.connectivity().equals(b.connectivity())

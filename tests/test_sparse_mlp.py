@@ -13,7 +13,10 @@ from cortexnet.training import TrainConfig, fit, model_from_checkpoint
 
 SMALL = {"n_steps": 8, "hidden": (32, 24, 24), "density": 0.1}
 #: Parameters a topology needs at density 0.1 on small layers (G2G's default p' = 0.15 exceeds p = 0.1).
-NEEDS = {"g2g": {"p_inter": 0.05, "groups": 4}}
+NEEDS = {
+    "g2g": {"p_inter": 0.05, "groups": 4},
+    "csti": {"activity": torch.rand(30, 64, generator=torch.Generator().manual_seed(0))},
+}
 
 
 def test_shapes_flattening_and_hidden():

@@ -4,7 +4,13 @@ degrees, zero-size layers, and check hooks that agree with each other."""
 import pytest
 import torch
 
-from cortexnet.connectivity import TOPOLOGIES, LayerSpec, check_topology_params, make_connectivity
+from cortexnet.connectivity import (
+    TOPOLOGIES,
+    LayerSpec,
+    check_topology_params,
+    make_connectivity,
+    topology_settable,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -48,10 +54,13 @@ def test_empty_and_zero_size_layers():
 
 @pytest.mark.parametrize("name", TOPOLOGIES.names())
 def test_check_hooks_without_a_layer_or_density_accept_and_with_a_bad_density_refuse(name):
-    check_topology_params(name, {})  # nothing known yet: nothing to refuse
-    if "p" in [k for k in __import__("inspect").signature(TOPOLOGIES.get(name)).parameters]:
+    settable = topology_settable(name)
+    # Nothing known yet: nothing to refuse (but a data sample, for a generator that cannot work without one).
+    data = {"activity": torch.rand(5, 4)} if "activity" in settable else {}
+    check_topology_params(name, data)
+    if "p" in settable:
         with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
-            check_topology_params(name, {"p": 1.5}, spec=LayerSpec(10, 10))
+            check_topology_params(name, {"p": 1.5, **data}, spec=LayerSpec(10, 10))
 
 
 def _circular_runs(cols: torch.Tensor, n: int) -> int:

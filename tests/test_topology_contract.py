@@ -21,16 +21,24 @@ from cortexnet.models import (
 
 
 def _params(name: str, *, with_density: bool) -> dict:
-    """Parameters a sweep passes: a density for generators that take one when the model supplies none."""
-    if not with_density and "p" in topology_settable(name):
-        return {"p": 0.4}
-    return {}
+    """Parameters a sweep passes: a density for generators that take one when the model supplies none, and
+    a data sample (8 features, tiled onto any layer) for generators that need one (csti)."""
+    settable = topology_settable(name)
+    params: dict = {}
+    if not with_density and "p" in settable:
+        params["p"] = 0.4
+    if "activity" in settable:
+        params["activity"] = torch.rand(20, 8, generator=torch.Generator().manual_seed(9))
+    return params
 
 
 def _models(name: str, backend: str):
     """(model, n_inputs, input) of each model class wired by topology ``name`` (small, Dale where possible)."""
-    rnn = CortexRNNConfig(n_nodes=24, p=0.4, dale=True, topology=name, backend=backend, connectivity_seed=3)
-    ff = FeedForwardConfig(n_nodes=30, n_steps=4, p=0.4, dale=True, topology=name, backend=backend)
+    data = {k: v for k, v in _params(name, with_density=True).items()}
+    rnn = CortexRNNConfig(n_nodes=24, p=0.4, dale=True, topology=name, topology_params=data, backend=backend,
+                          connectivity_seed=3)  # fmt: skip
+    ff = FeedForwardConfig(n_nodes=30, n_steps=4, p=0.4, dale=True, topology=name, topology_params=data,
+                           backend=backend)  # fmt: skip
     g2g = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
                        hidden=(12, 12), topology=name, topology_params=_params(name, with_density=False),
                        backend=backend)  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from cortexnet.connectivity import budget as _budget  # noqa: F401  (registers "erk")
+from cortexnet.connectivity import correlation as _correlation  # noqa: F401  (registers "csti")
 from cortexnet.connectivity import er as _er  # noqa: F401  (registers "er", "full")
 from cortexnet.connectivity import g2g as _g2g  # noqa: F401  (registers "g2g")
 from cortexnet.connectivity import lattice as _lattice  # noqa: F401  (registers "bsw", "brf", "dnm")

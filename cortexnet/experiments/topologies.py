@@ -12,8 +12,11 @@ does a structured recurrent topology learn faster than ER at the same density?::
     python -m cortexnet.experiments.topologies --download            # REFERENCE.md §3 scale: MNIST, 3 x 1568
     python -m cortexnet.experiments.topologies --config experiments/topologies_digits.toml   # minutes, CPU
 
-Not included: CSTI (correlated sparse topological initialisation) and SNIP, the data-dependent initialisers of
-issue 11, which do not exist as registered topologies yet; the masks are static (no DST: no pruning/regrowth).
+CSTI (``csti``, correlated sparse topological initialisation) is wired from the |Pearson r| of the training
+inputs: a seeded sample of 2,000 flattened training sequences (``--split-seed``) is its ``activity``, tiled onto
+the deeper layers as the authors do; the recurrent cortex has no data for its hidden nodes, so CSTI runs on the
+MLP only. Not included: SNIP, which needs loss gradients at initialisation (a model-level pruning step, not a
+wiring rule). The masks are static (no DST: no pruning/regrowth).
 
 Training: the shared options plus ``--optimizer``, ``--momentum`` and ``--weight-decay``; the defaults follow
 the CHTs MLP recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.025, batch 32, 100 epochs) except its learning
@@ -34,9 +37,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
+
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
 from cortexnet.config import UsageError, field
-from cortexnet.connectivity import TOPOLOGIES
+from cortexnet.connectivity import TOPOLOGIES, topology_settable
+from cortexnet.connectivity.correlation import input_activity
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     RecordCounts,
@@ -58,7 +64,7 @@ from cortexnet.training.runs import Member, RunFolder, derive_seeds
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "topologies"
-DEFAULT_TOPOLOGIES = ("full", "er", "bsw", "bsf", "brf", "dnm", "ramanujan")
+DEFAULT_TOPOLOGIES = ("full", "er", "bsw", "bsf", "brf", "dnm", "csti", "ramanujan")
 DALE_CHOICES = ("on", "off")
 
 #: What the DNM paper reports (REFERENCE.md §3); printed beside our numbers. Our names for its rows.
@@ -131,10 +137,11 @@ class TopologiesConfig(RunOptions):
             raise ValueError(f"--hidden needs at least one width, each >= 1, got {list(self.hidden)}")
         if not 0.0 < self.density <= 1.0:
             raise ValueError(f"--density must be in (0, 1], got {self.density}")
-        if self.recurrent_nodes is not None and all(t == "full" for t in self.compared()):
+        if self.recurrent_nodes is not None and not self.recurrent_topologies():
             raise ValueError(
-                "--recurrent-nodes trains the recurrent cortex with the sparse topologies compared, but only "
-                "'full' is given: add a sparse topology or drop --recurrent-nodes"
+                "--recurrent-nodes trains the recurrent cortex with the sparse topologies compared that need no "
+                f"data sample, but there is none among {list(self.compared())} ('full' and data-wired ones such "
+                "as csti do not apply): add one (e.g. er) or drop --recurrent-nodes"
             )
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {ACTIVATIONS}, got {self.activation!r}")
@@ -151,7 +158,8 @@ class TopologiesConfig(RunOptions):
         self.validate_run_options()
         for t in self.compared():
             try:
-                self.mlp_config(t, self.seeds[0], n_steps=1).validate()
+                # A placeholder sample: validation needs no data (the real one is drawn in main).
+                self.mlp_config(t, self.seeds[0], n_steps=1, activity=torch.zeros(2, 1)).validate()
             except ValueError as exc:
                 raise ValueError(f"--topologies {t}: {exc} (check --hidden, --density)") from None
         return self
@@ -177,10 +185,15 @@ class TopologiesConfig(RunOptions):
             weight_decay=self.weight_decay,
         )
 
-    def mlp_config(self, topology: str, seed: int, *, n_steps: int) -> SparseMLPConfig:
-        """The sparse MLP of one member (``n_steps``: the dataset's sequence length, flattened with F)."""
+    def mlp_config(
+        self, topology: str, seed: int, *, n_steps: int, activity: torch.Tensor | None = None
+    ) -> SparseMLPConfig:
+        """The sparse MLP of one member (``n_steps``: the dataset's sequence length, flattened with F);
+        ``activity`` ``(n_samples, T·F)``: the input sample of a topology that takes one (csti)."""
         seeds = derive_seeds(seed)
         params, per_matrix = self._params(topology)
+        if "activity" in topology_settable(topology) and "activity" not in params:
+            params = {**params, "activity": activity}
         return SparseMLPConfig(
             n_steps=n_steps,
             hidden=self.hidden,
@@ -216,10 +229,11 @@ class TopologiesConfig(RunOptions):
         )
 
     def recurrent_topologies(self) -> tuple[str, ...]:
-        """Topologies of the recurrent members: the non-``full`` ones (none without ``--recurrent-nodes``)."""
+        """Topologies of the recurrent members: the non-``full`` ones that need no data sample (none without
+        ``--recurrent-nodes``)."""
         if self.recurrent_nodes is None:
             return ()
-        return tuple(t for t in self.compared() if t != "full")
+        return tuple(t for t in self.compared() if t != "full" and "activity" not in topology_settable(t))
 
 
 def standard_error(sd: float | None, n: int) -> float | None:
@@ -249,10 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     splits, dataset_spec = load_run_data(config)
     # Every member's model checked on the real input width before any training.
     specs: dict[tuple, Any] = {}
+    activity = None
+    if any("activity" in topology_settable(t) for t in config.compared()):
+        # CSTI's data: a seeded sample of the training inputs, flattened as the MLP reads them.
+        activity = input_activity(
+            splits.train.tensors[0], generator=torch.Generator().manual_seed(config.split_seed)
+        )
     for t in config.compared():
         for seed in config.seeds:
             try:
-                mlp = config.mlp_config(t, seed, n_steps=splits.n_steps)
+                mlp = config.mlp_config(t, seed, n_steps=splits.n_steps, activity=activity)
                 specs[(("mlp", t), seed)] = mlp.validate(splits.n_inputs)
                 _refuse_empty_matrices(mlp, splits.n_inputs)
             except ValueError as exc:
@@ -318,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": dataclasses.asdict(config.train_config(config.seeds[0])),
         "topology_params": list(config.topology_params),
         "paper_comparable": bool(paper) and comparable,
-        "not_included": ["csti", "snip"],
+        "not_included": ["snip"],
         "rows": rows,
         "paper": PAPER,
     }
@@ -373,7 +393,7 @@ def _print_table(summary: dict, config: TopologiesConfig) -> None:
             f"(the DNM table has no {config.dataset} numbers: it covers {', '.join(PAPER['static_accuracy'])})"
         )
     print(f"paper ({PAPER['source']}): {PAPER['setting']}")
-    print(f"  note: {PAPER['comparison_note']}; CSTI and SNIP are not included (not implemented yet)")
+    print(f"  note: {PAPER['comparison_note']}; SNIP is not included (not implemented yet)")
 
 
 if __name__ == "__main__":
