@@ -24,12 +24,14 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from cortexnet.connectivity import TOPOLOGIES, LayerSpec, make_connectivity
+from cortexnet.connectivity import LayerSpec, make_connectivity, topology_settable
 
 name, n_out, n_in, recurrent, p, params = json.loads(sys.argv[1])
 torch.set_num_threads(2)
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 spec = LayerSpec(n_out, n_in, recurrent=recurrent, density=p)
+if "activity" in topology_settable(name):  # a data-wired topology (csti): 1,000 samples of <= 784 features
+    params["activity"] = torch.rand(1000, min(n_in, 784), generator=torch.Generator().manual_seed(1))
 t0 = time.perf_counter()
 conn = make_connectivity(name, spec, generator=torch.Generator().manual_seed(0), **params)
 seconds = time.perf_counter() - t0
