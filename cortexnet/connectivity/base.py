@@ -254,6 +254,25 @@ def numpy_rng(generator: torch.Generator | None, name: str) -> np.random.Generat
     return np.random.default_rng(seed)
 
 
+def spread(total: int, n: int) -> Tensor:
+    """int64 ``(n,)``: ``total`` split as evenly as possible, ``floor((k+1)·total/n) - floor(k·total/n)``
+    (each ⌊total/n⌋ or ⌈total/n⌉, the larger ones evenly spaced, deterministic)."""
+    edges = torch.arange(n + 1, dtype=torch.int64) * total // n
+    return edges.diff()
+
+
+def row_top_k(scores: Tensor, counts: Tensor, *, largest: bool) -> Tensor:
+    """The columns of the ``counts[i]`` best ``scores`` of every row of ``(rows, n_cols)``, ascending within a
+    row and concatenated row by row (CSR order): int64 ``(counts.sum(),)``."""
+    k = int(counts.max()) if counts.numel() else 0
+    if k == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    picked = scores.topk(k, dim=1, largest=largest).indices
+    valid = torch.arange(k)[None, :] < counts[:, None]
+    # Unused slots sort last (n_cols is past every column), then drop out.
+    return torch.where(valid, picked, scores.shape[1]).sort(dim=1).values[valid]
+
+
 def round_half_up(x: float) -> int:
     """Round to the nearest integer, halves upwards (Python's ``round`` rounds halves to even)."""
     return math.floor(x + 0.5)

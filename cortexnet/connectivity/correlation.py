@@ -31,6 +31,8 @@ from cortexnet.connectivity.base import (
     possible_links,
     resolve_density,
     rounded_count,
+    row_top_k,
+    spread,
 )
 
 #: Rows scored per chunk: bounds the (chunk x n_in) float64 score block to ~64 MB.
@@ -87,8 +89,7 @@ def csti(
     total = rounded_count(p, possible_links(n_out, n_in, drop))
     corr = abs_correlation(activity)
     n_feat = corr.shape[0]
-    # Row degrees ⌊E/n⌋ or ⌈E/n⌉, the larger ones evenly spaced (exact total).
-    degrees = (torch.arange(n_out + 1, dtype=torch.int64) * total // n_out).diff()
+    degrees = spread(total, n_out)  # ⌊E/n⌋ or ⌈E/n⌉ per row: the exact total
     col_feat = torch.arange(n_in) % n_feat
     crow = torch.zeros(n_out + 1, dtype=torch.int64)
     crow[1:] = degrees.cumsum(0)
@@ -102,13 +103,7 @@ def csti(
         scores += torch.rand(scores.shape, generator=generator, dtype=torch.float64) * 1e-9
         if drop:
             scores[rows - r0, rows] = -torch.inf
-        k = int(degrees[r0:r1].max()) if r1 > r0 else 0
-        if k == 0:
-            continue
-        picked = scores.topk(k, dim=1).indices
-        valid = torch.arange(k)[None, :] < degrees[r0:r1, None]
-        picked = torch.where(valid, picked, n_in).sort(dim=1).values
-        col[int(crow[r0]) : int(crow[r1])] = picked[valid]
+        col[int(crow[r0]) : int(crow[r1])] = row_top_k(scores, degrees[r0:r1], largest=True)
     return Connectivity(n_out, n_in, crow, col)
 
 

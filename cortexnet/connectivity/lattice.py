@@ -43,6 +43,8 @@ from cortexnet.connectivity.base import (
     possible_links,
     resolve_density,
     rounded_count,
+    row_top_k,
+    spread,
 )
 
 #: Degree distributions of ``"brf"``.
@@ -70,13 +72,6 @@ def link_total(spec: LayerSpec, p: float | None = None, self_connections: bool |
     """The exact number of links ``"bsw"``, ``"brf"`` and ``"dnm"`` place: ``round(p · possible)``."""
     drop = drops_diagonal(spec, self_connections)
     return rounded_count(resolve_density(spec, p, "lattice"), possible_links(spec.n_out, spec.n_in, drop))
-
-
-def spread(total: int, n: int) -> Tensor:
-    """int64 ``(n,)``: ``total`` split as evenly as possible, ``floor((k+1)·total/n) - floor(k·total/n)``
-    (each ⌊total/n⌋ or ⌈total/n⌉, the larger ones evenly spaced, deterministic)."""
-    edges = torch.arange(n + 1, dtype=torch.int64) * total // n
-    return edges.diff()
 
 
 def apportion(total: int, weights: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
@@ -508,13 +503,8 @@ def brf(
         if drop:
             scores[rows - r0, rows] = torch.inf
         counts = degrees[r0:r1]
-        k = int(counts.max()) if counts.numel() else 0
-        if k == 0:
-            continue
-        picked = scores.topk(k, dim=1, largest=False, sorted=True).indices
+        picked = row_top_k(scores, counts, largest=False)
         del scores
-        valid = torch.arange(k)[None, :] < counts[:, None]
-        picked = torch.where(valid, picked, n_cols).sort(dim=1).values[valid]
         rows_flat = rows.repeat_interleave(counts)
         out[filled : filled + picked.numel()] = (
             picked * n_in + rows_flat if transposed else _allowed(rows_flat, picked, n_in, drop)

@@ -163,13 +163,6 @@ class Batches:
                 return None
         return -(-self.n_samples // self.batch_size)
 
-    def __len__(self) -> int:
-        """Batches per epoch; ``TypeError`` for a loader without a length."""
-        n = self.n_batches()
-        if n is None:
-            raise TypeError(f"{self.what}: the DataLoader has no length (an IterableDataset)")
-        return n
-
     def state_dict(self) -> dict[str, Any]:
         """The loader's generator state (what its shuffling draws next), for a bit-exact resume."""
         g = getattr(self._dataset, "generator", None) if self.is_loader else None
