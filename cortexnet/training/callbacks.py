@@ -167,16 +167,8 @@ class Checkpointer(Callback):
             raise CheckpointError(f"cannot resume {path}: it holds another model (saved, now): {diff}")
 
     def restore_callbacks(self, ckpt: dict[str, Any]) -> None:
-        """Give each callback its saved state — only where the callback at that position has the type that
-        saved it (a state never lands on another kind of callback); the others start afresh, with a log line."""
-        states = ckpt.get("callbacks", [])
-        types = ckpt.get("callback_types") or [None] * len(states)
-        for i, cb in enumerate(self.callbacks):
-            if i < len(states) and types[i] in (None, _qualname(cb)):
-                cb.load_state_dict(states[i])
-            else:
-                log.warning("resume: callback %d (%s) has no saved state of its kind; it starts afresh", i,
-                            _qualname(cb))  # fmt: skip
+        """Give the run's callbacks their saved states (:func:`restore_callback_states`)."""
+        restore_callback_states(self.callbacks, ckpt)
 
     def restore_random_state(self, ckpt: dict[str, Any]) -> None:
         """Put the data order and the random generators back where the checkpoint left them."""
@@ -188,6 +180,19 @@ class Checkpointer(Callback):
         cuda = ckpt.get("cuda_rng_states")
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
+
+
+def restore_callback_states(callbacks: list[Callback], ckpt: dict[str, Any]) -> None:
+    """Give each callback its state saved in ``ckpt`` — only where the callback at that position has the type
+    that saved it (a state never lands on another kind of callback); the others start afresh, with a log line."""
+    states = ckpt.get("callbacks", [])
+    types = ckpt.get("callback_types") or [None] * len(states)
+    for i, cb in enumerate(callbacks):
+        if i < len(states) and types[i] in (None, _qualname(cb)):
+            cb.load_state_dict(states[i])
+        else:
+            log.warning("resume: callback %d (%s) has no saved state of its kind; it starts afresh", i,
+                        _qualname(cb))  # fmt: skip
 
 
 def model_signature(model: nn.Module) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from cortexnet.io import atomic_write_json, atomic_write_jsonl, git_revision
 from cortexnet.layers import sparse_weights
 from cortexnet.models import build_model
 from cortexnet.sparse import backend_hints
-from cortexnet.training.callbacks import Callback
+from cortexnet.training.callbacks import Callback, restore_callback_states
 from cortexnet.training.checkpoint import load_checkpoint
 from cortexnet.training.config import TrainConfig
 from cortexnet.training.fit import CHECKPOINT_NAME, TrainState, fit, resolve_device
@@ -208,10 +208,9 @@ def train_member(
         ckpt = load_checkpoint(ckpt_path)
         st = TrainState(**ckpt["train_state"])
         if st.epoch >= train_config.epochs or st.stopped_early:
-            # Not trained again: its callbacks get their saved state (callbacks[0] is the metrics sink), so
-            # what they recorded (dynamics, counts) is reported exactly as the finished run left it.
-            for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])[1:], strict=False):
-                cb.load_state_dict(cb_state)
+            # Not trained again: its callbacks get their saved state (behind the metrics sink, as in training),
+            # so what they recorded (dynamics, counts) is reported exactly as the finished run left it.
+            restore_callback_states([_MetricsSink(folder, finished_records, tags), *callbacks], ckpt)
             return st
         # Rebuild with the hints of the first run (even on another --device), so every "auto" weight picks the
         # same backend and the saved optimiser state fits its parameters.
