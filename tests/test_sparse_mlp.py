@@ -16,6 +16,12 @@ SMALL = {"n_steps": 8, "hidden": (32, 24, 24), "density": 0.1}
 NEEDS = {
     "g2g": {"p_inter": 0.05, "groups": 4},
     "csti": {"activity": torch.rand(30, 64, generator=torch.Generator().manual_seed(0))},
+    "snip": {  # scores of every matrix of the SMALL MLP on 8 x 8 inputs, keyed by weight name
+        "saliency": {
+            f"layers.{i}.sparse": torch.rand(shape, generator=torch.Generator().manual_seed(i))
+            for i, shape in enumerate([(32, 64), (24, 32), (24, 24)])
+        }
+    },
 }
 
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from cortexnet.connectivity import (
+    FROM_DATA,
     TOPOLOGIES,
     LayerSpec,
     check_topology_params,
+    data_params,
     make_connectivity,
     topology_settable,
 )
@@ -56,7 +58,7 @@ def test_empty_and_zero_size_layers():
 def test_check_hooks_without_a_layer_or_density_accept_and_with_a_bad_density_refuse(name):
     settable = topology_settable(name)
     # Nothing known yet: nothing to refuse (but a data sample, for a generator that cannot work without one).
-    data = {"activity": torch.rand(5, 4)} if "activity" in settable else {}
+    data = {k: FROM_DATA for k in data_params(name)}  # wired from data later: accepted until the build
     check_topology_params(name, data)
     if "p" in settable:
         with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):

@@ -1,5 +1,7 @@
 """The topology contract: every registered generator reaches every sparse layer of every model, by name."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from cortexnet.connectivity import (
     Connectivity,
     LayerSpec,
     check_topology_params,
+    data_params,
     make_connectivity,
     topology_settable,
 )
@@ -18,6 +21,7 @@ from cortexnet.models import (
     G2GNetConfig,
     build_model,
 )
+from cortexnet.models.saliency import snip_saliency
 
 
 def _params(name: str, *, with_density: bool) -> dict:
@@ -32,8 +36,26 @@ def _params(name: str, *, with_density: bool) -> dict:
     return params
 
 
+def _layer_params(name: str) -> dict:
+    """What a lone 16 -> 12 SparseLinear needs (a density; csti's sample; snip's scores of its shape)."""
+    params = _params(name, with_density=False)
+    if "saliency" in data_params(name):
+        params["saliency"] = torch.rand(12, 16, generator=torch.Generator().manual_seed(9))
+    return params
+
+
+def _wired(model_name: str, config, n_inputs: int, x: torch.Tensor):
+    """The model, with SNIP's scores computed on its dense twin and the batch ``x`` when its topology takes
+    them (the whole data-derived chain: twin, connection sensitivity, global top-k)."""
+    if "saliency" in data_params(config.topology):
+        y = torch.arange(x.shape[0]) % 4
+        scores = snip_saliency(model_name, config, n_inputs, 4, x, y)
+        config = dataclasses.replace(config, topology_params={**config.topology_params, "saliency": scores})
+    return build_model(model_name, config, n_inputs, 4)
+
+
 def _models(name: str, backend: str):
-    """(model, n_inputs, input) of each model class wired by topology ``name`` (small, Dale where possible)."""
+    """(model, input) of each model class wired by topology ``name`` (small, Dale where possible)."""
     data = {k: v for k, v in _params(name, with_density=True).items()}
     rnn = CortexRNNConfig(n_nodes=24, p=0.4, dale=True, topology=name, topology_params=data, backend=backend,
                           connectivity_seed=3)  # fmt: skip
@@ -42,10 +64,17 @@ def _models(name: str, backend: str):
     g2g = G2GNetConfig(image_channels=1, image_height=8, image_width=8, patches_per_side=2, patch_channels=4,
                        hidden=(12, 12), topology=name, topology_params=_params(name, with_density=False),
                        backend=backend)  # fmt: skip
+    g = torch.Generator().manual_seed(4)
+    inputs = [
+        torch.rand(5, 6, 3, generator=g),
+        torch.rand(5, 4, 3, generator=g),
+        torch.rand(5, 8, 8, generator=g),
+    ]
     return [
-        (build_model("cortex_rnn", rnn, 3, 4), torch.rand(5, 6, 3)),
-        (build_model("feedforward", ff, 3, 4), torch.rand(5, 4, 3)),
-        (build_model("g2gnet", g2g, 8, 4), torch.rand(5, 8, 8)),
+        (_wired(model_name, config, x.shape[2], x), x)
+        for model_name, config, x in zip(
+            ("cortex_rnn", "feedforward", "g2gnet"), (rnn, ff, g2g), inputs, strict=True
+        )
     ]
 
 
@@ -62,7 +91,7 @@ def test_every_registered_topology_builds_on_every_model(name, backend):
         assert constraint_violations(model)["total"] == 0
     # A SparseLinear on its own takes the topology by name too.
     layer = SparseLinear.from_topology(
-        16, 12, name, _params(name, with_density=False),
+        16, 12, name, _layer_params(name),
         connectivity_generator=torch.Generator().manual_seed(0), generator=torch.Generator().manual_seed(1),
     )  # fmt: skip
     assert layer(torch.rand(2, 16)).shape == (2, 12)

@@ -15,14 +15,17 @@ from cortexnet.connectivity import correlation as _correlation  # noqa: F401  (r
 from cortexnet.connectivity import er as _er  # noqa: F401  (registers "er", "full")
 from cortexnet.connectivity import g2g as _g2g  # noqa: F401  (registers "g2g")
 from cortexnet.connectivity import lattice as _lattice  # noqa: F401  (registers "bsw", "brf", "dnm")
+from cortexnet.connectivity import saliency as _saliency  # noqa: F401  (registers "snip")
 from cortexnet.connectivity import scale_free as _scale_free  # noqa: F401  (registers "bsf")
 from cortexnet.connectivity import spectral as _spectral  # noqa: F401  (registers "ramanujan")
 from cortexnet.connectivity.base import (
+    FROM_DATA,
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
     assign_inhibitory,
     dale_signs,
+    data_params,
     round_half_up,
     rounded_count,
 )
@@ -192,6 +195,7 @@ def _check_types(name: str, gen: Any, params: Mapping[str, Any]) -> None:
 
 
 __all__ = [
+    "FROM_DATA",
     "TOPOLOGIES",
     "Connectivity",
     "LayerSpec",
@@ -201,6 +205,7 @@ __all__ = [
     "check_layer_overrides",
     "check_topology_params",
     "dale_signs",
+    "data_params",
     "erdos_renyi",
     "make_connectivity",
     "round_half_up",

@@ -18,6 +18,50 @@ from cortexnet.registry import Registry
 TOPOLOGIES: Registry = Registry("topology")
 
 
+class FromData:
+    """The value of a topology parameter that comes from data and is filled in before the model is built.
+
+    A generator lists such parameters in its ``data_params`` attribute (``{name: what it is}``: CSTI's
+    ``activity``, SNIP's ``saliency``). Configuration checks accept :data:`FROM_DATA` in their place (the
+    experiments validate every option before loading data, then wire the values: see
+    ``cortexnet.experiments.common.wire_data_params``); building with it is an error naming the wiring.
+    """
+
+    _instance: FromData | None = None
+
+    def __new__(cls) -> FromData:  # one instance, so identity checks survive pickling and copies
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self) -> str:
+        return "FROM_DATA"
+
+    def __deepcopy__(self, memo: dict) -> FromData:
+        return self
+
+    def __repr__(self) -> str:
+        return "FROM_DATA"
+
+
+#: The placeholder of a data-derived topology parameter (see :class:`FromData`).
+FROM_DATA = FromData()
+
+
+def data_params(name: str) -> dict[str, str]:
+    """The data-derived parameters of the registered topology ``name`` (``{parameter: description}``)."""
+    return dict(getattr(TOPOLOGIES.get(name), "data_params", {}))
+
+
+def refuse_from_data(name: str, param: str, value: Any) -> None:
+    """Raise ``ValueError`` when a data-derived parameter reaches a generator still as :data:`FROM_DATA`."""
+    if value is FROM_DATA:
+        raise ValueError(
+            f"topology {name!r} parameter {param} is still FROM_DATA: it is filled from the training data before "
+            "the build (cortexnet.experiments.common.wire_data_params); pass the real value"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class LayerSpec:
     """What a topology generator is told about the weight it wires (the topology contract).

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from cortexnet.connectivity.base import (
+    FROM_DATA,
     TOPOLOGIES,
     Connectivity,
     LayerSpec,
@@ -29,6 +30,7 @@ from cortexnet.connectivity.base import (
     drops_diagonal,
     need_generator,
     possible_links,
+    refuse_from_data,
     resolve_density,
     rounded_count,
     row_top_k,
@@ -82,6 +84,7 @@ def csti(
     Memory O(nnz + F² + chunk · n_in); exact total round(p · possible).
     """
     p = resolve_density(spec, p, "csti")
+    refuse_from_data("csti", "activity", activity)
     _check_csti_params(spec, p=p, activity=activity)
     generator = need_generator("csti", generator)
     drop = drops_diagonal(spec, self_connections)
@@ -111,6 +114,8 @@ def _check_csti_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
     """``check_params`` hook of ``"csti"``: a density, and a 2-D float ``activity`` sample."""
     check_density(spec, kwargs.get("p"), "csti")
     activity = kwargs.get("activity")
+    if activity is FROM_DATA:  # wired from data before the build (FromData)
+        return
     if activity is None:
         raise ValueError(
             "csti needs activity=(n_samples, F) samples of the presynaptic features (e.g. the flattened "
@@ -129,3 +134,6 @@ def _check_csti_params(spec: LayerSpec | None = None, **kwargs: Any) -> None:
 
 
 csti.check_params = _check_csti_params  # type: ignore[attr-defined]
+csti.data_params = {  # type: ignore[attr-defined]
+    "activity": "a seeded sample of the flattened training inputs (the presynaptic features of a first layer)"
+}

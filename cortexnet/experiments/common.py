@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import torch
 from torch import nn
 
 from cortexnet.analysis import MeanSD
@@ -171,6 +172,13 @@ class RunOptions:
             per.setdefault(int(index), {})[name] = value
         if self.topology is None and (params or per):
             raise ValueError("--topology-params needs --topology NAME (the generator they are passed to)")
+        # Parameters that come from data (CSTI's activity, SNIP's saliency) are wired after the data is loaded
+        # (wire_data_params); until then they are FROM_DATA, which the configuration checks accept.
+        if self.topology is not None:
+            params = with_data_placeholders(self.topology, params)
+        for i, override in per.items():
+            if "topology" in override:
+                per[i] = with_data_placeholders(override["topology"], override)
         if n_weights is None:
             return self.topology, params, []
         bad = sorted(i for i in per if i >= n_weights)
@@ -284,6 +292,76 @@ def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:
     return splits, spec
 
 
+def with_data_placeholders(topology: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with :data:`~cortexnet.connectivity.FROM_DATA` for each data parameter of ``topology`` not
+    given."""
+    from cortexnet.connectivity import FROM_DATA, data_params
+
+    return {**{k: FROM_DATA for k in data_params(topology)}, **params}
+
+
+def wire_data_params(model_name: str, model_config: Any, splits: Any, *, seed: int, batch_size: int) -> Any:
+    """``model_config`` with every :data:`~cortexnet.connectivity.FROM_DATA` topology parameter filled from the
+    training data (``topology_params`` and per-weight ``layer_topologies``; unchanged when there is none):
+
+    * ``saliency`` (SNIP): |g * w| of the model's dense twin at initialisation
+      (:func:`cortexnet.models.saliency.snip_saliency`) on one batch of ``batch_size`` training samples drawn
+      with ``seed``, for the weights that SNIP wires (a dict by weight name, so a global top-k spans them);
+    * ``activity`` (CSTI): a sample of 2,000 flattened training inputs drawn with ``seed``
+      (:func:`cortexnet.connectivity.correlation.input_activity`); refused on a recurrent weight, whose
+      presynaptic units are hidden nodes without data.
+
+    Deterministic in ``seed`` and the configuration, so a resumed run wires the same values. Raises
+    ``UsageError`` for a parameter that cannot be wired.
+    """
+    from cortexnet.connectivity import FROM_DATA
+
+    overrides = tuple(getattr(model_config, "layer_topologies", ()))
+    base = (model_config.topology, dict(model_config.topology_params))
+    # (topology, params) per sparse weight, in the order of sparse_weights (one weight without the method).
+    specs = getattr(model_config, "layer_topology_specs", None)
+    per_weight = specs() if specs is not None else [base]
+    wanted = sorted({k for _, params in per_weight for k, v in params.items() if v is FROM_DATA})
+    if not wanted:
+        return model_config
+    x, y = splits.train.tensors[0], splits.train.tensors[1]
+    values: dict[str, Any] = {}
+    for key in wanted:
+        users = [i for i, (_, params) in enumerate(per_weight) if params.get(key) is FROM_DATA]
+        if key == "saliency":
+            from cortexnet.models.saliency import snip_saliency
+
+            g = torch.Generator().manual_seed(seed)
+            idx = torch.randperm(len(x), generator=g)[: min(batch_size, len(x))].sort().values
+            scores = snip_saliency(
+                model_name, model_config, splits.n_inputs, splits.n_classes, x[idx], y[idx]
+            )
+            names = list(scores)
+            values[key] = {names[i]: scores[names[i]] for i in users}
+        elif key == "activity":
+            from cortexnet.connectivity.correlation import input_activity
+
+            spec = model_config.layer_spec() if hasattr(model_config, "layer_spec") else None
+            if spec is not None and spec.recurrent:
+                raise UsageError(
+                    f"topology {per_weight[users[0]][0]!r} needs activity samples of its presynaptic units, but "
+                    "they are the hidden nodes of a recurrent layer, which have no data: use it on a "
+                    "feed-forward model (sparse_mlp, g2gnet)"
+                )
+            values[key] = input_activity(x, generator=torch.Generator().manual_seed(seed))
+        else:
+            raise UsageError(
+                f"no wiring from data for topology parameter {key!r} (known: activity, saliency)"
+            )
+    wired_base = {k: values[k] if v is FROM_DATA else v for k, v in base[1].items()}
+    changes: dict[str, Any] = {"topology_params": wired_base}
+    if overrides:
+        changes["layer_topologies"] = tuple(
+            {k: values[k] if v is FROM_DATA else v for k, v in o.items()} for o in overrides
+        )
+    return dataclasses.replace(model_config, **changes)
+
+
 def run_members(
     config: RunOptions,
     folder: RunFolder,
@@ -294,13 +372,18 @@ def run_members(
     margin: float = 0.05,
 ) -> RunResults:
     """Train (or, on resume, finish) every member with the run's options
-    (:func:`cortexnet.training.runs.train_members`) and summarise each with
+    (:func:`cortexnet.training.runs.train_members`), its data-derived topology parameters wired first
+    (:func:`wire_data_params`, written into ``member.model_config``), and summarise each with
     :func:`cortexnet.analysis.summarize_run` (accuracy per epoch, best, final, learning delay with ``margin``)."""
     from cortexnet.analysis import summarize_run
     from cortexnet.data import chance_level
     from cortexnet.training.runs import train_members
 
     chance = chance_level(splits)
+    for m in members:  # in place: what the experiment reads of a member afterwards is what was trained
+        m.model_config = wire_data_params(
+            m.model_name, m.model_config, splits, seed=config.split_seed, batch_size=config.batch_size
+        )
     return train_members(
         folder,
         splits,

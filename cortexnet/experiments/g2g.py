@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = results.groups
 
     def row(kind: str, q: float) -> dict[str, Any]:
-        model_config = specs[(kind, q, config.seeds[0])]
+        # The member's configuration as trained (data-derived topology parameters wired by run_members).
+        model_config = next(m.model_config for m in members if m.key == (kind, q))
         runs = groups[(kind, q)]
         mean, sd = summarize_counts([r["parameters"] for r in runs])
         return {

@@ -15,8 +15,10 @@ does a structured recurrent topology learn faster than ER at the same density?::
 CSTI (``csti``, correlated sparse topological initialisation) is wired from the |Pearson r| of the training
 inputs: a seeded sample of 2,000 flattened training sequences (``--split-seed``) is its ``activity``, tiled onto
 the deeper layers as the authors do; the recurrent cortex has no data for its hidden nodes, so CSTI runs on the
-MLP only. Not included: SNIP, which needs loss gradients at initialisation (a model-level pruning step, not a
-wiring rule). The masks are static (no DST: no pruning/regrowth).
+MLP only. SNIP (``snip``) keeps the global top |g * w| of each member's dense twin at initialisation, scored on
+one seeded batch of ``--batch-size`` training samples (Lee et al. 2019); a layer SNIP leaves without links is
+refused. Data-derived parameters are wired by :func:`~cortexnet.experiments.common.wire_data_params`. The masks
+are static (no DST: no pruning/regrowth).
 
 Training: the shared options plus ``--optimizer``, ``--momentum`` and ``--weight-decay``; the defaults follow
 the CHTs MLP recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.025, batch 32, 100 epochs) except its learning
@@ -37,12 +39,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
 from cortexnet.config import UsageError, field
-from cortexnet.connectivity import TOPOLOGIES, topology_settable
-from cortexnet.connectivity.correlation import input_activity
+from cortexnet.connectivity import TOPOLOGIES, data_params
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     RecordCounts,
@@ -52,6 +51,8 @@ from cortexnet.experiments.common import (
     run_cli,
     run_members,
     summarize_counts,
+    wire_data_params,
+    with_data_placeholders,
 )
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import CortexRNNConfig, SparseMLPConfig, built_counts
@@ -64,7 +65,7 @@ from cortexnet.training.runs import Member, RunFolder, derive_seeds
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "topologies"
-DEFAULT_TOPOLOGIES = ("full", "er", "bsw", "bsf", "brf", "dnm", "csti", "ramanujan")
+DEFAULT_TOPOLOGIES = ("full", "er", "bsw", "bsf", "brf", "dnm", "csti", "snip", "ramanujan")
 DALE_CHOICES = ("on", "off")
 
 #: What the DNM paper reports (REFERENCE.md §3); printed beside our numbers. Our names for its rows.
@@ -158,8 +159,8 @@ class TopologiesConfig(RunOptions):
         self.validate_run_options()
         for t in self.compared():
             try:
-                # A placeholder sample: validation needs no data (the real one is drawn in main).
-                self.mlp_config(t, self.seeds[0], n_steps=1, activity=torch.zeros(2, 1)).validate()
+                # Data parameters (csti's activity, snip's saliency) are FROM_DATA until main wires them.
+                self.mlp_config(t, self.seeds[0], n_steps=1).validate()
             except ValueError as exc:
                 raise ValueError(f"--topologies {t}: {exc} (check --hidden, --density)") from None
         return self
@@ -185,15 +186,12 @@ class TopologiesConfig(RunOptions):
             weight_decay=self.weight_decay,
         )
 
-    def mlp_config(
-        self, topology: str, seed: int, *, n_steps: int, activity: torch.Tensor | None = None
-    ) -> SparseMLPConfig:
-        """The sparse MLP of one member (``n_steps``: the dataset's sequence length, flattened with F);
-        ``activity`` ``(n_samples, T·F)``: the input sample of a topology that takes one (csti)."""
+    def mlp_config(self, topology: str, seed: int, *, n_steps: int) -> SparseMLPConfig:
+        """The sparse MLP of one member (``n_steps``: the dataset's sequence length, flattened with F); data
+        parameters of the topology (csti's activity, snip's saliency) are FROM_DATA (wire_data_params)."""
         seeds = derive_seeds(seed)
         params, per_matrix = self._params(topology)
-        if "activity" in topology_settable(topology) and "activity" not in params:
-            params = {**params, "activity": activity}
+        params = with_data_placeholders(topology, params)
         return SparseMLPConfig(
             n_steps=n_steps,
             hidden=self.hidden,
@@ -215,6 +213,7 @@ class TopologiesConfig(RunOptions):
         # The recurrent cortex has one weight: it takes --topology-params' model-wide values (not the MLP's
         # per-matrix I.key ones), without p: its density is --recurrent-density.
         params = {k: v for k, v in self._params(topology)[0].items() if k != "p"}
+        params = with_data_placeholders(topology, params)
         return CortexRNNConfig(
             topology_params=params,
             n_nodes=self.recurrent_nodes or 2,
@@ -229,11 +228,11 @@ class TopologiesConfig(RunOptions):
         )
 
     def recurrent_topologies(self) -> tuple[str, ...]:
-        """Topologies of the recurrent members: the non-``full`` ones that need no data sample (none without
-        ``--recurrent-nodes``)."""
+        """Topologies of the recurrent members: the non-``full`` ones that need no input sample of their
+        presynaptic units (csti's ``activity``: hidden nodes have no data; none without ``--recurrent-nodes``)."""
         if self.recurrent_nodes is None:
             return ()
-        return tuple(t for t in self.compared() if t != "full" and "activity" not in topology_settable(t))
+        return tuple(t for t in self.compared() if t != "full" and "activity" not in data_params(t))
 
 
 def standard_error(sd: float | None, n: int) -> float | None:
@@ -263,16 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     splits, dataset_spec = load_run_data(config)
     # Every member's model checked on the real input width before any training.
     specs: dict[tuple, Any] = {}
-    activity = None
-    if any("activity" in topology_settable(t) for t in config.compared()):
-        # CSTI's data: a seeded sample of the training inputs, flattened as the MLP reads them.
-        activity = input_activity(
-            splits.train.tensors[0], generator=torch.Generator().manual_seed(config.split_seed)
-        )
     for t in config.compared():
         for seed in config.seeds:
             try:
-                mlp = config.mlp_config(t, seed, n_steps=splits.n_steps, activity=activity)
+                mlp = config.mlp_config(t, seed, n_steps=splits.n_steps).validate(splits.n_inputs)
+                # CSTI's input sample and SNIP's dense-twin scores, from the training data (seeded).
+                mlp = wire_data_params("sparse_mlp", mlp, splits, seed=config.split_seed,
+                                       batch_size=config.batch_size)  # fmt: skip
                 specs[(("mlp", t), seed)] = mlp.validate(splits.n_inputs)
                 _refuse_empty_matrices(mlp, splits.n_inputs)
             except ValueError as exc:
@@ -338,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
         "training": dataclasses.asdict(config.train_config(config.seeds[0])),
         "topology_params": list(config.topology_params),
         "paper_comparable": bool(paper) and comparable,
-        "not_included": ["snip"],
         "rows": rows,
         "paper": PAPER,
     }
@@ -393,7 +388,7 @@ def _print_table(summary: dict, config: TopologiesConfig) -> None:
             f"(the DNM table has no {config.dataset} numbers: it covers {', '.join(PAPER['static_accuracy'])})"
         )
     print(f"paper ({PAPER['source']}): {PAPER['setting']}")
-    print(f"  note: {PAPER['comparison_note']}; SNIP is not included (not implemented yet)")
+    print(f"  note: {PAPER['comparison_note']}")
 
 
 if __name__ == "__main__":
