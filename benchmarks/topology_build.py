@@ -3,7 +3,8 @@
 Cases (the issue's targets): a recurrent layer of N = 20,000 nodes at p = 0.1 (4e7 synapses; the result alone is
 ~320 MB of int64 column indices), and a 1568 x 1568 feed-forward layer at 99 % sparsity (p = 0.01, the DNM
 MLP's hidden layers). Peak memory is the child's peak RSS (``ru_maxrss``) minus its RSS after importing
-cortexnet, so it is what the build itself allocates. Prints a table and writes ``results/topology_build-<UTC>.json``
+cortexnet and making the data a data-wired topology takes (csti's input sample, snip's dense scores), so it is
+what the build itself allocates. Prints a table and writes ``results/topology_build-<UTC>.json``
 with the machine::
 
     python benchmarks/topology_build.py                                # every topology, both cases
@@ -24,14 +25,17 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from cortexnet.connectivity import LayerSpec, make_connectivity, topology_settable
+from cortexnet.connectivity import LayerSpec, data_params, make_connectivity
 
 name, n_out, n_in, recurrent, p, params = json.loads(sys.argv[1])
 torch.set_num_threads(2)
-base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 spec = LayerSpec(n_out, n_in, recurrent=recurrent, density=p)
-if "activity" in topology_settable(name):  # a data-wired topology (csti): 1,000 samples of <= 784 features
+# Data-wired topologies get their data first, so the peak below is what the build allocates beyond it.
+if "activity" in data_params(name):  # csti: 1,000 samples of <= 784 features
     params["activity"] = torch.rand(1000, min(n_in, 784), generator=torch.Generator().manual_seed(1))
+if "saliency" in data_params(name):  # snip: dense float32 scores of every position (N = 20,000: 1.6 GB)
+    params["saliency"] = torch.rand(n_out, n_in, generator=torch.Generator().manual_seed(1))
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 conn = make_connectivity(name, spec, generator=torch.Generator().manual_seed(0), **params)
 seconds = time.perf_counter() - t0
