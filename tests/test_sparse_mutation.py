@@ -169,20 +169,31 @@ def test_set_connectivity_without_state_without_momentum_and_with_grad(backend):
         assert not bool(_param(w).grad[~new.to_dense()].any())
 
 
-def test_masked_dense_accepts_another_count_and_csr_refuses_it():
+@pytest.mark.parametrize("target", [0.3, 0.1])
+def test_every_backend_takes_another_count_and_keeps_training_identically(target):
+    # Gradual pruning / growth (CHTss) changes the synapse count: compressed storage gets a new Parameter, put
+    # in the module and in the optimiser (param group and remapped moments) in place of the old one; masked
+    # dense keeps its object. Both backends go on computing the same thing.
     conn = _conn(30, 0.2, seed=1)
-    denser = _conn(30, 0.3, seed=2)
-    md = _weight("masked_dense", conn, "clip", seed=3)
-    opt = torch.optim.Adam(md.parameters(), lr=0.01)
-    _train(md, opt, 2, seed=4)
-    old = md.active_values()
-    source = md.set_connectivity_(denser, opt)
-    expected = _brute_force_map(conn, denser)
-    assert torch.equal(source, expected) and md.nnz == denser.nnz
-    assert torch.equal(md.active_values()[source >= 0], old[source[source >= 0]])
-    csr = _weight("csr", conn, "none", seed=3)
-    with pytest.raises(ValueError, match=rf"{denser.nnz} synapses.*has {conn.nnz}"):
-        csr.set_connectivity_(denser)
+    other = _conn(30, target, seed=2)
+    out = {}
+    for backend in ("masked_dense", "csr"):
+        w = _weight(backend, conn, "clip", seed=3)
+        opt = torch.optim.Adam(w.parameters(), lr=0.01)
+        _train(w, opt, 2, seed=4)
+        old = w.active_values()
+        param = next(w.parameters())
+        source = w.set_connectivity_(other, opt)
+        assert w.nnz == other.nnz and (next(w.parameters()) is param) == (backend == "masked_dense")
+        param = next(w.parameters())
+        assert [p for g in opt.param_groups for p in g["params"]] == [param]
+        assert torch.equal(source, _brute_force_map(conn, other))
+        assert torch.equal(w.active_values()[source >= 0], old[source[source >= 0]])
+        moments = opt.state[param]["exp_avg"]
+        assert moments.shape == param.shape and len(opt.state) == 1
+        _train(w, opt, 2, seed=5)  # the optimiser steps on with the resized state
+        out[backend] = w.to_dense()
+    torch.testing.assert_close(out["masked_dense"], out["csr"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["masked_dense", "csr"])

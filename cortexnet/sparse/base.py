@@ -6,7 +6,7 @@ import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -144,8 +144,10 @@ class SparseWeight(nn.Module, ABC):
         """Replace the active set (rewiring), keeping the parameter object so any optimiser holding it works on.
 
         Args:
-            connectivity: the new synapse set, same shape. ``csr`` needs the same synapse count (rewiring
-                conserves synapses); ``masked_dense`` accepts any count.
+            connectivity: the new synapse set, same shape, any synapse count (rewiring conserves it; gradual
+                pruning such as CHTss changes it). On compressed storage a new count means a new Parameter
+                object, put in this module and in ``optimizer`` in place of the old one (pass the optimiser
+                that trains it; any other holder of the old parameter must be refreshed).
             optimizer: if given (it must hold this weight's parameter), every per-element state tensor of the
                 parameter (any state of the parameter's shape: Adam/AdamW ``exp_avg``, ``exp_avg_sq``,
                 ``max_exp_avg_sq``, SGD ``momentum_buffer``, RMSprop ``square_avg``, ...) moves with the
@@ -170,7 +172,6 @@ class SparseWeight(nn.Module, ABC):
                 f"set_connectivity_ got connectivity of shape {connectivity.shape}, this weight is "
                 f"{(self.n_out, self.n_in)}; build the new connectivity with the weight's shape"
             )
-        self._check_rewired_count(connectivity.nnz)
         param = self._parameter()
         states = _per_element_states(optimizer, param) if optimizer is not None else []
         with torch.no_grad():
@@ -204,14 +205,75 @@ class SparseWeight(nn.Module, ABC):
                 new[added] = fill if isinstance(fill, float) else fill.to(storage.dtype)
                 return self._storage_from_active(new, rows, cols)
 
-            param.copy_(remap(param, fresh))
-            if param.grad is not None:
-                param.grad.copy_(remap(param.grad, 0.0))
-            for state in states:
-                state.copy_(remap(state, 0.0))
+            values = remap(param, fresh)
+            if values.shape == param.shape:  # same storage size: the same objects, updated in place
+                param.copy_(values)
+                if param.grad is not None:
+                    param.grad.copy_(remap(param.grad, 0.0))
+                for state in states:
+                    state.copy_(remap(state, 0.0))
+            else:
+                self._replace_parameter_(param, values, optimizer, lambda t: remap(t, 0.0))
             self._set_structure_(connectivity, rows, cols)
         self.apply_constraints_()
         return source
+
+    def _replace_parameter_(
+        self, param: nn.Parameter, values: Tensor, optimizer: torch.optim.Optimizer | None, remap: Any
+    ) -> None:
+        """A new synapse count on compressed storage: a new Parameter of the new size takes the old one's place
+        in this module and in ``optimizer`` (its param groups and state, per-element state remapped). Resizing
+        the old Parameter in place is not an option: autograd keeps its old shape while any graph that used it
+        is alive (\"invalid gradient ... expected shape\" at the next backward)."""
+        new = nn.Parameter(values, requires_grad=param.requires_grad)
+        if param.grad is not None:
+            new.grad = remap(param.grad)
+        if optimizer is not None:
+            old_state = optimizer.state.pop(param, None)
+            if old_state:
+                optimizer.state[new] = {
+                    k: remap(v) if isinstance(v, Tensor) and v.dim() > 0 and v.shape == param.shape else v
+                    for k, v in old_state.items()
+                }
+            for group in optimizer.param_groups:
+                group["params"] = [new if p is param else p for p in group["params"]]
+        name = next(n for n, p in self._parameters.items() if p is param)
+        self.register_parameter(name, new)
+
+    def reset_synapses_(
+        self,
+        rows: Tensor,
+        cols: Tensor,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        values: Tensor | None = None,
+    ) -> None:
+        """Restart active synapses as if new: write their *effective* values (``values`` float ``(K,)``; None:
+        exactly zero) and zero their per-element optimiser state and ``.grad`` (the states
+        :meth:`set_connectivity_` resets). For rewiring, where a link removed and regrown in the same update
+        stays active but must not keep its moments. ``rows, cols`` int ``(K,)``: active positions. O(nnz)."""
+        rows, cols = self._check_positions(rows, cols, "reset_synapses_")
+        index, found = self._search(rows, cols)
+        if not bool(found.all()):
+            raise ValueError(
+                f"reset_synapses_: {int((~found).sum())} of {rows.numel()} positions are not active"
+            )
+        param = self._parameter()
+        fill = torch.zeros(rows.numel(), dtype=param.dtype, device=param.device)
+        if values is not None:
+            fill = values.detach().to(device=param.device, dtype=param.dtype)
+            fill = fill.abs() if self.dale == "abs" else fill
+        active_rows, active_cols = self._active_index()
+        with torch.no_grad():
+            targets = [(param, fill)]
+            if param.grad is not None:
+                targets.append((param.grad, None))
+            targets += [(st, None) for st in (_per_element_states(optimizer, param) if optimizer else [])]
+            for storage, value in targets:
+                active = self._gather_active(storage).clone()
+                active[index] = 0 if value is None else value.to(storage.dtype)
+                storage.copy_(self._storage_from_active(active, active_rows, active_cols))
+        self.apply_constraints_()
 
     def constraint_violations(self) -> dict[str, int]:
         """Counts of broken constraints, O(nnz) (no dense matrix on compressed backends).
@@ -346,9 +408,6 @@ class SparseWeight(nn.Module, ABC):
     def _off_mask_count(self) -> int:
         """Stored non-zero values outside the active set (0 where storage holds active synapses only)."""
         return 0
-
-    def _check_rewired_count(self, nnz: int) -> None:
-        """Raise if this backend cannot take a new active set of ``nnz`` synapses (default: any count)."""
 
     def _is_active(self, rows: Tensor, cols: Tensor) -> Tensor:
         """bool ``(K,)``: whether each position is an active synapse."""

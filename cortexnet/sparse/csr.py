@@ -213,16 +213,13 @@ class CSRWeight(SparseWeight):
     def _storage_from_active(self, active: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         return active
 
-    def _check_rewired_count(self, nnz: int) -> None:
-        if nnz != self.nnz:
-            raise ValueError(
-                f"csr rewiring must conserve the synapse count: the new connectivity has {nnz} synapses, "
-                f"this weight has {self.nnz}; drop and grow equally many (or build a new weight to resize)"
-            )
-
     def _set_structure_(self, connectivity: Connectivity, rows: Tensor, cols: Tensor) -> None:
         self.crow.copy_(connectivity.crow.to(self.crow.device, torch.int64))
-        self.col.copy_(cols.to(self.col.device, self._col_dtype()))
+        cols = cols.to(self.col.device, self._col_dtype())
+        if cols.shape == self.col.shape:
+            self.col.copy_(cols)
+        else:  # a new synapse count (gradual pruning, CHTss): the buffer is replaced
+            self.col = cols.clone()
         self._structure_version += 1  # the kernel index is rebuilt on next use
 
     def _active_value_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
