@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -101,6 +102,16 @@ class RunOptions:
         "key=value parameters of --topology for every sparse weight (e.g. groups=4 p_inter=0.05); I.key=value "
         "sets one for sparse weight I only, I.topology=NAME gives weight I another topology",
     )
+    rewire: tuple[str, ...] = field(
+        (),
+        "dynamic sparse training of every sparse weight: a rule (set, random, rigl, hebbian, cht, chts, "
+        "chtss) or removal=NAME growth=NAME ... (cortexnet.rewiring); default: static masks",
+    )
+    rewire_params: tuple[str, ...] = field(
+        (),
+        "key=value settings of --rewire (zeta=0.3 delta_t=100 end_fraction=0.75 grow_value=zero "
+        "soft_removal=true sparsity_end=0.9 percolation=true early_stop=0.9 ...: cortexnet.rewiring.RewiringConfig)",
+    )
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
@@ -142,6 +153,10 @@ class RunOptions:
             resolve_device(self.device)
         except ValueError as exc:
             raise ValueError(f"--device: {exc}") from None
+        try:
+            self.rewiring_config(0)
+        except ValueError as exc:
+            raise ValueError(f"--rewire: {exc}") from None
         if self.resume is None:
             check_output_writable(self.out)
 
@@ -188,6 +203,27 @@ class RunOptions:
                 f"(indices 0 ... {n_weights - 1})"
             )
         return self.topology, params, [per.get(i, {}) for i in range(n_weights)]
+
+    def rewiring_config(self, seed: int) -> Any:
+        """The :class:`~cortexnet.rewiring.RewiringConfig` of ``--rewire`` / ``--rewire-params`` for the member
+        with run seed ``seed`` (its rewiring draws derive from it), or None for static masks."""
+        from cortexnet.rewiring import rewiring_config
+
+        if not self.rewire:
+            if self.rewire_params:
+                raise ValueError("--rewire-params needs --rewire RULE (the rule they configure)")
+            return None
+        first, rest = self.rewire[0], list(self.rewire[1:])
+        rule = "custom" if "=" in first else first
+        pairs = [first, *rest] if rule == "custom" else rest
+        params = {
+            **parse_key_values(pairs, option="--rewire"),
+            **parse_key_values(self.rewire_params, option="--rewire-params"),
+        }
+        if "weights" in params and isinstance(params["weights"], str):
+            params["weights"] = (params["weights"],)
+        params.setdefault("seed", int(np.random.SeedSequence([seed, 4]).generate_state(1)[0]))
+        return rewiring_config(rule, **params)
 
     def single_weight_topology(self, default: str) -> tuple[str, dict[str, Any]]:
         """``(name, params)`` for a model with one sparse weight (its ``0.`` overrides folded in)."""
@@ -380,11 +416,16 @@ def run_members(
     from cortexnet.training.runs import train_members
 
     chance = chance_level(splits)
+    from cortexnet.training.rewiring import RewiringCallback
+
     for m in members:  # in place: what the experiment reads of a member afterwards is what was trained
         m.model_config = wire_data_params(
             m.model_name, m.model_config, splits, seed=config.split_seed, batch_size=config.batch_size
         )
-    return train_members(
+        rewiring = config.rewiring_config(m.seed)
+        if rewiring is not None and not any(isinstance(cb, RewiringCallback) for cb in m.callbacks):
+            m.callbacks = (*m.callbacks, RewiringCallback(rewiring))  # last: a stable checkpoint position
+    results = train_members(
         folder,
         splits,
         dataset_spec,
@@ -394,6 +435,29 @@ def run_members(
         resume=config.resume is not None,
         progress=config.progress,
     )
+    for m in members:
+        for cb in m.callbacks:
+            if isinstance(cb, RewiringCallback):
+                results.runs[m.label]["rewiring"] = summarize_rewiring(cb.history)
+    return results
+
+
+def summarize_rewiring(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per weight: updates made, links removed / regrown in total, mean overlap, final synapse count and the
+    seconds spent, from a rewirer's update records."""
+    out: dict[str, Any] = {}
+    for rec in history:
+        w = out.setdefault(rec["weight"], {"updates": 0, "removed": 0, "grown": 0, "overlap_sum": 0.0,
+                                           "nnz": None, "seconds": 0.0, "frozen": False})  # fmt: skip
+        w["updates"] += 1
+        w["removed"] += rec["removed"]
+        w["grown"] += rec["grown"]
+        w["overlap_sum"] += rec["overlap"]
+        w["nnz"], w["frozen"] = rec["nnz"], rec["frozen"]
+        w["seconds"] += rec["seconds"]
+    for w in out.values():
+        w["mean_overlap"] = w.pop("overlap_sum") / max(w["updates"], 1)
+    return out
 
 
 class RecordCounts(Callback):

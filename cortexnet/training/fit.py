@@ -188,6 +188,7 @@ def fit(
         if run_path is not None:
             run_path.mkdir(parents=True, exist_ok=True)
         record(0.0, None, time.perf_counter())
+    ctx.steps_per_epoch = data.n_batches()
     for cb in hooks:
         cb.on_train_begin(model, ctx)
     state = ctx.state
@@ -218,8 +219,10 @@ def fit(
                 state.step += 1
                 loss_sum += loss.detach() * len(y)
                 seen += len(y)
+                ctx.batch = (x, y)
                 for cb in hooks:
                     cb.on_step_end(model, ctx)
+                ctx.batch = None
                 if i in eval_at and i < (n_batches or 0):
                     record(state.epoch + i / n_batches, None, t0)
             state.epoch += 1

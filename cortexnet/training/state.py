@@ -63,6 +63,9 @@ class TrainContext:
         config: the :class:`~cortexnet.training.TrainConfig`.
         run_dir: the run folder (None: nothing is written).
         last_good: the last good checkpoint this run wrote or resumed from, and its epoch.
+        batch: the current training batch ``(x (B, T, F), y (B,))`` on the device (None outside the loop), e.g.
+            for a rewiring criterion that needs the gradient at inactive positions.
+        steps_per_epoch: optimiser steps per epoch (None: a loader without a length), set when training starts.
 
     For callbacks written against the trainer's state, reading an attribute the context does not have (``ctx.
     epoch``, ``ctx.step``, ``ctx.history``, ...) reads it from ``state``.
@@ -75,6 +78,8 @@ class TrainContext:
     config: Any
     run_dir: Path | None = None
     last_good: dict[str, Any] = field(default_factory=lambda: {"path": None, "epoch": None})
+    batch: tuple[Any, Any] | None = None
+    steps_per_epoch: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names the context lacks: fall through to the state (ctx.epoch, ctx.step, ...).
