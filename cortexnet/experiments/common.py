@@ -222,7 +222,7 @@ class RunOptions:
         }
         if "weights" in params and isinstance(params["weights"], str):
             params["weights"] = (params["weights"],)
-        params.setdefault("seed", int(np.random.SeedSequence([seed, 4]).generate_state(1)[0]))
+        params.setdefault("seed", rewiring_seed(seed))
         return rewiring_config(rule, **params)
 
     def single_weight_topology(self, default: str) -> tuple[str, dict[str, Any]]:
@@ -326,6 +326,12 @@ def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:
         "description": splits.description,
     }
     return splits, spec
+
+
+def rewiring_seed(seed: int) -> int:
+    """The seed of a member's rewiring draws, from its run seed (a stream of its own: the masks, weights and
+    data order of :func:`~cortexnet.training.runs.derive_seeds` do not move when rewiring is switched on)."""
+    return int(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
 
 
 def with_data_placeholders(topology: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,9 @@ deg(b))`` and ``C[a, j] = [TT > 0] w(TT[a, j], deg(a))``, ``w(x, d) = (1 + x)^{[
 ``S = A @ M + (B @ Mᵀ)ᵀ`` with ``B = Cᵀ``; ``d - x`` is DST.md's ``1 + eDT``). This is exact, not an
 approximation. The path-based scores factor in the same way: each path term is ``g(i, b) f(a, j)`` with
 ``g = sqrt(w(DD[i, b], deg(b)))`` and ``f = sqrt(w(TT[a, j], deg(a)))``, so ``S[i, j] = Σ_a M[i, a] f(a, j)
-Σ_b M[b, a] g(i, b) M[b, j]``, which is evaluated exactly by a product over the (i, a) pairs of each block.
+Σ_b M[b, a] g(i, b) M[b, j]``, evaluated exactly (no path is dropped or counted twice): ``"dense"`` groups the
+sum by the in-node ``a`` (one small product ``g[N(a) ∩ rows, N(a)] @ M[N(a), :]`` per ``a``), ``"sparse"``
+forms the (i, a) × j sums as a sparse product and enumerates the L3 paths in effect.
 
 **Recurrent layers** (square ``W_rec``, ``W[i, j]``: ``j → i``, one directed graph of N nodes): the score is
 the bipartite score of the same square mask, i.e. the directed graph is scored on its *post/pre double
@@ -64,22 +66,35 @@ different order, so a caller that wants random tie-breaking should not rely on b
 
 **Methods and cost** (N nodes per side, d the mean degree, p = d / N):
 
-* ``"dense"``: dense float GEMMs on row blocks (``torch``), best from about p = 0.05 up because a 2-core CPU
-  multiplies dense blocks 20-40 times faster than sparse ones: node rules 4 N³ multiply-adds (DD, TT, A M and
-  M C), path rules N³ d more;
-* ``"sparse"``: ``scipy.sparse`` products, best at low density: node rules O(N d²) for DD and TT plus
-  O(N · nnz(DD row) · d) for the two products, path rules O(N d³) (the L3 path count);
-* ``"auto"`` (default): ``"dense"`` when the mask density is at least ``DENSE_FROM`` or the layer is small.
+* ``"dense"`` (``torch``, any device): dense float GEMMs on row blocks, which a 2-core CPU runs 20-35 times
+  faster per multiply-add than scipy's or torch's sparse kernels. Node rules: 3.5 N³ multiply-adds (TT, once,
+  using its symmetry: 0.5; DD, A M and M C per block: 1 each). Path rules: 1.5 N³ (TT, DD) plus N² d² in
+  small batched products (``bmm``) plus gathers of nnz · n_in elements per row block.
+* ``"sparse"`` (``scipy.sparse``, CPU): sparse DD and TT, O(N d²); node rules then O(N² d) in sparse ×
+  dense products once DD and TT fill in (``N p² >~ 0.3``); path rules O(N d³) (the L3 path count) in sparse
+  × sparse products.
+* ``"auto"`` (default): ``"dense"`` from density ``DENSE_FROM["node"]`` = 0.05 (node rules) or
+  ``DENSE_FROM["path"]`` = 0.015 (path rules) up, on small layers, and on any device other than the CPU;
+  ``"sparse"`` otherwise.
 
-Memory: ``"dense"`` holds the mask in the output dtype (``n_out · n_in`` elements), the in-side weight matrix
-``C`` (node rules) or ``f`` (path rules) (``n_in²`` elements; only the rows a row block touches when
-:func:`ch_scores` is given ``rows``), and per block of ``c`` rows about ``c · (2 n_out + 3 n_in)`` elements;
-the path rules add ``P · (n_out + n_in)`` elements for a sub-block of ``P <= PAIR_BUDGET // (n_out + n_in)``
-(row, in-neighbour) pairs. ``"sparse"`` holds ``M`` and ``Mᵀ`` in CSR, ``C`` or ``f`` in CSR (``nnz(Mᵀ M)``
-entries), and per block the sparse products plus the dense ``(c, n_in)`` result. With the default block size
-the per-block part stays below about ``6 · BLOCK_ELEMENTS`` elements (≈ 400 MB in float32). Measured on a
-2-core CPU (float32, ``"dense"``): one full CH2-L3n or CH3-L3n pass over a 10,000 × 10,000 layer at p = 0.1
-(10⁷ links) takes about 80-150 s and 1.3 GB; see the module's report in the issue for the path rules.
+Memory (elements of the output dtype; ``c`` rows per block): ``"dense"`` holds the mask (``n_out · n_in``),
+the in-side weights ``C`` or ``f`` (``n_in²``; with ``rows`` given to :func:`ch_scores`, only the rows of
+the in-nodes the block touches) and per block about ``c · (2 n_out + 3 n_in)``; the path rules add at most
+``PAIR_BUDGET`` per batched product. ``"sparse"`` holds ``M`` and ``Mᵀ`` in CSR, ``C`` or ``f`` in CSR or,
+once a quarter full (``DENSE_FILL``), dense, and per block the products plus the dense ``(c, n_in)`` result.
+The default block (``BLOCK_ELEMENTS // max(n_out, n_in)`` rows) keeps the per-block part near
+``5 · BLOCK_ELEMENTS`` (≈ 350 MB in float32).
+
+Measured on the 2-core development CPU while two other CPU-bound processes shared it (so roughly half of an
+idle machine; float32, ``iter_ch_scores``, ``self_connections=False``):
+
+* 10,000 × 10,000 recurrent layer, p = 0.1 (10⁷ links), ``"dense"``: one full CH2-L3n pass 115 s, CH3-L3n
+  114 s (TT 23-25 s, then 13-17 s per block of 1,677 rows), peak RSS 1.65 GB. Not measured on a GPU: with
+  ``device="cuda"`` the same 3.5 · 10¹² multiply-adds are about 0.1 s of FP32 arithmetic on a current GPU.
+* 10,000 × 10,000, p = 0.01, CH2-L3n, ``"sparse"``: 24 s, peak RSS 2.1 GB.
+* CH3-L3 / CH2-L3 (path), 2,000 × 2,000, p = 0.1 (N d³ = 1.6 · 10¹⁰ path terms), ``"dense"``: 22-33 s,
+  0.6 GB; 1,000 × 1,000, p = 0.1: 3.5 s. At 10,000 × 10,000, p = 0.01 one pass costs several minutes
+  (``"sparse"``: 72 s for the first 1,677 rows); at p = 0.1 (N² d² = 10¹⁴) it is out of reach on a CPU.
 """
 
 from __future__ import annotations
@@ -98,9 +113,9 @@ from cortexnet.connectivity.base import Connectivity
 RULES: tuple[str, ...] = ("ch3_l3", "ch2_l3", "ch3_l3n", "ch2_l3n")
 #: The computation methods (see the module docstring).
 METHODS: tuple[str, ...] = ("auto", "dense", "sparse")
-#: ``"auto"`` picks ``"dense"`` from this mask density up (measured crossover on a 2-core CPU), or when the
-#: dense mask has at most ``SMALL_LAYER`` elements (then both are instantaneous and dense is simpler).
-DENSE_FROM: float = 0.05
+#: ``"auto"`` picks ``"dense"`` from this mask density up, for the node and the path rules (crossovers measured
+#: on a 2-core CPU at N = 4,000), or when the dense mask has at most ``SMALL_LAYER`` elements.
+DENSE_FROM: dict[str, float] = {"node": 0.05, "path": 0.015}
 SMALL_LAYER: int = 1 << 20
 #: Default block size in elements: ``chunk_rows`` defaults to ``BLOCK_ELEMENTS // max(n_out, n_in)``.
 BLOCK_ELEMENTS: int = 1 << 24
@@ -283,7 +298,8 @@ class _Plan:
         #   S[R, :] += (g[R, N(a)] @ M[N(a), :]) * f(a, :),   R = N(a) ∩ rows,
         # d² N multiply-adds per (i, a) pair, N² d² for a layer (N³ d if all pairs were stacked into one dense
         # product). b = i is included: g(i, i) M[i, j] lands on active links only, which are zeroed. The
-        # in-nodes are batched (bmm) in groups of similar degree, padded to the group's largest N(a).
+        # in-nodes are batched (bmm) in groups, padded to the group's largest N(a) and R. Gathering M[N(a), :]
+        # costs nnz · n_in per block whatever its size, so path rules favour large blocks.
         M, device, n_in = self.M, self.device, self.conn.n_in
         g = _weight(Mi @ M.T, self.deg_out, ch2=self.ch2, path=True)  # g(i, b), (c, n_out)
         local = torch.full((self.conn.n_out,), -1, dtype=torch.int64, device=device)
@@ -293,14 +309,15 @@ class _Plan:
         a_t = torch.from_numpy(a_needed).to(device)
         f_row = a_t if self.in_w is not None else torch.arange(a_t.numel(), device=device)
         starts, counts = self.col_ptr[a_t], self.col_ptr[a_t + 1] - self.col_ptr[a_t]
-        by_degree = torch.argsort(counts)
+        # Group in-nodes with similar |R| (block rows they touch) to keep the padding of the bmm small.
+        by_rows = torch.argsort(Mi.sum(dim=0)[a_t], stable=True)
         scores = torch.zeros(rows.numel(), n_in, dtype=self.dtype, device=device)
         if a_t.numel() == 0:
             return scores
         d_max = int(counts.max())
         group = max(1, PAIR_BUDGET // (2 * d_max * n_in + d_max * d_max))
         for s in range(0, a_t.numel(), group):
-            sel = by_degree[s : s + group]
+            sel = by_rows[s : s + group]
             cnt, width = counts[sel], int(counts[sel].max())
             k = torch.arange(width, device=device)
             valid_b = k[None, :] < cnt[:, None]  # (n_a, width)
@@ -389,7 +406,8 @@ def _plan(
     if method == "auto":
         # Off the CPU dense GEMMs win at any density that fits in memory.
         small = conn.n_out * conn.n_in <= SMALL_LAYER or device.type != "cpu"
-        method = "dense" if small or conn.density(exclude_diagonal=False) >= DENSE_FROM else "sparse"
+        threshold = DENSE_FROM["node" if rule.endswith("n") else "path"]
+        method = "dense" if small or conn.density(exclude_diagonal=False) >= threshold else "sparse"
     return _Plan(conn, rule, dtype, method == "dense", self_connections, full, device)
 
 

@@ -258,9 +258,14 @@ class Rewirer:
             entry = _Weight(name, w, recurrent, self_conn, possible)
             if config.sparsity_end is not None:
                 s0 = config.sparsity_start if config.sparsity_start is not None else 1 - conn.nnz / possible
-                self.sparsity[name] = SigmoidSparsity.from_steps(
-                    min(max(s0, 0.0), 1.0), config.sparsity_end, max(pruning_end, 1), config.delta_t
-                )
+                s0 = min(max(s0, 0.0), 1.0)
+                if config.pruning_end_fraction is None:  # the decay ends at the last update: s1 is reached
+                    total = max(self.timing.count(self.timing.t_end), 1)
+                    self.sparsity[name] = SigmoidSparsity(s0, config.sparsity_end, total)
+                else:  # the authors' script: decay over pruning_T_end, DST may stop before it
+                    self.sparsity[name] = SigmoidSparsity.from_steps(
+                        s0, config.sparsity_end, max(pruning_end, 1), config.delta_t
+                    )
             if config.uses_activity():
                 entry.recording = record_activity(model, name)
             self.weights.append(entry)
