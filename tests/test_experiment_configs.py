@@ -9,6 +9,7 @@ import pytest
 
 from cortexnet.experiments.common import resolve_run_config
 from cortexnet.experiments.dale import DaleConfig
+from cortexnet.experiments.dst import DSTConfig
 from cortexnet.experiments.g2g import G2GExperimentConfig
 from cortexnet.experiments.recurrent_vs_feedforward import RecurrentVsFeedforwardConfig
 from cortexnet.experiments.topologies import TopologiesConfig
@@ -16,11 +17,12 @@ from cortexnet.experiments.topologies import TopologiesConfig
 ROOT = Path(__file__).resolve().parents[1] / "experiments"
 CLASSES = {
     "dale": DaleConfig,
+    "dst": DSTConfig,
     "g2g": G2GExperimentConfig,
     "recurrent_vs_feedforward": RecurrentVsFeedforwardConfig,
     "topologies": TopologiesConfig,
 }
-PREFIX = re.compile(r"(dale|g2g|recurrent_vs_feedforward|topologies)_")
+PREFIX = re.compile(r"(dale|dst|g2g|recurrent_vs_feedforward|topologies)_")
 TOMLS = sorted(ROOT.glob("*.toml"))
 
 

@@ -1,5 +1,7 @@
 """The Rewirer: invariants of every rule on feed-forward and recurrent Dale weights, both backends."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -246,3 +248,40 @@ def test_a_resumed_run_rewires_bit_identically(tmp_path):
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert [r["nnz"] for r in cb.history] == [r["nnz"] for r in cb2.history] and len(cb.history) > 2
+
+
+def test_chain_percolation_removes_the_links_of_a_neuron_left_without_inputs_and_regrows_them():
+    config = SparseMLPConfig(
+        n_steps=1, hidden=(6, 5), density=0.5, backend="masked_dense", connectivity_seed=3
+    )
+    model = build_model("sparse_mlp", config, 8, 2)
+    first, second = model.layers[0].sparse, model.layers[1].sparse
+    # Hidden neuron 0 (row 0 of the first matrix) gets the smallest weights, exactly as many as one update
+    # removes: magnitude removal leaves it without inputs, so its outgoing links (column 0 of the second
+    # matrix) are dead and percolate.
+    c0 = first.connectivity()
+    row0 = int(c0.crow[1])
+    dense = first.to_dense().abs() + 1.0
+    dense[0] = 1e-3
+    first.load_dense_(dense * c0.to_dense())
+    out_links = int(second.connectivity().to_dense()[:, 0].sum())
+    assert row0 > 0 and out_links > 0
+    zeta = row0 / c0.nnz
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    rw = rewiring_config("custom", removal="magnitude", growth="random", zeta=zeta, delta_t=1, end_fraction=1.0,
+                         percolation=True, weights=("layers.0.sparse",))  # fmt: skip
+    # Rewiring one matrix of the two: not the model's whole chain, so nothing percolates.
+    (rec,) = Rewirer(model, opt, rw, total_steps=1).step()
+    assert rec["percolated"] == 0
+    model = build_model("sparse_mlp", config, 8, 2)
+    model.layers[0].sparse.load_dense_(dense * c0.to_dense())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    counts = [w.nnz for w in sparse_weights(model).values()]
+    rewirer = Rewirer(model, opt, dataclasses.replace(rw, weights=(), zeta=zeta), total_steps=1)
+    first_rec, second_rec = rewirer.step()
+    n_drop = [int(zeta * n + 1e-9) for n in counts]
+    assert first_rec["percolated"] == 0 and first_rec["removed"] == n_drop[0]
+    # Column 0 of the second matrix lost every link that removal left it.
+    assert second_rec["percolated"] > 0 and second_rec["removed"] == n_drop[1] + second_rec["percolated"]
+    assert [w.nnz for w in sparse_weights(model).values()] == counts  # percolated links were regrown
+    assert second_rec["grown"] == second_rec["removed"]

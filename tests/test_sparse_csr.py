@@ -211,8 +211,10 @@ def test_rewiring_keeps_values_resets_optimiser_state_and_matches_masked_dense(d
     state = opts[csr].state[csr.values]
     assert not bool(state["exp_avg"][source < 0].any()) and not bool(state["exp_avg_sq"][source < 0].any())
     train(3)  # Adam continues identically on both backends: state moved with the synapses and was reset
-    with pytest.raises(ValueError, match="conserve"):
-        csr.set_connectivity_(_conn(40, 0.3, seed=5))
+    # Another synapse count (gradual pruning): a new parameter, in the optimiser in place of the old one.
+    csr.set_connectivity_(_conn(40, 0.3, seed=5), optimizer=opts[csr])
+    assert csr.values is not param and csr.nnz == _conn(40, 0.3, seed=5).nnz
+    assert any(p is csr.values for g in opts[csr].param_groups for p in g["params"])
 
 
 # -- auto ----------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from cortexnet.connectivity import Connectivity
 from cortexnet.layers import record_activity, sparse_weights
 from cortexnet.rewiring.criteria import GROWTH, REMOVAL, LayerView, check_criteria
-from cortexnet.rewiring.percolation import keep_links, percolate_recurrent
+from cortexnet.rewiring.percolation import keep_links, percolate_chain, percolate_recurrent
 from cortexnet.rewiring.schedules import (
     SigmoidSparsity,
     TopologicalEarlyStop,
@@ -76,8 +76,10 @@ class RewiringConfig:
             ``pruning_end_fraction`` of training (None: ``end_fraction``; the authors' script: 8000 / 10000
             steps with DST stopping at 7500, so the target is not quite reached: 0.8989 for 0.90). None (the
             default): the synapse count is conserved.
-        percolation: remove the recurrent links that cannot carry input to the readout within the sequence
-            (DST.md "Network percolation") after removal, and regrow as many.
+        percolation: network percolation after removal (DST.md): the links of dead hidden neurons of a
+            feed-forward chain (the model's feed-forward sparse weights in module order: CHT's "chain
+            removal"), and the recurrent links that cannot carry input to the readout within the sequence;
+            as many links are regrown.
         early_stop: topological early stop: freeze a weight once the overlap of removed and regrown links
             exceeds this (e.g. 0.9); None: never.
         weights: names of the sparse weights to rewire (:func:`cortexnet.layers.sparse_weights`); empty: all.
@@ -274,15 +276,24 @@ class Rewirer:
     def step(self, batch: tuple[Tensor, Tensor] | None = None) -> list[dict[str, Any]]:
         """Count one optimiser step; at an update step rewire every weight and return one log record per
         weight (else ``[]``). ``batch`` ``(x (B, T, F), y (B,))``: the current batch (gradient growth needs it;
-        recurrent percolation reads T from it)."""
+        recurrent percolation reads T from it).
+
+        An update removes links in every weight first, then percolates (feed-forward weights that form a chain,
+        in module order, together: a dead neuron of one layer kills links of the next; recurrent weights each
+        within the sequence), then grows the removed and percolated links back."""
         self.step_count += 1
         if not self.timing(self.step_count):
             return []
-        records = [self._update(entry, batch) for entry in self.weights if not entry.frozen]
+        active = [entry for entry in self.weights if not entry.frozen]
+        plans = [self._remove(entry, batch) for entry in active]
+        if self.config.percolation:
+            self._percolate(active, plans, batch)
+        records = [self._grow(entry, plan) for entry, plan in zip(active, plans, strict=True)]
         self.history.extend(records)
         return records
 
-    def _update(self, entry: _Weight, batch: tuple[Tensor, Tensor] | None) -> dict[str, Any]:
+    def _remove(self, entry: _Weight, batch: tuple[Tensor, Tensor] | None) -> dict[str, Any]:
+        """The removal half of an update: what goes, and how many links grow back."""
         t0 = time.perf_counter()
         cfg, w, step = self.config, entry.weight, self.step_count
         conn = w.connectivity()
@@ -303,13 +314,33 @@ class Rewirer:
         removed = REMOVAL.get(cfg.removal)(view, n_remove, generator=self.generator, soft=cfg.soft_removal)
         keep = torch.ones(nnz, dtype=torch.bool)
         keep[removed] = False
-        kept = keep_links(conn, keep)
-        percolated = 0
-        if cfg.percolation and entry.recurrent and batch is not None:
-            perc = percolate_recurrent(kept, int(batch[0].shape[1]))
-            percolated = perc.removed
-            kept = perc.connectivity
-            n_grow += percolated
+        plan = {"t0": t0, "view": view, "kept": keep_links(conn, keep), "n_grow": n_grow, "percolated": 0}
+        plan["seconds"] = time.perf_counter() - t0
+        return plan
+
+    def _percolate(self, active: list[_Weight], plans: list[dict[str, Any]], batch: Any) -> None:
+        """Network percolation after removal (DST.md): the links it removes are added to the regrowth."""
+        chain = [i for i, e in enumerate(active) if not e.recurrent]
+        shapes_chain = all(
+            active[chain[k]].weight.n_in == active[chain[k - 1]].weight.n_out for k in range(1, len(chain))
+        )
+        if len(chain) > 1 and shapes_chain and len(chain) == sum(not e.recurrent for e in self.weights):
+            perc = percolate_chain([plans[i]["kept"] for i in chain])
+            for i, kept, n in zip(chain, perc.connectivities, perc.removed, strict=True):
+                plans[i]["kept"], plans[i]["percolated"] = kept, n
+                plans[i]["n_grow"] += n
+        for i, entry in enumerate(active):
+            if entry.recurrent and batch is not None:
+                perc = percolate_recurrent(plans[i]["kept"], int(batch[0].shape[1]))
+                plans[i]["kept"], plans[i]["percolated"] = perc.connectivity, perc.removed
+                plans[i]["n_grow"] += perc.removed
+
+    def _grow(self, entry: _Weight, plan: dict[str, Any]) -> dict[str, Any]:
+        """The growth half of an update: the new links, their values, the optimiser state, the log line."""
+        t0 = time.perf_counter()
+        cfg, w, step = self.config, entry.weight, self.step_count
+        view, kept, n_grow, percolated = plan["view"], plan["kept"], plan["n_grow"], plan["percolated"]
+        conn = view.connectivity
         grown = GROWTH.get(cfg.growth)(view, kept, n_grow, generator=self.generator, soft=cfg.soft_growth)
         new = _union(kept, grown)
         old_keys = conn.rows() * conn.n_in + conn.col
@@ -330,7 +361,7 @@ class Rewirer:
         record = {
             "step": step, "weight": entry.name, "removed": int(dropped.numel()),
             "percolated": percolated, "grown": int(grown.numel()), "nnz": new.nnz, "overlap": ov,
-            "frozen": entry.frozen, "seconds": time.perf_counter() - t0,
+            "frozen": entry.frozen, "seconds": plan["seconds"] + time.perf_counter() - t0,
         }  # fmt: skip
         log.info("rewire step %d %s: removed %d (percolation %d), regrown %d, nnz %d, overlap %.3f, %.2f s",
                  step, entry.name, record["removed"], percolated, record["grown"], new.nnz, ov, record["seconds"])  # fmt: skip
