@@ -264,3 +264,50 @@ def test_any_torch_optimizer(tmp_path):
 def test_train_config_errors(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw).validate()
+
+
+class _RecordLR(Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_step_end(self, model, ctx):
+        self.lrs.append(ctx.optimizer.param_groups[0]["lr"])
+
+
+class _Kill(Callback):
+    def on_step_end(self, model, ctx):
+        if ctx.state.step == 14:
+            raise KeyboardInterrupt
+
+
+def test_linear_lr_schedule_known_values_and_exact_resume(tmp_path):
+    # 240 samples / 40 = 6 steps per epoch, 3 epochs = 18 steps; the decay ends at 0.5 * 18 = 9 steps: the rate
+    # of step s (0-based) is 0.01 * (1 - 0.9 * min(1, s / 9)), then 0.001 from step 9 on.
+    cfg = TrainConfig(epochs=3, batch_size=40, lr=0.01, lr_schedule="linear", lr_final_factor=0.1,
+                      lr_decay_fraction=0.5)  # fmt: skip
+    rec = _RecordLR()
+    straight = model()
+    fit(straight, toy_data(), None, cfg, run_dir=tmp_path / "a", callbacks=[rec], progress=False)
+    expected = [0.01 * (1 - 0.9 * min(1.0, s / 9)) for s in range(18)]
+    assert rec.lrs == pytest.approx(expected, rel=1e-12)
+    assert TrainConfig().lr_factor(5, 10) == 1.0  # constant by default
+    # Killed in epoch 3 (after step 14; the last checkpoint is at epoch 2), resumed: the same rates and weights.
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            model(),
+            toy_data(),
+            None,
+            cfg,
+            run_dir=tmp_path / "b",
+            callbacks=[_RecordLR(), _Kill()],
+            progress=False,
+        )
+    again = _RecordLR()
+    resumed = model()
+    fit(resumed, toy_data(), None, cfg, run_dir=tmp_path / "b", resume=True, callbacks=[again, Callback()],
+        progress=False)  # fmt: skip
+    assert again.lrs == pytest.approx(expected[12:], rel=1e-12)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="cosine").validate()

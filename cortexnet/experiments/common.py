@@ -102,6 +102,13 @@ class RunOptions:
         "key=value parameters of --topology for every sparse weight (e.g. groups=4 p_inter=0.05); I.key=value "
         "sets one for sparse weight I only, I.topology=NAME gives weight I another topology",
     )
+    lr_schedule: str = field(
+        "constant", "learning-rate schedule: constant (the paper) or linear (decay to --lr-final-factor)"
+    )
+    lr_final_factor: float = field(0.01, "linear schedule: final fraction of --lr, in [0, 1] (CHTs: 0.01)")
+    lr_decay_fraction: float = field(
+        0.9, "linear schedule: fraction of all steps at which the decay ends, in (0, 1] (CHTs: 0.9)"
+    )
     rewire: tuple[str, ...] = field(
         (),
         "dynamic sparse training of every sparse weight: a rule (set, random, rigl, hebbian, cht, chts, "
@@ -244,6 +251,9 @@ class RunOptions:
             early_stopping_patience=self.early_stopping_patience,
             data_seed=derive_seeds(seed)["data_seed"],
             device=self.device,
+            lr_schedule=self.lr_schedule,
+            lr_final_factor=self.lr_final_factor,
+            lr_decay_fraction=self.lr_decay_fraction,
         )
 
 

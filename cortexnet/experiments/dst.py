@@ -131,7 +131,7 @@ class DSTConfig(RunOptions):
     momentum: float = field(0.9, "SGD / RMSprop momentum in [0, 1) (CHTs recipe: 0.9)")
     weight_decay: float = field(5e-4, "weight decay >= 0 (CHTs recipe: 5e-4)")
     lr: float = field(
-        0.025, "learning rate, constant (CHTs recipe: 0.025, decayed linearly; no schedule here)"
+        0.025, "initial learning rate (CHTs recipe: 0.025, decayed linearly: --lr-schedule linear)"
     )
     batch_size: int = field(32, "batch size (CHTs recipe: 32)")
     epochs: int = field(100, "training epochs, >= 1 (CHTs recipe: 100)")

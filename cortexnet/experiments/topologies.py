@@ -21,8 +21,8 @@ refused. Data-derived parameters are wired by :func:`~cortexnet.experiments.comm
 are static (no DST: no pruning/regrowth).
 
 Training: the shared options plus ``--optimizer``, ``--momentum`` and ``--weight-decay``; the defaults follow
-the CHTs MLP recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.025, batch 32, 100 epochs) except its learning
-rate schedule (linear decay to 0.01x by 90 % of the epochs): cortexnet's trainer has none, so lr is constant.
+the CHTs MLP recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.025, batch 32, 100 epochs); its linear decay to
+0.01x by 90 % of the steps is ``--lr-schedule linear`` (the MNIST config sets it; the default is constant).
 All members of a run (MLP and recurrent) share one optimiser setting.
 
 Writes ``runs/topologies/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png and
@@ -84,8 +84,8 @@ PAPER: dict[str, Any] = {
     },
     "spread": "standard error over 3 seeds (the values are not given in REFERENCE.md)",
     "comparison_note": (
-        "ours with experiments/topologies_mnist.toml: the same architecture and optimiser, but a constant learning rate (cortexnet's trainer has no "
-        "schedule) and our readings of BSW/BSF/BRF/DNM (DST.md); the paper's FC row is dense, 'random' is ER"
+        "ours with experiments/topologies_mnist.toml: the same architecture, optimiser and linear learning-rate "
+        "decay, and our readings of BSW/BSF/BRF/DNM/CSTI/SNIP (DST.md); the paper's FC row is dense, 'random' is ER"
     ),
 }
 
@@ -116,7 +116,7 @@ class TopologiesConfig(RunOptions):
     momentum: float = field(0.9, "SGD / RMSprop momentum in [0, 1) (CHTs recipe: 0.9)")
     weight_decay: float = field(5e-4, "weight decay >= 0 (CHTs recipe: 5e-4)")
     lr: float = field(
-        0.025, "learning rate, constant (CHTs recipe: 0.025, decayed linearly; no schedule here)"
+        0.025, "initial learning rate (CHTs recipe: 0.025, decayed linearly: --lr-schedule linear)"
     )
     batch_size: int = field(32, "batch size (CHTs recipe: 32)")
     epochs: int = field(100, "training epochs, >= 1 (CHTs recipe: 100)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:K".
         checkpoint_every: write a checkpoint every this many epochs (≥ 1) when a run folder is given.
         grad_clip: clip the global gradient norm to this value (None: no clipping; the paper used none).
+        lr_schedule: "constant" (the paper) or "linear": every parameter group's rate falls linearly from its
+            initial value to ``lr_final_factor`` times it at ``lr_decay_fraction`` of all optimiser steps, then
+            stays (the CHTs MLP recipe: 0.01 at 0.9). Set per step from the step count, so a resume continues it
+            exactly (with more epochs on resume the schedule stretches to the new total).
+        lr_final_factor: the final fraction of the initial rate, in [0, 1].
+        lr_decay_fraction: the fraction of all steps at which the decay ends, in (0, 1].
     """
 
     epochs: int = 1
@@ -41,6 +48,16 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 1
     grad_clip: float | None = None
+    lr_schedule: str = "constant"
+    lr_final_factor: float = 0.01
+    lr_decay_fraction: float = 0.9
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """The multiplier of the initial learning rate for optimiser step ``step`` (0-based) of ``total_steps``."""
+        if self.lr_schedule == "constant" or total_steps <= 0:
+            return 1.0
+        progress = min(1.0, step / max(self.lr_decay_fraction * total_steps, 1e-12))
+        return 1.0 - (1.0 - self.lr_final_factor) * progress
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the bad field and its allowed range; return self."""
@@ -67,6 +84,12 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final_factor <= 1.0:
+            raise ValueError(f"lr_final_factor must be in [0, 1], got {self.lr_final_factor}")
+        if not 0.0 < self.lr_decay_fraction <= 1.0:
+            raise ValueError(f"lr_decay_fraction must be in (0, 1], got {self.lr_decay_fraction}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:K', got {self.device!r}")
         return self

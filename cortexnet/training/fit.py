@@ -189,6 +189,12 @@ def fit(
             run_path.mkdir(parents=True, exist_ok=True)
         record(0.0, None, time.perf_counter())
     ctx.steps_per_epoch = data.n_batches()
+    if config.lr_schedule != "constant" and ctx.steps_per_epoch is None:
+        raise ValueError(
+            f"lr_schedule {config.lr_schedule!r} needs the number of steps per epoch; this loader has no length"
+        )
+    for group in optimizer.param_groups:  # the schedule's reference; saved with the optimiser's state
+        group.setdefault("initial_lr", group["lr"])
     for cb in hooks:
         cb.on_train_begin(model, ctx)
     state = ctx.state
@@ -215,6 +221,10 @@ def fit(
                     cb.on_after_backward(model, ctx)
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if config.lr_schedule != "constant":
+                    factor = config.lr_factor(state.step, config.epochs * (ctx.steps_per_epoch or 0))
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * factor
                 optimizer.step()  # re-imposes the mask and Dale's law (step post-hook)
                 state.step += 1
                 loss_sum += loss.detach() * len(y)
@@ -265,7 +275,8 @@ def _restore(ctx: TrainContext, path: Path, saver: Checkpointer) -> bool:
 
 def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> None:
     """A run may only be resumed with the settings it started with (more epochs are allowed)."""
-    saved = dict(ckpt.get("train_config") or {})
+    # Fields added after a checkpoint was written count as their defaults (e.g. lr_schedule = "constant").
+    saved = {**dataclasses.asdict(TrainConfig()), **dict(ckpt.get("train_config") or {})}
     now = dataclasses.asdict(config)
     for key in ("epochs", "device"):
         saved.pop(key, None)
