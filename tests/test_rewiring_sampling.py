@@ -275,7 +275,7 @@ def test_sample_proportional_and_ties_beyond_2_pow_24_entries(big_mostly_ineligi
 def test_k_errors_name_the_value():
     g = _gen()
     x = torch.tensor([1.0, 0.0, -INF, 2.0])
-    with pytest.raises(ValueError, match=r"k must be >= 0, got k=-1"):
+    with pytest.raises(ValueError, match=r"k must be >= 0, got -1"):
         gumbel_top_k(x, -1, generator=g)
     with pytest.raises(ValueError, match=r"k=4 exceeds the number of finite \(eligible\) entries \(3\)"):
         gumbel_top_k(x, 4, generator=g)

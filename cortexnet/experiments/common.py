@@ -257,6 +257,32 @@ class RunOptions:
         )
 
 
+@dataclass(frozen=True)
+class SparseMLPRecipe(RunOptions):
+    """RunOptions with the CHTs MLP training recipe as defaults (REFERENCE.md §3: SGD, momentum 0.9, weight
+    decay 5e-4, lr 0.025, batch 32, 100 epochs, 3 seeds), shared by the experiments that train the DNM / CHTs
+    sparse MLP (``topologies``, ``dst``); its linear decay is ``--lr-schedule linear``."""
+
+    optimizer: str = field("sgd", "optimiser: adam, adamw, sgd or rmsprop (CHTs recipe: sgd)")
+    momentum: float = field(0.9, "SGD / RMSprop momentum in [0, 1) (CHTs recipe: 0.9)")
+    weight_decay: float = field(5e-4, "weight decay >= 0 (CHTs recipe: 5e-4)")
+    lr: float = field(
+        0.025, "initial learning rate (CHTs recipe: 0.025, decayed linearly: --lr-schedule linear)"
+    )
+    batch_size: int = field(32, "batch size (CHTs recipe: 32)")
+    epochs: int = field(100, "training epochs, >= 1 (CHTs recipe: 100)")
+    seeds: tuple[int, ...] = field((0, 1, 2), "run seeds (DNM / CHTs: 3)")
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The shared settings plus this recipe's optimiser, momentum and weight decay."""
+        return dataclasses.replace(
+            super().train_config(seed),
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
+
+
 R = TypeVar("R", bound=RunOptions)
 
 

@@ -35,7 +35,7 @@ from cortexnet.config import UsageError, field, parse_key_values
 from cortexnet.connectivity.g2g import GROUPINGS
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
-    RunOptions,
+    SparseMLPRecipe,
     load_run_data,
     resolve_run_config,
     rewiring_seed,
@@ -46,8 +46,6 @@ from cortexnet.experiments.common import (
 from cortexnet.models import CortexRNNConfig, G2GNetConfig, SparseMLPConfig
 from cortexnet.models.g2gnet import image_geometry_from_rows
 from cortexnet.rewiring import GROWTH, PRESETS, REMOVAL, rewiring_config
-from cortexnet.training import TrainConfig
-from cortexnet.training.config import OPTIMIZERS
 from cortexnet.training.rewiring import RewiringCallback
 from cortexnet.training.runs import Member, RunFolder, derive_seeds
 
@@ -102,7 +100,7 @@ PAPER: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class DSTConfig(RunOptions):
+class DSTConfig(SparseMLPRecipe):
     """Options of ``python -m cortexnet.experiments.dst`` (every option can also come from ``--config``)."""
 
     experiment: ClassVar[str] = EXPERIMENT
@@ -127,15 +125,6 @@ class DSTConfig(RunOptions):
     p_inter: float = field(0.15, "g2gnet: inter-pathway probability p' (paper: 0.15)")
     groups: int = field(8, "g2gnet: groups per layer (paper: 8)")
     grouping: str = field("mixer", f"g2gnet: grouping, one of {GROUPINGS}")
-    optimizer: str = field("sgd", f"optimiser, one of {OPTIMIZERS} (CHTs recipe: sgd)")
-    momentum: float = field(0.9, "SGD / RMSprop momentum in [0, 1) (CHTs recipe: 0.9)")
-    weight_decay: float = field(5e-4, "weight decay >= 0 (CHTs recipe: 5e-4)")
-    lr: float = field(
-        0.025, "initial learning rate (CHTs recipe: 0.025, decayed linearly: --lr-schedule linear)"
-    )
-    batch_size: int = field(32, "batch size (CHTs recipe: 32)")
-    epochs: int = field(100, "training epochs, >= 1 (CHTs recipe: 100)")
-    seeds: tuple[int, ...] = field((0, 1, 2), "run seeds (DNM / CHTs: 3)")
 
     def validate(self) -> DSTConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
@@ -181,15 +170,6 @@ class DSTConfig(RunOptions):
     def rewiring_config(self, seed: int) -> None:
         """None: the rules compared carry their own rewiring (``--rewire-params`` configure them all)."""
         return None
-
-    def train_config(self, seed: int) -> TrainConfig:
-        """The shared settings plus this experiment's optimiser, momentum and weight decay."""
-        return dataclasses.replace(
-            super().train_config(seed),
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-        )
 
     def model_config(self, rule: str, seed: int, *, n_steps: int, n_inputs: int) -> Any:
         """The model one member of ``rule`` trains (its density: ``dense`` 1, ``chtss`` the start density)."""

@@ -45,7 +45,7 @@ from cortexnet.connectivity import TOPOLOGIES, data_params
 from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     RecordCounts,
-    RunOptions,
+    SparseMLPRecipe,
     load_run_data,
     resolve_run_config,
     run_cli,
@@ -58,8 +58,6 @@ from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import CortexRNNConfig, SparseMLPConfig, built_counts
 from cortexnet.models.sparse_mlp import sparse_mlp_connectivities
 from cortexnet.sparse import ACTIVATIONS
-from cortexnet.training import TrainConfig
-from cortexnet.training.config import OPTIMIZERS
 from cortexnet.training.runs import Member, RunFolder, derive_seeds
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ PAPER: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class TopologiesConfig(RunOptions):
+class TopologiesConfig(SparseMLPRecipe):
     """Options of ``python -m cortexnet.experiments.topologies`` (every option can also come from ``--config``)."""
 
     experiment: ClassVar[str] = EXPERIMENT
@@ -112,15 +110,6 @@ class TopologiesConfig(RunOptions):
     recurrent_dale: tuple[str, ...] = field(
         DALE_CHOICES, "Dale's law on the recurrent cortex: on and/or off (one member set per value)"
     )
-    optimizer: str = field("sgd", f"optimiser, one of {OPTIMIZERS} (CHTs recipe: sgd)")
-    momentum: float = field(0.9, "SGD / RMSprop momentum in [0, 1) (CHTs recipe: 0.9)")
-    weight_decay: float = field(5e-4, "weight decay >= 0 (CHTs recipe: 5e-4)")
-    lr: float = field(
-        0.025, "initial learning rate (CHTs recipe: 0.025, decayed linearly: --lr-schedule linear)"
-    )
-    batch_size: int = field(32, "batch size (CHTs recipe: 32)")
-    epochs: int = field(100, "training epochs, >= 1 (CHTs recipe: 100)")
-    seeds: tuple[int, ...] = field((0, 1, 2), "run seeds (DNM: 3 seeds)")
 
     def validate(self) -> TopologiesConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
@@ -176,15 +165,6 @@ class TopologiesConfig(RunOptions):
             return {}, ()
         _, params, per = self.topology_options(len(self.hidden))
         return params, tuple(per)
-
-    def train_config(self, seed: int) -> TrainConfig:
-        """The shared settings plus this experiment's optimiser, momentum and weight decay."""
-        return dataclasses.replace(
-            super().train_config(seed),
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-        )
 
     def mlp_config(self, topology: str, seed: int, *, n_steps: int) -> SparseMLPConfig:
         """The sparse MLP of one member (``n_steps``: the dataset's sequence length, flattened with F); data

@@ -20,10 +20,11 @@ The rewiring criteria reduce every prune or grow decision to "pick k entries of 
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch import Tensor
+
+from cortexnet.rewiring.schedules import _int
 
 __all__ = ["gumbel_top_k", "sample_proportional", "top_k_random_ties"]
 
@@ -40,15 +41,7 @@ def _as_1d(x: Tensor, name: str) -> Tensor:
 
 def _check_k(k: int) -> int:
     """k as a non-negative int (its upper bound, the eligible count, is checked by each function)."""
-    if isinstance(k, bool):
-        raise TypeError(f"k must be an integer, got {k!r}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k must be an integer, got {k!r}") from None
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got k={k}")
-    return k
+    return _int(k, "k", minimum=0)
 
 
 def _too_few(k: int, n_eligible: int, what: str) -> ValueError:
