@@ -160,6 +160,8 @@ class DSTConfig(SparseMLPRecipe):
             return None
         params = parse_key_values(self.rewire_params, option="--rewire-params")
         params.setdefault("seed", rewiring_seed(seed))
+        if isinstance(params.get("weights"), str):  # weights=NAME: one weight, not its characters
+            params["weights"] = (params["weights"],)
         if rule == "chtss":
             params.setdefault("sparsity_end", 1.0 - self.density)
         if "+" in rule:

@@ -107,7 +107,8 @@ class RewiringConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", tuple(self.weights))
+        weights = (self.weights,) if isinstance(self.weights, str) else self.weights
+        object.__setattr__(self, "weights", tuple(weights))
 
     def validate(self) -> RewiringConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
@@ -172,7 +173,8 @@ class RewiringConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "set": {"removal": "set", "growth": "random", "zeta": 0.3, "grow_value": "random"},
     "random": {"removal": "random", "growth": "random"},
-    "rigl": {"removal": "magnitude", "growth": "gradient", "zeta": 0.3, "zeta_schedule": "cosine"},
+    "rigl": {"removal": "magnitude", "growth": "gradient", "zeta": 0.3, "zeta_schedule": "cosine",
+             "grow_value": "keep"},
     "hebbian": {"removal": "hebbian", "growth": "hebbian", "zeta": 0.025, "delta_t": 1000},
     "cht": {"removal": "magnitude", "growth": "ch3_l3", "grow_value": "keep"},
     "chts": {"removal": "magnitude", "growth": "ch2_l3n", "soft_removal": True, "soft_growth": True,
@@ -229,11 +231,17 @@ class Rewirer:
             else make_zeta_schedule("cosine", zeta0=config.zeta, t_end=t_end)
         )
         self.temperature = config.temperature_schedule(t_end)
-        pruning_end = math.floor(
-            (config.pruning_end_fraction if config.pruning_end_fraction is not None else config.end_fraction)
-            * total_steps
+        pruning_fraction = (
+            config.pruning_end_fraction if config.pruning_end_fraction is not None else config.end_fraction
         )
+        pruning_end = math.floor(pruning_fraction * total_steps * (1 + 1e-9))  # 0.7 * 700 is 489.99...
         self.sparsity: dict[str, SigmoidSparsity] = {}
+        if self.timing.count(self.timing.t_end) == 0:
+            log.warning(
+                "rewiring is configured but will never run: delta_t = %d steps exceeds T_end = %d (%g of %d "
+                "steps); lower delta_t or raise end_fraction", config.delta_t, self.timing.t_end,
+                config.end_fraction, total_steps,
+            )  # fmt: skip
         self.early = TopologicalEarlyStop(config.early_stop) if config.early_stop is not None else None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step_count = 0
@@ -246,11 +254,11 @@ class Rewirer:
                 f"rewiring weights {missing} do not exist; the model's sparse weights: {list(weights)}"
             )
         self.weights: list[_Weight] = []
+        self._n_model_feedforward = sum(not _is_recurrent(model, name, w) for name, w in weights.items())
         for name in names:
             w = weights[name]
             conn = w.connectivity()
-            owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-            recurrent = getattr(owner, "rec", None) is w
+            recurrent = _is_recurrent(model, name, w)
             self_conn = (
                 not recurrent
                 or bool(conn.diagonal_present().any())
@@ -284,11 +292,25 @@ class Rewirer:
         self.step_count += 1
         if not self.timing(self.step_count):
             return []
-        active = [entry for entry in self.weights if not entry.frozen]
-        plans = [self._remove(entry, batch) for entry in active]
+        # Frozen weights (topological early stop) lose no links themselves, but take part in percolation.
+        plans = [self._remove(entry, batch) for entry in self.weights]
         if self.config.percolation:
-            self._percolate(active, plans, batch)
-        records = [self._grow(entry, plan) for entry, plan in zip(active, plans, strict=True)]
+            self._percolate(self.weights, plans, batch)
+        updated = [
+            (e, p) for e, p in zip(self.weights, plans, strict=True) if not e.frozen or p["n_grow"] > 0
+        ]
+        # Every weight chooses its new links on the network as it was before this update (RigL: one gradient of
+        # the current network for all layers), then all changes are applied.
+        for entry, plan in updated:
+            plan["grown"] = self._choose_growth(entry, plan)
+        records = [self._grow(entry, plan) for entry, plan in updated]
+        # One new Hebbian period for every weight, after all updates (a gradient probe's passes are not in it),
+        # and none after the last update or for a frozen weight: nothing will read them.
+        for entry in self.weights:
+            if entry.recording is not None:
+                entry.recording.accumulator.reset()
+                if entry.frozen or self.step_count + self.config.delta_t > self.timing.t_end:
+                    entry.recording.remove()
         self.history.extend(records)
         return records
 
@@ -298,9 +320,9 @@ class Rewirer:
         cfg, w, step = self.config, entry.weight, self.step_count
         conn = w.connectivity()
         nnz = conn.nnz
-        n_drop = self.zeta.n_drop(step, nnz)
+        n_drop = 0 if entry.frozen else self.zeta.n_drop(step, nnz)
         n_remove, n_grow = n_drop, n_drop
-        if entry.name in self.sparsity:
+        if entry.name in self.sparsity and not entry.frozen:
             schedule = self.sparsity[entry.name]
             delta = schedule.links_to_remove(self.timing.count(step), entry.possible, active=nnz)
             n_remove, n_grow = n_drop + max(delta, 0), n_drop + max(-delta, 0)
@@ -324,7 +346,8 @@ class Rewirer:
         shapes_chain = all(
             active[chain[k]].weight.n_in == active[chain[k - 1]].weight.n_out for k in range(1, len(chain))
         )
-        if len(chain) > 1 and shapes_chain and len(chain) == sum(not e.recurrent for e in self.weights):
+        # The rewired feed-forward weights must be all of the model's: a chain with a gap is not one.
+        if len(chain) > 1 and shapes_chain and len(chain) == self._n_model_feedforward:
             perc = percolate_chain([plans[i]["kept"] for i in chain])
             for i, kept, n in zip(chain, perc.connectivities, perc.removed, strict=True):
                 plans[i]["kept"], plans[i]["percolated"] = kept, n
@@ -335,13 +358,24 @@ class Rewirer:
                 plans[i]["kept"], plans[i]["percolated"] = perc.connectivity, perc.removed
                 plans[i]["n_grow"] += perc.removed
 
+    def _choose_growth(self, entry: _Weight, plan: dict[str, Any]) -> Tensor:
+        """The flat positions the growth criterion picks among the links free after removal (and percolation)."""
+        t0 = time.perf_counter()
+        if plan["n_grow"] == 0:  # e.g. cosine ζ at T_end: no scoring for nothing
+            return torch.empty(0, dtype=torch.int64)
+        cfg = self.config
+        grown = GROWTH.get(cfg.growth)(
+            plan["view"], plan["kept"], plan["n_grow"], generator=self.generator, soft=cfg.soft_growth
+        )
+        plan["seconds"] += time.perf_counter() - t0
+        return grown
+
     def _grow(self, entry: _Weight, plan: dict[str, Any]) -> dict[str, Any]:
         """The growth half of an update: the new links, their values, the optimiser state, the log line."""
         t0 = time.perf_counter()
         cfg, w, step = self.config, entry.weight, self.step_count
-        view, kept, n_grow, percolated = plan["view"], plan["kept"], plan["n_grow"], plan["percolated"]
-        conn = view.connectivity
-        grown = GROWTH.get(cfg.growth)(view, kept, n_grow, generator=self.generator, soft=cfg.soft_growth)
+        view, kept, percolated = plan["view"], plan["kept"], plan["percolated"]
+        conn, grown = view.connectivity, plan["grown"]
         new = _union(kept, grown)
         old_keys = conn.rows() * conn.n_in + conn.col
         dropped = old_keys[~_in_sorted(kept.rows() * kept.n_in + kept.col, old_keys)]  # removed + percolated
@@ -393,14 +427,18 @@ class Rewirer:
         x, y = batch
 
         def gradient(rows: Tensor, cols: Tensor) -> Tensor:
+            dev = next(w.parameters()).device
+            rows, cols = rows.to(dev), cols.to(dev)
             index, found = w._search(rows, cols)
+            index, found = index.cpu(), found.cpu()
+            rows, cols = rows.cpu(), cols.cpu()
             out = torch.zeros(rows.numel(), dtype=torch.float32)
             params = [p for p in self.model.parameters() if p.requires_grad]
             saved = [p.grad for p in params]
             for p in params:
                 p.grad = None
             try:
-                with w.probe_gradients(rows[~found], cols[~found]) as probe:
+                with w.probe_gradients(rows[~found].to(dev), cols[~found].to(dev)) as probe:
                     F.cross_entropy(self.model(x), y).backward()
                     out[~found] = probe.grad.float().cpu()
                 active = w.active_grads()
@@ -425,6 +463,8 @@ class Rewirer:
             "frozen": [e.name for e in self.weights if e.frozen],
             "early_stop": self.early.state_dict() if self.early is not None else None,
             "activity": {e.name: e.recording.accumulator.state_dict() for e in self.weights if e.recording},
+            # CHTss's start sparsity is the weight's when the run began: a resumed rewirer must not re-read it.
+            "sparsity": {k: dataclasses.asdict(v) for k, v in self.sparsity.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -438,12 +478,25 @@ class Rewirer:
                 e.recording.accumulator.load_state_dict(state["activity"][e.name])
         if self.early is not None and state.get("early_stop") is not None:
             self.early.load_state_dict(state["early_stop"])
+        for name, fields in state.get("sparsity", {}).items():
+            if name in self.sparsity:
+                self.sparsity[name] = SigmoidSparsity(**fields)
+        if self.step_count + self.config.delta_t > self.timing.t_end:  # past the last update: stop recording
+            for e in self.weights:
+                if e.recording is not None:
+                    e.recording.remove()
 
     def close(self) -> None:
         """Stop the activity recordings (hooks) this rewirer registered."""
         for e in self.weights:
             if e.recording is not None:
                 e.recording.remove()
+
+
+def _is_recurrent(model: nn.Module, name: str, weight: Any) -> bool:
+    """Whether the sparse weight ``name`` is the recurrent weight of a recurrent layer (its owner's ``rec``)."""
+    owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    return getattr(owner, "rec", None) is weight
 
 
 def _in_sorted(sorted_keys: Tensor, keys: Tensor) -> Tensor:

@@ -57,6 +57,12 @@ class RewiringCallback(Callback):
         return {"config": dataclasses.asdict(self.config), "rewirer": state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_config = state.get("config")
+        if saved_config is not None and _plain(saved_config) != _plain(dataclasses.asdict(self.config)):
+            raise ValueError(
+                "cannot resume: the rewiring settings differ from the checkpoint's "
+                f"(saved {saved_config}, now {dataclasses.asdict(self.config)}); resume with the same --rewire"
+            )
         saved = state.get("rewirer")
         if saved is None:
             return
@@ -65,3 +71,7 @@ class RewiringCallback(Callback):
             self.rewirer.load_state_dict(saved)
         else:
             self._pending = saved
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
