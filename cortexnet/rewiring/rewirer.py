@@ -44,7 +44,6 @@ from cortexnet.rewiring.schedules import (
     UpdateTiming,
     make_temperature_schedule,
     make_zeta_schedule,
-    overlap,
 )
 
 log = logging.getLogger(__name__)
@@ -336,7 +335,8 @@ class Rewirer:
         removed = REMOVAL.get(cfg.removal)(view, n_remove, generator=self.generator, soft=cfg.soft_removal)
         keep = torch.ones(nnz, dtype=torch.bool)
         keep[removed] = False
-        plan = {"t0": t0, "view": view, "kept": keep_links(conn, keep), "n_grow": n_grow, "percolated": 0}
+        plan = {"t0": t0, "view": view, "kept": keep_links(conn, keep), "n_grow": n_grow, "percolated": 0,
+                "kept_index": keep.nonzero().squeeze(1)}  # fmt: skip
         plan["seconds"] = time.perf_counter() - t0
         return plan
 
@@ -349,13 +349,15 @@ class Rewirer:
         # The rewired feed-forward weights must be all of the model's: a chain with a gap is not one.
         if len(chain) > 1 and shapes_chain and len(chain) == self._n_model_feedforward:
             perc = percolate_chain([plans[i]["kept"] for i in chain])
-            for i, kept, n in zip(chain, perc.connectivities, perc.removed, strict=True):
+            for k, (i, kept, n) in enumerate(zip(chain, perc.connectivities, perc.removed, strict=True)):
                 plans[i]["kept"], plans[i]["percolated"] = kept, n
+                plans[i]["kept_index"] = plans[i]["kept_index"][perc.keep[k]]
                 plans[i]["n_grow"] += n
         for i, entry in enumerate(active):
             if entry.recurrent and batch is not None:
                 perc = percolate_recurrent(plans[i]["kept"], int(batch[0].shape[1]))
                 plans[i]["kept"], plans[i]["percolated"] = perc.connectivity, perc.removed
+                plans[i]["kept_index"] = plans[i]["kept_index"][perc.keep]
                 plans[i]["n_grow"] += perc.removed
 
     def _choose_growth(self, entry: _Weight, plan: dict[str, Any]) -> Tensor:
@@ -375,21 +377,26 @@ class Rewirer:
         t0 = time.perf_counter()
         cfg, w, step = self.config, entry.weight, self.step_count
         view, kept, percolated = plan["view"], plan["kept"], plan["percolated"]
-        conn, grown = view.connectivity, plan["grown"]
+        conn, grown = view.connectivity, plan["grown"].sort().values
         new = _union(kept, grown)
+        # Old synapses by their index in the old connectivity order: the dropped ones (removed + percolated) are
+        # those not kept; a grown position is either new or one of them (removed and regrown in this update).
         old_keys = conn.rows() * conn.n_in + conn.col
-        dropped = old_keys[~_in_sorted(kept.rows() * kept.n_in + kept.col, old_keys)]  # removed + percolated
-        regrown_same = grown[_in_sorted(old_keys, grown)]  # removed and regrown in this update
-        values = self._grow_values(w, conn, new, view.values)
+        dropped_mask = torch.ones(conn.nnz, dtype=torch.bool)
+        dropped_mask[plan["kept_index"]] = False
+        dropped_index = dropped_mask.nonzero().squeeze(1)
+        dropped = old_keys[dropped_index]
+        is_regrown = _in_sorted(dropped, grown)
+        regrown_same = grown[is_regrown]
+        added = grown[~is_regrown]  # ascending: the order set_connectivity_ takes new values in
+        values = self._fresh(w, added % conn.n_in, view.values)
         w.set_connectivity_(new, self.optimizer, new_values=values)
         if regrown_same.numel():
             rows, cols = regrown_same // new.n_in, regrown_same % new.n_in
-            old_vals = view.values[torch.searchsorted(old_keys, regrown_same)]
+            old_vals = view.values[dropped_index[torch.searchsorted(dropped, regrown_same)]]
             restart = old_vals if cfg.grow_value == "keep" else self._fresh(w, cols, view.values)
             w.reset_synapses_(rows, cols, self.optimizer, values=restart)
-        if entry.recording is not None:
-            entry.recording.accumulator.reset()
-        ov = overlap(dropped, grown)
+        ov = regrown_same.numel() / grown.numel() if grown.numel() else 0.0  # schedules.overlap's definition
         if self.early is not None and self.early.update(entry.name, dropped, grown):
             entry.frozen = True
         record = {
@@ -413,13 +420,6 @@ class Rewirer:
         if w.dale == "abs":
             return ABS_GROW_MAGNITUDE * sign
         return torch.zeros(n)
-
-    def _grow_values(self, w: Any, old: Connectivity, new: Connectivity, active_values: Tensor) -> Tensor:
-        """Values of the synapses ``set_connectivity_`` adds (new positions, connectivity order)."""
-        old_keys = old.rows() * old.n_in + old.col
-        new_keys = new.rows() * new.n_in + new.col
-        added = ~_in_sorted(old_keys, new_keys)
-        return self._fresh(w, new.col[added], active_values)
 
     def _gradient_probe(self, w: Any, batch: tuple[Tensor, Tensor]):
         """dL/dW_eff at positions on ``batch``: probed at inactive ones, the parameter's gradient at active ones
