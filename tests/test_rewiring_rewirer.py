@@ -285,3 +285,26 @@ def test_chain_percolation_removes_the_links_of_a_neuron_left_without_inputs_and
     assert second_rec["percolated"] > 0 and second_rec["removed"] == n_drop[1] + second_rec["percolated"]
     assert [w.nnz for w in sparse_weights(model).values()] == counts  # percolated links were regrown
     assert second_rec["grown"] == second_rec["removed"]
+
+
+@pytest.mark.parametrize("backend", ["masked_dense", "csr"])
+@pytest.mark.parametrize("dale_mode", ["clip", "abs"])
+def test_dense_and_probed_gradients_agree(backend, dale_mode, monkeypatch):
+    # RigL's gradient from one dense pass (a fully connected copy of the effective weight swapped in) equals
+    # the probe's at inactive positions and the parameter's at active ones.
+    import cortexnet.rewiring.rewirer as rewirer_module
+
+    model = build_model("cortex_rnn", CortexRNNConfig(n_nodes=20, p=0.3, dale=True, dale_mode=dale_mode,
+                                                      backend=backend), 3, 4)  # fmt: skip
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    rewirer = Rewirer(model, opt, rewiring_config("rigl", delta_t=1), total_steps=4)
+    w = model.recurrent.rec
+    x, y = torch.rand(6, 5, 3), torch.arange(6) % 4
+    rows, cols = torch.meshgrid(torch.arange(20), torch.arange(20), indexing="ij")
+    off = rows != cols
+    rows, cols = rows[off], cols[off]
+    dense = rewirer._gradient_probe("recurrent.rec", w, (x, y))(rows, cols)
+    monkeypatch.setattr(rewirer_module, "DENSE_GRADIENT_MAX_ELEMENTS", 0)
+    probed = rewirer._gradient_probe("recurrent.rec", w, (x, y))(rows, cols)
+    torch.testing.assert_close(dense, probed, rtol=1e-4, atol=1e-7)
+    assert model.recurrent.rec is w and all(p.grad is None for p in model.parameters())

@@ -45,10 +45,14 @@ from cortexnet.rewiring.schedules import (
     make_temperature_schedule,
     make_zeta_schedule,
 )
+from cortexnet.sparse import make_sparse_weight
 
 log = logging.getLogger(__name__)
 
 GROW_VALUES = ("zero", "keep", "random")
+#: Weights of at most this many positions take RigL's gradient from one dense pass (2 GB of float32 for the
+#: weight and as much for its gradient at the limit); larger ones are probed in blocks.
+DENSE_GRADIENT_MAX_ELEMENTS = 250_000_000
 #: Magnitude of a grown synapse with ``dale="abs"`` and ``grow_value="zero"``: an exact zero never grows there.
 ABS_GROW_MAGNITUDE = 1e-6
 
@@ -330,7 +334,7 @@ class Rewirer:
             entry.name, w, conn, w.active_values().cpu(), entry.self_connections,
             temperature=float(self.temperature(step)),
             activity=entry.recording.accumulator if entry.recording is not None else None,
-            gradient=self._gradient_probe(w, batch) if batch is not None else None,
+            gradient=self._gradient_probe(entry.name, w, batch) if batch is not None else None,
         )  # fmt: skip
         removed = REMOVAL.get(cfg.removal)(view, n_remove, generator=self.generator, soft=cfg.soft_removal)
         keep = torch.ones(nnz, dtype=torch.bool)
@@ -421,34 +425,64 @@ class Rewirer:
             return ABS_GROW_MAGNITUDE * sign
         return torch.zeros(n)
 
-    def _gradient_probe(self, w: Any, batch: tuple[Tensor, Tensor]):
-        """dL/dW_eff at positions on ``batch``: probed at inactive ones, the parameter's gradient at active ones
-        (just-removed links may be regrown); the model's ``.grad`` is cleared afterwards."""
+    def _gradient_probe(self, name: str, w: Any, batch: tuple[Tensor, Tensor]):
+        """dL/dW_eff at positions on ``batch``, on the network as it is (the model's ``.grad`` is left as it was).
+
+        Up to :data:`DENSE_GRADIENT_MAX_ELEMENTS` positions, from one dense gradient: the weight is swapped for
+        a fully connected masked-dense copy of its effective values for one forward/backward pass (the same
+        function; one GEMM-based pass instead of many sampled ones). Larger weights are probed at the
+        positions asked for (``probe_gradients`` at inactive ones, the parameter's gradient at active ones)."""
         x, y = batch
+        dense: dict[str, Tensor] = {}
+
+        def with_saved_grads(compute):
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            saved = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+            try:
+                return compute()
+            finally:
+                for p, g in zip(params, saved, strict=True):
+                    p.grad = g
+
+        def dense_gradient() -> Tensor:
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.model.get_submodule(owner_name) if owner_name else self.model
+            dev = next(w.parameters()).device
+            clone = make_sparse_weight("masked_dense", Connectivity.full(w.n_out, w.n_in)).to(dev)
+            clone.load_dense_(
+                w.to_dense()
+            )  # effective (Dale-signed) values: dale="none" keeps them as they are
+            setattr(owner, attr, clone)
+            try:
+                F.cross_entropy(self.model(x), y).backward()
+                return clone.weight.grad.detach().float().cpu()
+            finally:
+                setattr(owner, attr, w)
 
         def gradient(rows: Tensor, cols: Tensor) -> Tensor:
+            if w.n_out * w.n_in <= DENSE_GRADIENT_MAX_ELEMENTS:
+                if "g" not in dense:
+                    dense["g"] = with_saved_grads(dense_gradient)
+                return dense["g"][rows.cpu(), cols.cpu()]
+            return with_saved_grads(lambda: probed(rows, cols))
+
+        def probed(rows: Tensor, cols: Tensor) -> Tensor:
             dev = next(w.parameters()).device
             rows, cols = rows.to(dev), cols.to(dev)
             index, found = w._search(rows, cols)
             index, found = index.cpu(), found.cpu()
             rows, cols = rows.cpu(), cols.cpu()
             out = torch.zeros(rows.numel(), dtype=torch.float32)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            saved = [p.grad for p in params]
-            for p in params:
-                p.grad = None
-            try:
-                with w.probe_gradients(rows[~found].to(dev), cols[~found].to(dev)) as probe:
-                    F.cross_entropy(self.model(x), y).backward()
-                    out[~found] = probe.grad.float().cpu()
-                active = w.active_grads()
-                if active is not None and bool(found.any()):
-                    g = active.float().cpu()[index[found]]
-                    # For dale="abs" the parameter is the magnitude: dL/dW_eff = dL/dm · sign.
-                    out[found] = g * (w.column_sign.cpu()[cols[found]] if w.dale == "abs" else 1.0)
-            finally:
-                for p, g in zip(params, saved, strict=True):
-                    p.grad = g
+            with w.probe_gradients(rows[~found].to(dev), cols[~found].to(dev)) as probe:
+                F.cross_entropy(self.model(x), y).backward()
+                out[~found] = probe.grad.float().cpu()
+            active = w.active_grads()
+            if active is not None and bool(found.any()):
+                g = active.float().cpu()[index[found]]
+                # For dale="abs" the parameter is the magnitude: dL/dW_eff = dL/dm · sign.
+                out[found] = g * (w.column_sign.cpu()[cols[found]] if w.dale == "abs" else 1.0)
             return out
 
         return gradient
