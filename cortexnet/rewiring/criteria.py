@@ -244,9 +244,9 @@ GRADIENT_PROBE_POSITIONS = 8_000_000
 def grow_gradient(
     layer: LayerView, kept: Connectivity, n: int, *, generator: torch.Generator, soft: bool = False
 ) -> Tensor:
-    """Largest |∂L/∂W_eff| at the free positions on the current batch (RigL, Evci et al. 2020). The gradient of
-    every free position is probed (``SparseWeight.probe_gradients``), :data:`GRADIENT_PROBE_POSITIONS` at a
-    time: one forward/backward pass of the batch per block of rows, never a dense gradient."""
+    """Largest |∂L/∂W_eff| at the free positions on the current batch (RigL, Evci et al. 2020), asked of
+    ``layer.gradient`` for :data:`GRADIENT_PROBE_POSITIONS` positions at a time (the Rewirer answers from one
+    dense pass, or for very large weights probes each block: ``SparseWeight.probe_gradients``)."""
     if layer.gradient is None:
         raise ValueError("gradient growth needs the current batch; call Rewirer.step(batch=(x, y))")
     block_rows = max(1, GRADIENT_PROBE_POSITIONS // max(kept.n_in, 1))
