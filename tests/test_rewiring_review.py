@@ -1,4 +1,4 @@
-"""Review of the DST code: tests that demonstrate bugs found in review, and invariants the other rewiring tests
+"""Review of the DST code: regression tests for the bugs found in review (all fixed), and invariants the other rewiring tests
 do not pin (the optimiser state of links removed and regrown in the same update, the state at removed links)."""
 
 import copy
@@ -76,7 +76,7 @@ def test_links_removed_and_regrown_in_one_update_restart_their_optimiser_state(b
 
 
 def test_a_resumed_chtss_rewirer_follows_the_same_sparsity_schedule():
-    # BUG: Rewirer.__init__ takes s0 (sparsity_start=None, the chtss preset) from the weight's *current*
+    # Regression (found in review, fixed): Rewirer.__init__ takes s0 (sparsity_start=None, the chtss preset) from the weight's *current*
     # sparsity, and load_state_dict does not restore it: a run resumed after some pruning restarts the sigmoid
     # from the pruned sparsity (through fit + RewiringCallback too: the rewirer is rebuilt on the resumed model).
     cfg = rewiring_config("chtss", delta_t=1, sparsity_end=0.9)
@@ -112,7 +112,7 @@ def test_a_resumed_chtss_rewirer_follows_the_same_sparsity_schedule():
 
 
 def test_hebbian_statistics_stop_accumulating_after_the_last_update():
-    # BUG: the activity hooks keep storing every training batch after T_end (no update will ever read them), so
+    # Regression (found in review, fixed): the activity hooks keep storing every training batch after T_end (no update will ever read them), so
     # the samples-mode accumulator grows without bound and goes into every checkpoint.
     model = _mlp("csr")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -125,7 +125,7 @@ def test_hebbian_statistics_stop_accumulating_after_the_last_update():
 
 
 def test_gradient_probe_does_not_feed_the_hebbian_statistics_of_other_weights():
-    # BUG: gradient growth runs training-mode forward passes of the batch; they land in the accumulators of the
+    # Regression (found in review, fixed): gradient growth runs training-mode forward passes of the batch; they land in the accumulators of the
     # weights already rewired in this update (reset earlier), so their next period starts with extra samples.
     model = _mlp("masked_dense")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -138,17 +138,18 @@ def test_gradient_probe_does_not_feed_the_hebbian_statistics_of_other_weights():
 
 
 def test_dst_rewire_params_weights_name_is_one_weight_not_its_characters():
-    # BUG: --rewire-params weights=NAME reaches RewiringConfig as a str and tuple() splits it into characters
+    # Regression (found in review, fixed): --rewire-params weights=NAME reaches RewiringConfig as a str and tuple() splits it into characters
     # (RunOptions.rewiring_config wraps it; DSTConfig.rewiring does not), so the member fails when training
     # begins with "rewiring weights ['l', 'a', ...] do not exist".
     config = DSTConfig(rules=("rigl",), rewire_params=("weights=layers.0.sparse",))
     assert config.rewiring("rigl", 0).weights == ("layers.0.sparse",)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("growth", ["gradient", "hebbian"])
 def test_gradient_and_hebbian_growth_run_on_cuda(growth):
-    # Suspected: Rewirer._gradient_probe searches CPU candidate positions in the weight's device keys, and
+    # Review (unconfirmed without a GPU): Rewirer._gradient_probe searches CPU candidate positions in the weight's device keys, and
     # grow_hebbian's block scores live on the accumulator's device while the candidate mask is on the CPU.
     model = _mlp("csr").cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
