@@ -62,7 +62,7 @@ from cortexnet.layers import constraint_violations, sparse_weights
 from cortexnet.models import CortexRNNConfig, build_model
 from cortexnet.rewiring import Rewirer, rewiring_config
 
-rule, n, p, threads, batch, steps, inputs, classes, zeta = json.loads(sys.argv[1])
+rule, n, p, threads, batch, steps, inputs, classes, zeta, extra = json.loads(sys.argv[1])
 torch.set_num_threads(threads)
 
 
@@ -90,7 +90,7 @@ cfg = CortexRNNConfig(n_nodes=n, p=p, dale=True, backend="csr", exact_edges=Fals
 model = build_model("cortex_rnn", cfg, n_inputs=inputs, n_classes=classes)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 build_s = time.perf_counter() - t0
-rcfg = rewiring_config("custom", removal="magnitude", growth=rule, zeta=zeta, delta_t=1, end_fraction=1.0)
+rcfg = rewiring_config("custom", removal="magnitude", growth=rule, zeta=zeta, delta_t=1, end_fraction=1.0, **extra)
 # Built before the training step: for hebbian its activity recording must see a training forward.
 rewirer = Rewirer(model, opt, rcfg, total_steps=1)
 g = torch.Generator().manual_seed(0)
@@ -148,8 +148,8 @@ print(json.dumps({
 """
 
 
-def run_case(rule: str, n: int, p: float, threads: int, timeout: float) -> dict:
-    job = json.dumps([rule, n, p, threads, BATCH, STEPS, INPUTS, CLASSES, ZETA])
+def run_case(rule: str, n: int, p: float, threads: int, timeout: float, extra: dict | None = None) -> dict:
+    job = json.dumps([rule, n, p, threads, BATCH, STEPS, INPUTS, CLASSES, ZETA, extra or {}])
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
     try:
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"growth rules (default: all: {' '.join(GROWTH.names())})")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per case (whole subprocess)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in each case")
+    ap.add_argument("--hebbian-candidates", type=int, default=None,
+                    help="hebbian: track the active links plus this many free positions (RewiringConfig)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -202,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     rows = []
     for rule in rules:
-        row = {"growth": rule, "removal": "magnitude", "loadavg": os.getloadavg()[0]}
-        row.update(run_case(rule, args.n, args.p, args.threads, args.timeout))
+        extra = {"hebbian_candidates": args.hebbian_candidates} if args.hebbian_candidates else {}
+        row = {"growth": rule, "removal": "magnitude", "loadavg": os.getloadavg()[0], **extra}
+        row.update(run_case(rule, args.n, args.p, args.threads, args.timeout, extra))
         rows.append(row)
         _print_row(row)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "zeta": ZETA,
             "threads": args.threads,
             "timeout_s": args.timeout,
+            "hebbian_candidates": args.hebbian_candidates,
         },
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),

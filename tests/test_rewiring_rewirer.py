@@ -1,5 +1,6 @@
 """The Rewirer: invariants of every rule on feed-forward and recurrent Dale weights, both backends."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -308,3 +309,42 @@ def test_dense_and_probed_gradients_agree(backend, dale_mode, monkeypatch):
     probed = rewirer._gradient_probe("recurrent.rec", w, (x, y))(rows, cols)
     torch.testing.assert_close(dense, probed, rtol=1e-4, atol=1e-7)
     assert model.recurrent.rec is w and all(p.grad is None for p in model.parameters())
+
+
+def test_tracked_hebbian_grows_among_the_tracked_candidates_and_resumes_identically():
+    # Large recurrent layers: statistics at the active links plus 200 random free positions per period.
+    def run(batches, state=None):
+        torch.manual_seed(0)
+        model = build_model("cortex_rnn", CortexRNNConfig(n_nodes=30, p=0.2, dale=True, backend="csr"), 3, 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        rewirer = Rewirer(model, opt, rewiring_config("hebbian", delta_t=2, zeta=0.2, hebbian_candidates=200),
+                          total_steps=10)  # fmt: skip
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            rewirer.load_state_dict(state["rewirer"])
+        return model, opt, rewirer
+
+    model, opt, rewirer = run(None)
+    acc = rewirer.weights[0].recording.accumulator
+    assert acc.tracked and acc.tracked_keys.numel() == model.recurrent.rec.nnz + 200
+    tracked_before = acc.tracked_keys.clone()
+    w = model.recurrent.rec
+    before = w.connectivity()
+    batches = _batches(10)
+    _train(model, rewirer, opt, batches[:2])  # one update, at step 2
+    after = w.connectivity()
+    grown = (after.to_dense() & ~before.to_dense()).nonzero()
+    assert grown.numel() and torch.isin(grown[:, 0] * 30 + grown[:, 1], tracked_before).all()
+    assert after.nnz == before.nnz and constraint_violations(model)["total"] == 0
+    # A state saved mid-period (step 3) resumes to the same masks and weights as the run straight through.
+    _train(model, rewirer, opt, batches[2:3])
+    state = copy.deepcopy(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "rewirer": rewirer.state_dict()}
+    )
+    _train(model, rewirer, opt, batches[3:])
+    model2, opt2, rewirer2 = run(None, state)
+    _train(model2, rewirer2, opt2, batches[3:])
+    assert model2.recurrent.rec.connectivity().equals(model.recurrent.rec.connectivity())
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -267,6 +267,26 @@ def grow_hebbian(
 ) -> Tensor:
     """Highest cosine of post/pre activity over the period since the last update (G2GNet, seed 000)."""
     acc = _need_activity(layer, "hebbian growth")
+    if acc.tracked:  # the period's statistics exist at its tracked positions only: grow among the free ones
+        keys = acc.tracked_keys.cpu()
+        kept_keys = kept.rows() * kept.n_in + kept.col
+        rows, cols = keys // kept.n_in, keys % kept.n_in
+        eligible = ~torch.isin(keys, kept_keys)
+        if not layer.self_connections:
+            eligible &= rows != cols
+        rows, cols = rows[eligible], cols[eligible]
+        if rows.numel() < n:
+            raise ValueError(
+                f"hebbian growth needs {n} candidates but the period tracked {rows.numel()} free positions; "
+                "raise hebbian_candidates"
+            )
+        score = acc.scores(rows, cols).double().cpu().clamp_min(0)
+        pick = (
+            sample_proportional(score, n, generator=generator)
+            if soft
+            else top_k_random_ties(score, n, generator=generator)
+        )
+        return rows[pick] * kept.n_in + cols[pick]
 
     def block(r0: int, free: Tensor) -> Tensor:
         r = torch.arange(r0, r0 + free.shape[0]).repeat_interleave(kept.n_in)

@@ -85,6 +85,11 @@ class RewiringConfig:
             as many links are regrown.
         early_stop: topological early stop: freeze a weight once the overlap of removed and regrown links
             exceeds this (e.g. 0.9); None: never.
+        hebbian_candidates: Hebbian rules on large layers: record the activity statistics only at the active
+            links plus this many free positions per weight, drawn at random when a period starts, and grow among
+            them (the accumulator's tracked mode: O(nnz + K) memory and a sampled product per training step).
+            None (default): every position can be scored (the period's activity is stored: samples · (n_in +
+            n_out) floats, 7 GB per 100 steps of a 10,000-node recurrent layer at B = 32, T = 28).
         weights: names of the sparse weights to rewire (:func:`cortexnet.layers.sparse_weights`); empty: all.
         seed: seed of the rewiring's random choices.
     """
@@ -106,6 +111,7 @@ class RewiringConfig:
     pruning_end_fraction: float | None = None
     percolation: bool = False
     early_stop: float | None = None
+    hebbian_candidates: int | None = None
     weights: tuple[str, ...] = ()
     seed: int = 0
 
@@ -143,6 +149,12 @@ class RewiringConfig:
             v = getattr(self, name)
             if v is not None and not 0.0 <= v < 1.0:
                 raise ValueError(f"rewiring {name} must be a sparsity in [0, 1), got {v}")
+        if self.hebbian_candidates is not None and not (
+            isinstance(self.hebbian_candidates, int) and self.hebbian_candidates >= 1
+        ):
+            raise ValueError(
+                f"rewiring hebbian_candidates must be an integer >= 1 (or none), got {self.hebbian_candidates!r}"
+            )
         if self.early_stop is not None and not 0.0 < self.early_stop <= 1.0:
             raise ValueError(
                 f"rewiring early_stop (overlap threshold) must be in (0, 1], got {self.early_stop}"
@@ -280,7 +292,8 @@ class Rewirer:
                         s0, config.sparsity_end, max(pruning_end, 1), config.delta_t
                     )
             if config.uses_activity():
-                entry.recording = record_activity(model, name)
+                positions = self._tracked_positions(entry) if config.hebbian_candidates is not None else None
+                entry.recording = record_activity(model, name, positions=positions)
             self.weights.append(entry)
 
     # -- the step ----------------------------------------------------------------------------------------
@@ -311,11 +324,23 @@ class Rewirer:
         # and none after the last update or for a frozen weight: nothing will read them.
         for entry in self.weights:
             if entry.recording is not None:
-                entry.recording.accumulator.reset()
+                tracked = entry.recording.accumulator.tracked
+                entry.recording.accumulator.reset(self._tracked_positions(entry) if tracked else None)
                 if entry.frozen or self.step_count + self.config.delta_t > self.timing.t_end:
                     entry.recording.remove()
         self.history.extend(records)
         return records
+
+    def _tracked_positions(self, entry: _Weight) -> tuple[Tensor, Tensor]:
+        """The positions a tracked Hebbian period records: the active links and ``hebbian_candidates`` free
+        positions drawn uniformly at random (fewer when fewer are free)."""
+        conn = entry.weight.connectivity()
+        n_free = entry.possible - conn.nnz
+        k = min(int(self.config.hebbian_candidates or 0), n_free)
+        view = LayerView(entry.name, entry.weight, conn, torch.empty(0), entry.self_connections)
+        free = GROWTH.get("random")(view, conn, k, generator=self.generator)
+        keys = torch.cat([conn.rows() * conn.n_in + conn.col, free])
+        return keys // conn.n_in, keys % conn.n_in
 
     def _remove(self, entry: _Weight, batch: tuple[Tensor, Tensor] | None) -> dict[str, Any]:
         """The removal half of an update: what goes, and how many links grow back."""

@@ -105,6 +105,11 @@ class ActivityAccumulator:
 
     # -- accumulation -----------------------------------------------------------------------------------
     @property
+    def tracked_keys(self) -> Tensor | None:
+        """Tracked mode: the sorted flat positions ``row * n_in + col`` (int64) it scores; None in samples mode."""
+        return self._tracked_keys
+
+    @property
     def tracked(self) -> bool:
         """Whether the cross term is accumulated only at fixed positions (tracked mode)."""
         return self._tracked_keys is not None
