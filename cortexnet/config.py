@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -65,6 +66,8 @@ def _coerce_scalar(tp: Any, value: Any, optional: bool) -> Any:
     elif tp is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # inf and nan pass every "> 0" and fail every computation
+            raise TypeError(f"must be a finite number, got {value!r}")
     elif tp is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - build_parser already refuses such fields
@@ -94,6 +97,30 @@ def coerce_field(tp: Any, value: Any) -> Any:
         except TypeError as exc:
             raise TypeError(f"each value {exc}") from None
     return _coerce_scalar(inner, value, optional)
+
+
+def check_fields(obj: Any) -> None:
+    """Check every scalar field of the dataclass instance ``obj`` against its type hint, as the command line
+    does (:func:`coerce_field`: ints integral, bools bools, floats finite, ``X | None``, ``tuple[X, ...]``);
+    fields of other types (dicts, tuples of dicts) are left to the class. Raises ``ValueError`` naming the class,
+    the field, what was expected and the value: the Python API gets the errors of the command line."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        tp = hints.get(f.name)
+        if tp is None or not _checkable(tp):
+            continue
+        try:
+            coerce_field(tp, getattr(obj, f.name))
+        except TypeError as exc:
+            raise ValueError(f"{type(obj).__name__}.{f.name} {exc}") from None
+
+
+def _checkable(tp: Any) -> bool:
+    inner, _ = _unwrap(tp)
+    if typing.get_origin(inner) is tuple:
+        args = typing.get_args(inner)
+        return len(args) == 2 and args[1] is Ellipsis and args[0] in _TYPE_WORDS
+    return inner in _TYPE_WORDS
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,6 +21,7 @@ from cortexnet.analysis import MeanSD
 from cortexnet.config import (
     UsageError,
     build_parser,
+    check_fields,
     coerce_values,
     field,
     given_values,
@@ -125,6 +126,7 @@ class RunOptions:
     progress: bool = field(True, "show progress bars")
 
     def __post_init__(self) -> None:
+        check_fields(self)  # every field of the experiment's options: types, integral ints, finite floats
         # npz:PATH relative to where the command ran would not be found again by --resume or the probe
         # command run elsewhere: store it absolute (config.json, checkpoints).
         if isinstance(self.dataset, str) and self.dataset.startswith("npz:"):

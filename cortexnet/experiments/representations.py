@@ -38,6 +38,7 @@ from cortexnet.analysis import (
     plot_histogram_panels,
     plot_histograms,
 )
+from cortexnet.config import check_fields
 from cortexnet.data import load_dataset
 from cortexnet.experiments.common import UsageError, build_parser, field, parse_config, run_cli
 from cortexnet.models import build_model
@@ -97,6 +98,8 @@ class ProbeConfig:
     out: str = field("runs", "results root; written to <out>/representations/<timestamp>-<hash>/")
 
     def validate(self) -> ProbeConfig:
+        """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         if not self.checkpoint:
             raise ValueError("give at least one --checkpoint FILE")
         if self.label and len(self.label) != len(self.checkpoint):

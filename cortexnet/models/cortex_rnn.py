@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cortexnet.config import check_fields
 from cortexnet.connectivity import Connectivity, LayerSpec, build_connectivity, check_topology_params
 from cortexnet.layers import RecurrentLayer
 from cortexnet.models.registry import MODELS
@@ -63,6 +64,7 @@ class CortexRNNConfig:
 
     def validate(self) -> CortexRNNConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         if self.n_nodes < 1:
             raise ValueError(f"n_nodes must be >= 1, got {self.n_nodes}")
         if not 0.0 < self.p <= 1.0:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cortexnet.config import check_fields
 from cortexnet.connectivity import LayerSpec, build_connectivity, check_topology_params
 from cortexnet.layers import REC_INIT_SCALE, SparseLinear
 from cortexnet.models.registry import MODELS
@@ -77,6 +78,7 @@ class FeedForwardConfig:
 
     def validate(self) -> FeedForwardConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         if self.n_nodes < 2:
             raise ValueError(f"n_nodes must be >= 2 (two hidden layers), got {self.n_nodes}")
         if self.n_steps < 1:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cortexnet.config import check_fields
 from cortexnet.connectivity import (
     TOPOLOGIES,
     Connectivity,
@@ -143,7 +144,7 @@ class G2GNetConfig:
 
     def __post_init__(self) -> None:
         # Saved configs come back from JSON with lists.
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # values checked in validate (2.5 is no width)
         object.__setattr__(self, "layer_topologies", tuple(dict(d) for d in self.layer_topologies))
 
     @property
@@ -158,6 +159,7 @@ class G2GNetConfig:
 
     def validate(self) -> G2GNetConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         if min(self.image_channels, self.image_height, self.image_width) < 1:
             raise ValueError(
                 f"image geometry must be positive, got C={self.image_channels}, H={self.image_height}, "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cortexnet.config import check_fields
 from cortexnet.connectivity import (
     TOPOLOGIES,
     Connectivity,
@@ -75,13 +76,14 @@ class SparseMLPConfig:
 
     def __post_init__(self) -> None:
         # Saved configs come back from JSON with lists.
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # values checked in validate (2.5 is no width)
         object.__setattr__(self, "layer_topologies", tuple(dict(d) for d in self.layer_topologies))
 
     def validate(self, n_inputs: int | None = None) -> SparseMLPConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self. With
         ``n_inputs`` (features per step F) the topology parameters are also checked against the layer shapes
         (input width T·F); without, only what needs no shape (names, keys, types, value ranges)."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         if self.n_steps < 1:
             raise ValueError(f"n_steps must be >= 1 (the input sequence length T), got {self.n_steps}")
         if not self.hidden or min(self.hidden) < 1:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cortexnet.config import check_fields
 from cortexnet.connectivity import Connectivity
 from cortexnet.layers import record_activity, sparse_weights
 from cortexnet.rewiring.criteria import GROWTH, REMOVAL, LayerView, check_criteria
@@ -121,6 +122,7 @@ class RewiringConfig:
 
     def validate(self) -> RewiringConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
+        check_fields(self)  # types, integral ints, finite floats: before any range check
         check_criteria(self.removal, self.growth)
         if not 0.0 <= self.zeta <= 1.0:
             raise ValueError(
