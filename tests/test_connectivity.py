@@ -132,3 +132,21 @@ def test_registry_by_name():
         make_connectivity("nope", 2, 2, generator=gen())
     full = make_connectivity("full", 5, 5)
     assert full.nnz == 20
+
+
+@pytest.mark.parametrize(
+    ("crow", "col", "message"),
+    [
+        ([0, 2, 1, 3], [0, 1, 2], "crow must be non-decreasing"),
+        ([0, 2, 3], [1, 0, 2], "strictly increasing within each row"),
+        ([0, 2, 3], [1, 1, 2], "strictly increasing within each row"),  # a duplicate synapse
+        ([0, 2, 3], [0, 3, 2], r"column index 3 outside \[0, 3\)"),
+        ([0, 2, 3], [-1, 1, 2], r"column index -1 outside \[0, 3\)"),
+    ],
+)
+def test_a_corrupt_index_form_is_refused_naming_what_is_wrong(crow, col, message):
+    n_out = len(crow) - 1
+    with pytest.raises(ValueError, match=message):
+        Connectivity(n_out, 3, torch.tensor(crow), torch.tensor(col))
+    # Rows may restart low: the step into a new row is not a violation.
+    assert Connectivity(2, 3, torch.tensor([0, 2, 3]), torch.tensor([1, 2, 0])).nnz == 3

@@ -171,6 +171,32 @@ class Connectivity:
             raise ValueError(f"crow has shape {tuple(self.crow.shape)}, expected ({self.n_out + 1},)")
         if int(self.crow[0]) != 0 or int(self.crow[-1]) != self.col.numel():
             raise ValueError("crow must start at 0 and end at nnz")
+        self._check_indices()
+
+    def _check_indices(self) -> None:
+        """Row pointers non-decreasing, columns in [0, n_in) and strictly increasing within each row (sorted,
+        no duplicate synapse): O(nnz), so a corrupted mask (a checkpoint, a third-party generator) is refused
+        before a kernel reads out of bounds or counts a synapse twice."""
+        if self.n_out < 0 or self.n_in < 0:
+            raise ValueError(f"Connectivity shape must be non-negative, got ({self.n_out}, {self.n_in})")
+        if bool((self.crow.diff() < 0).any()):
+            raise ValueError(
+                "Connectivity.crow must be non-decreasing (row i's synapses are col[crow[i]:crow[i+1]])"
+            )
+        nnz = self.col.numel()
+        if nnz == 0:
+            return
+        lo, hi = int(self.col.min()), int(self.col.max())
+        if lo < 0 or hi >= self.n_in:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"Connectivity column index {bad} outside [0, {self.n_in}): the mask is corrupt")
+        not_up = self.col[1:] <= self.col[:-1]
+        starts = self.crow[1:-1]
+        not_up[starts[(starts > 0) & (starts < nnz)] - 1] = False  # the step into a new row may go down
+        if bool(not_up.any()):
+            raise ValueError(
+                "Connectivity columns must be strictly increasing within each row (sorted, no duplicate synapse)"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
