@@ -217,3 +217,16 @@ def test_record_dynamics_writes_gradients_and_sign_changes(trained):
     assert signs["positive"]["n"] + signs["negative"]["n"] == 150 * 149
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["configurations"][0]["runs"][0]["dynamics"]["mean_abs_grad_per_epoch"]
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(trained, tmp_path, capsys):
+    from cortexnet.training import load_checkpoint
+
+    ckpt = load_checkpoint(ckpts(trained)[0])
+    ckpt["model_state"]["readout.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(ckpt, path)
+    assert run_cli(representations.main, ["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite (NaN/inf) weights in readout.weight" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

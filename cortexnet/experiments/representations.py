@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from cortexnet.analysis import (
@@ -137,6 +138,13 @@ def _load(path: str, at_init: bool) -> tuple[nn.Module, dict[str, Any]]:
             model = _initial_model(ckpt["meta"])
     except (CheckpointError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"cannot probe {path}: {exc}") from exc
+    # A network with NaN/inf weights gives NaN activations, and every measure of them would be silently wrong.
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise UsageError(
+            f"cannot probe {path}: non-finite (NaN/inf) weights in {', '.join(bad)}; probe a checkpoint "
+            "written before training diverged"
+        )
     return model, ckpt
 
 
