@@ -313,3 +313,47 @@ def test_single_seed_sd_is_na_not_zero(capsys):
     rows = capsys.readouterr().out.splitlines()[2:]
     assert "50.0 ± n/a" in rows[0] and "± 0.0" not in rows[0]
     assert "60.0 ± 14.1" in rows[1]
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (OSError(28, "No space left on device", "/runs/x/metrics.jsonl"),
+         "no space left on the device writing /runs/x/metrics.jsonl; free some space or choose another --out"),
+        (MemoryError(), "out of memory (MemoryError); use fewer --nodes"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried "
+                      "to allocate 400000000000 bytes"), "out of memory ([enforce fail"),
+        (KeyError("x"), "unexpected KeyError: 'x' (this is a bug if the options were valid; rerun with "
+                        "CORTEXNET_TRACEBACK=1"),
+    ],
+)  # fmt: skip
+def test_failures_after_the_start_are_one_line_with_exit_1(capsys, monkeypatch, error, message):
+    def main(argv):
+        raise error
+
+    monkeypatch.delenv("CORTEXNET_TRACEBACK", raising=False)
+    assert run_cli(main, []) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("CORTEXNET_TRACEBACK", "1")  # the developer's view: the exception itself
+    with pytest.raises(type(error)):
+        run_cli(main, [])
+
+
+def test_early_stopping_without_a_validation_split_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [
+        "--dataset",
+        "digits",
+        "--nodes",
+        "20",
+        "--epochs",
+        "1",
+        "--early-stopping-patience",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(dale.main, args) == 2
+    assert "--early-stopping-patience needs a validation split" in capsys.readouterr().err
+    assert not (out / "dale").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,31 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
     except NonFiniteLossError as exc:
         print(f"{prog}: error: training diverged: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # no traceback reaches a CLI user: one line, the cause first
+        if os.environ.get("CORTEXNET_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, in one line with the fix: a full disk, memory, or an unexpected error (with how to see
+    its traceback)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on the device{where}; free some space or choose another --out, then --resume"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+        return (
+            f"out of memory ({text[:200] or type(exc).__name__}); use fewer --nodes, a lower density or "
+            "--batch-size, or a machine with more memory"
+        )
+    return (
+        f"unexpected {type(exc).__name__}: {text[:300]} (this is a bug if the options were valid; rerun with "
+        "CORTEXNET_TRACEBACK=1 for the traceback)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -147,6 +173,11 @@ class RunOptions:
             raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.early_stopping_patience is not None and not self.val_fraction > 0:
+            raise ValueError(
+                "--early-stopping-patience needs a validation split: set --val-fraction in (0, 1) (early "
+                "stopping never looks at the test set)"
+            )
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASETS.known())}")
         if not 0.0 <= self.val_fraction < 1.0:
