@@ -311,3 +311,17 @@ def test_linear_lr_schedule_known_values_and_exact_resume(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         TrainConfig(lr_schedule="cosine").validate()
+
+
+class _Payload:
+    """An arbitrary object: a pickle of it could run code on load."""
+
+
+def test_a_checkpoint_with_arbitrary_objects_is_refused_without_suggesting_unsafe_loading(tmp_path):
+    path = tmp_path / "crafted.pt"
+    torch.save({"format": 1, "payload": _Payload()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "objects other than tensors and plain data: refused" in message and str(path) in message
+    assert "weights_only" not in message

@@ -43,8 +43,15 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        # Not torch's advice to pass weights_only=False: that would let a crafted file run code.
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data: refused (loading them could run "
+            "code from the file); it was not written by cortexnet"
+        ) from exc
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        reason = " ".join(str(exc).split("\n")[0].split())[:200]
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {reason}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not a cortexnet checkpoint (no format tag {CHECKPOINT_FORMAT!r}); "
