@@ -324,6 +324,25 @@ def numpy_rng(generator: torch.Generator | None, name: str) -> np.random.Generat
     return np.random.default_rng(seed)
 
 
+def connectivity_from_keys(keys: np.ndarray | Tensor, n_out: int, n_in: int) -> Connectivity:
+    """A :class:`Connectivity` from sorted unique int64 keys ``row · n_in + col`` (CSR order), NumPy or CPU torch."""
+    keys = keys.numpy() if isinstance(keys, Tensor) else keys
+    rows = keys // n_in
+    crow = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_out), out=crow[1:])
+    rows *= n_in
+    np.subtract(keys, rows, out=rows)  # rows now holds the columns (no second E-sized temporary)
+    return Connectivity(n_out, n_in, torch.from_numpy(crow), torch.from_numpy(rows))
+
+
+def merge_disjoint(a: Tensor, b: Tensor) -> Tensor:
+    """Sorted union of two sorted, disjoint int64 CPU tensors: numpy's stable sort (timsort) merges the two runs
+    in linear time."""
+    out = torch.cat([a, b])
+    out.numpy().sort(kind="stable")
+    return out
+
+
 def spread(total: int, n: int) -> Tensor:
     """int64 ``(n,)``: ``total`` split as evenly as possible, ``floor((k+1)·total/n) - floor(k·total/n)``
     (each ⌊total/n⌋ or ⌈total/n⌉, the larger ones evenly spaced, deterministic)."""

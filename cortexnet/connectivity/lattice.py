@@ -38,6 +38,7 @@ from cortexnet.connectivity.base import (
     LayerSpec,
     check_density,
     drops_diagonal,
+    merge_disjoint,
     need_generator,
     numpy_rng,
     possible_links,
@@ -165,14 +166,6 @@ def _sample_free(blocked: Tensor, space: int, m: int, generator: torch.Generator
     # numpy's searchsorted is fast for sorted queries (each search starts from the previous result).
     ranks += torch.from_numpy(np.searchsorted(shifted.numpy(), ranks.numpy(), side="right"))
     return ranks
-
-
-def _merge_disjoint(a: Tensor, b: Tensor) -> Tensor:
-    """Sorted union of two sorted, disjoint int64 tensors: numpy's stable sort (timsort) merges the two runs
-    in linear time."""
-    out = torch.cat([a, b])
-    out.numpy().sort(kind="stable")
-    return out
 
 
 def _row_chunks(cost: Tensor, budget: int = _CHUNK) -> list[tuple[int, int]]:
@@ -315,7 +308,7 @@ def _rewire(links: Tensor, space: int, beta: float, generator: torch.Generator) 
         filled += kept.numel()
     kept = links[:filled]
     added = _sample_free(kept, space, links.numel() - filled, generator)
-    return _merge_disjoint(kept, added)
+    return merge_disjoint(kept, added)
 
 
 @TOPOLOGIES.register("bsw")

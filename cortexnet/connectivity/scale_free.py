@@ -73,6 +73,7 @@ from cortexnet.connectivity.base import (
     Connectivity,
     LayerSpec,
     check_density,
+    connectivity_from_keys,
     drops_diagonal,
     numpy_rng,
     possible_links,
@@ -98,16 +99,6 @@ _SHARED_KEY = "bsf_row_degrees"
 # ----------------------------------------------------------------------------------------------------------
 # Index-form helpers shared by the graph generators (``scale_free``, ``spectral``)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def keys_to_connectivity(keys: np.ndarray, n_out: int, n_in: int) -> Connectivity:
-    """A :class:`Connectivity` from sorted unique int64 keys ``row · n_in + col`` (CSR order)."""
-    rows = keys // n_in
-    crow = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_out), out=crow[1:])
-    rows *= n_in
-    np.subtract(keys, rows, out=rows)  # rows now holds the columns (no second E-sized temporary)
-    return Connectivity(n_out, n_in, torch.from_numpy(crow), torch.from_numpy(rows))
 
 
 def sort_unique(keys: np.ndarray) -> np.ndarray:
@@ -457,7 +448,7 @@ def bipartite_scale_free(
     keys = sort_unique(rows * n_in + cols)
     del rows, cols
     keys = fill_links(keys, total, n_out, n_in, rng, drop_diag=False, row_weights=row_w, col_weights=col_w)
-    return keys_to_connectivity(keys, n_out, n_in)
+    return connectivity_from_keys(keys, n_out, n_in)
 
 
 def directed_scale_free(
@@ -491,13 +482,13 @@ def directed_scale_free(
     del a, b
     keys = sort_unique(keys)
     keys = fill_links(keys, total, n, n, rng, drop_diag=drop_diag, row_weights=degree, col_weights=degree)
-    return keys_to_connectivity(keys, n, n)
+    return connectivity_from_keys(keys, n, n)
 
 
 def _equalise_columns(conn: Connectivity, rng: np.random.Generator, drop_diag: bool) -> Connectivity:
     """Equal partition: keep the row degrees of ``conn``, give every column ⌊E/n_in⌋ or ⌈E/n_in⌉ links."""
     keys = near_regular_assignment(conn.crow.diff().numpy(), conn.n_in, rng, drop_diag=drop_diag)
-    return keys_to_connectivity(keys, conn.n_out, conn.n_in)
+    return connectivity_from_keys(keys, conn.n_out, conn.n_in)
 
 
 def _resort_columns(
@@ -523,7 +514,7 @@ def _resort_columns(
     keys = rows * n_in + relabel[col]
     del rows
     keys.sort()
-    return keys_to_connectivity(keys, conn.n_out, n_in)
+    return connectivity_from_keys(keys, conn.n_out, n_in)
 
 
 @TOPOLOGIES.register("bsf")

@@ -51,13 +51,14 @@ from cortexnet.connectivity.base import (
     Connectivity,
     LayerSpec,
     check_density,
+    connectivity_from_keys,
     drops_diagonal,
     numpy_rng,
     possible_links,
     resolve_density,
     rounded_count,
 )
-from cortexnet.connectivity.scale_free import keys_to_connectivity, near_regular_assignment
+from cortexnet.connectivity.scale_free import near_regular_assignment
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def random_near_biregular(
     if extra:
         row_degrees[rng.choice(n_out, size=extra, replace=False)] += 1
     keys = near_regular_assignment(row_degrees, n_in, rng, drop_diag=drop_diag)
-    return keys_to_connectivity(keys, n_out, n_in)
+    return connectivity_from_keys(keys, n_out, n_in)
 
 
 @TOPOLOGIES.register("ramanujan")

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from cortexnet.config import check_fields
 from cortexnet.connectivity import Connectivity
+from cortexnet.connectivity.base import connectivity_from_keys, merge_disjoint
 from cortexnet.layers import record_activity, sparse_weights
 from cortexnet.rewiring.criteria import GROWTH, REMOVAL, LayerView, check_criteria
 from cortexnet.rewiring.percolation import keep_links, percolate_chain, percolate_recurrent
@@ -409,7 +410,7 @@ class Rewirer:
         cfg, w, step = self.config, entry.weight, self.step_count
         view, kept, percolated = plan["view"], plan["kept"], plan["percolated"]
         conn, grown = view.connectivity, plan["grown"].sort().values
-        new = _union(kept, grown)
+        new = connectivity_from_keys(merge_disjoint(kept.rows() * kept.n_in + kept.col, grown), *conn.shape)
         # Old synapses by their index in the old connectivity order: the dropped ones (removed + percolated) are
         # those not kept; a grown position is either new or one of them (removed and regrown in this update).
         old_keys = conn.rows() * conn.n_in + conn.col
@@ -566,11 +567,3 @@ def _in_sorted(sorted_keys: Tensor, keys: Tensor) -> Tensor:
         return torch.zeros(keys.shape, dtype=torch.bool)
     pos = torch.searchsorted(sorted_keys, keys).clamp_max(sorted_keys.numel() - 1)
     return sorted_keys[pos] == keys
-
-
-def _union(kept: Connectivity, grown: Tensor) -> Connectivity:
-    """``kept`` plus the flat positions ``grown`` (disjoint from it), as a connectivity."""
-    keys = torch.cat([kept.rows() * kept.n_in + kept.col, grown]).sort().values
-    crow = torch.zeros(kept.n_out + 1, dtype=torch.int64)
-    crow[1:] = torch.bincount(keys // kept.n_in, minlength=kept.n_out).cumsum(0)
-    return Connectivity(kept.n_out, kept.n_in, crow, keys % kept.n_in)
