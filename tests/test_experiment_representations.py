@@ -220,12 +220,12 @@ def test_record_dynamics_writes_gradients_and_sign_changes(trained):
 
 
 def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(trained, tmp_path, capsys):
-    from cortexnet.training import load_checkpoint
+    from cortexnet.training import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(ckpts(trained)[0])
     ckpt["model_state"]["readout.weight"][0, 0] = float("nan")
     path = tmp_path / "nan.pt"
-    torch.save(ckpt, path)
+    save_checkpoint(path, ckpt)  # a valid file (checksum and all) holding a diverged network
     assert run_cli(representations.main, ["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "non-finite (NaN/inf) weights in readout.weight" in err and "Traceback" not in err

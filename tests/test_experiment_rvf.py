@@ -28,6 +28,7 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
     assert run_cli(rvf.main, [*BASE, "--seeds", "0", "1", "--out", str(out)]) == 0
     run = only_run(out)
     assert {p.name for p in run.iterdir()} == {
+        ".lock",  # the run folder's advisory lock (held while a command writes it)
         "config.json",
         "metrics.jsonl",
         "summary.json",

@@ -37,29 +37,45 @@ if TYPE_CHECKING:
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run an experiment's ``main`` with logging set up. A :class:`UsageError`, a data error or an unusable
-    output folder becomes one line ``<prog>: error: <message>`` on stderr and exit status 2; training that
+    """Run an experiment's ``main`` with logging set up. A :class:`UsageError`, a data error, an unusable
+    checkpoint or output folder becomes one line ``<prog>: error: <message>`` on stderr and exit status 2; training that
     diverged (NaN/inf loss or weights) one such line and exit status 1 (the metrics of every finished
-    evaluation are already in the run folder, and the last good checkpoint is named)."""
+    evaluation are already in the run folder, and the last good checkpoint is named); any other failure one
+    line and exit status 1. A failing command removes the run folders it created that hold no finished work
+    (:func:`~cortexnet.training.runs.discard_unfinished_folders`)."""
     from cortexnet.data import DataError
-    from cortexnet.training import NonFiniteLossError
-    from cortexnet.training.runs import ModelBuildError, OutputError
+    from cortexnet.training import CheckpointError, NonFiniteLossError
+    from cortexnet.training.runs import (
+        CREATED_FOLDERS,
+        HELD_LOCKS,
+        ModelBuildError,
+        OutputError,
+        discard_unfinished_folders,
+        release_locks,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prog = Path(sys.argv[0]).stem if argv is None else "cortexnet"
+    # Run folders created and locks taken before this command are not its to remove or release.
+    made, locked = len(CREATED_FOLDERS), len(HELD_LOCKS)
     try:
         return main(None if argv is None else list(argv))
-    except (UsageError, DataError, OutputError, ModelBuildError) as exc:
+    except (UsageError, DataError, OutputError, ModelBuildError, CheckpointError) as exc:
+        # CheckpointError: a missing, corrupt or mismatching checkpoint given to --resume (an input file).
+        discard_unfinished_folders(made)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"{prog}: error: training diverged: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # no traceback reaches a CLI user: one line, the cause first
-        if os.environ.get("CORTEXNET_TRACEBACK"):
+    except BaseException as exc:  # no traceback reaches a CLI user: one line, the cause first
+        discard_unfinished_folders(made)
+        if isinstance(exc, KeyboardInterrupt | SystemExit) or os.environ.get("CORTEXNET_TRACEBACK"):
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        release_locks(locked)
 
 
 def _one_line(exc: BaseException) -> str:

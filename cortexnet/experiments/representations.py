@@ -46,7 +46,6 @@ from cortexnet.models import build_model
 from cortexnet.training import (
     CheckpointError,
     evaluate,
-    load_checkpoint,
     model_from_checkpoint,
     resolve_device,
 )
@@ -76,6 +75,10 @@ class ProbeConfig:
         False, "probe each network as initialised (rebuilt from its saved seeds), not trained"
     )
     split: str = field("test", "dataset split to probe: test, val or train")
+    strict: bool = field(
+        False,
+        "refuse a checkpoint whose weights break their mask or Dale's law (default: set them to zero and warn)",
+    )
     max_samples: int | None = field(None, "use at most this many inputs (seeded subsample)")
     mi_pairs: int = field(10_000, "random node pairs for mutual information (paper: 10,000)")
     corr_pairs: int = field(10_000, "random node pairs for Pearson correlations")
@@ -128,12 +131,12 @@ class ProbeConfig:
         return self
 
 
-def _load(path: str, at_init: bool) -> tuple[nn.Module, dict[str, Any]]:
+def _load(path: str, at_init: bool, strict: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """The trained network of a checkpoint (or, with ``at_init``, the same network as initialised); any
-    problem with the file or its saved configuration is a one-line usage error (exit status 2)."""
+    problem with the file or its saved configuration is a one-line usage error (exit status 2). Masks and
+    Dale's law are re-imposed on load (``strict``: refused instead)."""
     try:
-        ckpt = load_checkpoint(path)
-        model, ckpt = model_from_checkpoint(ckpt)
+        model, ckpt = model_from_checkpoint(path, strict=strict)
         if at_init:
             model = _initial_model(ckpt["meta"])
     except (CheckpointError, KeyError, TypeError, ValueError) as exc:
@@ -280,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         labels = [f"{i}:{lab}" for i, lab in enumerate(labels)]
     if config.at_init:
         labels = [f"{lab} @init" for lab in labels]
-    loaded = [_load(c, config.at_init) for c in config.checkpoint]  # all checked before any work
+    loaded = [
+        _load(c, config.at_init, config.strict) for c in config.checkpoint
+    ]  # all checked before any work
     cache: dict = {}
     datasets = [_dataset(ckpt["meta"], config.split, config.data_root, cache) for _, ckpt in loaded]
     folder = RunFolder.create(config.out, "representations", dataclasses.asdict(config))

@@ -44,6 +44,8 @@ class SparseWeight(nn.Module, ABC):
 
     backend: ClassVar[str] = ""
     _probe: GradientProbe | None = None  # set only inside probe_gradients (class default: old pickles)
+    #: After ``load_state_dict``: how many loaded values broke the mask or Dale's law and were set to zero.
+    load_repairs: dict[str, int] | None = None
 
     def __init__(
         self, connectivity: Connectivity, *, dale: DaleMode = "none", column_sign: Tensor | None = None
@@ -452,8 +454,9 @@ class SparseWeight(nn.Module, ABC):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
-        from cortexnet.sparse.checkpoint import convert_layout_
+        from cortexnet.sparse.checkpoint import convert_layout_, off_mask_values
 
+        off_mask = off_mask_values(state_dict, prefix)  # dropped by the conversion or the projection below
         convert_layout_(state_dict, prefix, self.backend, n_in=self.n_in)
         self._prepare_load(state_dict, prefix)
         super()._load_from_state_dict(
@@ -461,7 +464,11 @@ class SparseWeight(nn.Module, ABC):
         )
         self._after_load()
         enrol(self)
-        with torch.no_grad():  # loaded values obey the constraints already; record it (idempotent projection)
+        # A file written by the trainer obeys the mask and Dale's law already; an edited or foreign one may not,
+        # and the backends would then compute different functions from it (the fused masked-dense recurrence
+        # reads the stored weight unmasked). Re-impose both and keep count of what changed for the loader.
+        self.load_repairs = {"off_mask": off_mask, "wrong_sign": self.constraint_violations()["wrong_sign"]}
+        with torch.no_grad():
             self.apply_constraints_()
 
     @property

@@ -33,6 +33,20 @@ def detect_layout(state_dict: dict, prefix: str = "") -> str | None:
     return None
 
 
+def off_mask_values(state_dict: dict, prefix: str = "") -> int:
+    """Non-zero stored values outside the mask of a masked-dense layout under ``prefix`` (0 for any other
+    layout, which cannot hold them): what loading drops, whichever backend it loads into. In row blocks, so
+    the temporaries stay small at N = 20,000."""
+    if detect_layout(state_dict, prefix) != "masked_dense":
+        return 0
+    weight, mask = state_dict[prefix + "weight"], state_dict[prefix + "mask"]
+    step = max(1, 2**24 // max(1, weight.shape[1]))
+    return sum(
+        int(torch.count_nonzero(weight[a : a + step].masked_fill(mask[a : a + step], 0)))
+        for a in range(0, weight.shape[0], step)
+    )
+
+
 def _canonical(state_dict: dict, prefix: str, layout: str) -> tuple[Tensor, Tensor, Tensor, int]:
     """Pop a layout's keys; return (crow int64, col int64, raw values (nnz,), n_in)."""
     if layout == "masked_dense":

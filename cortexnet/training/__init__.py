@@ -4,6 +4,7 @@ from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, 
 from cortexnet.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_model_state,
     model_from_checkpoint,
     save_checkpoint,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_checkpoint",
+    "load_model_state",
     "make_optimizer",
     "model_from_checkpoint",
     "resolve_device",

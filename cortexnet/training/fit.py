@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cortexnet.data import Batches, batches, model_device, model_dtype
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
-from cortexnet.training.checkpoint import CheckpointError, load_checkpoint
+from cortexnet.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from cortexnet.training.config import TrainConfig
 from cortexnet.training.state import (
     CHECKPOINT_NAME,
@@ -262,7 +262,7 @@ def _restore(ctx: TrainContext, path: Path, saver: Checkpointer) -> bool:
     ckpt = load_checkpoint(path, map_location=ctx.device)
     _check_resumable(ckpt, ctx.config, path)
     saver.check_compatible(ckpt, ctx.model, path)
-    ctx.model.load_state_dict(ckpt["model_state"])
+    load_model_state(ctx.model, ckpt["model_state"], source=path)
     ctx.optimizer.load_state_dict(ckpt["optimizer_state"])
     ctx.state = TrainState(**ckpt["train_state"])
     saver.restore_random_state(ckpt)

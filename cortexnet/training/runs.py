@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".lock"
 
 
 def derive_seeds(seed: int) -> dict[str, int]:
@@ -50,6 +52,23 @@ class ModelBuildError(ValueError):
 
 class OutputError(ValueError):
     """The results folder cannot be created or written (a usage error: choose another ``--out``)."""
+
+
+class RunFolderInUse(OutputError):
+    """Another process holds the run folder's lock (a second ``--resume`` of a run still training)."""
+
+
+#: Run folders created by this process, in order: a failing command removes those it created that hold no
+#: finished work (:func:`discard_unfinished_folders`), so a failure leaves nothing behind that was not complete.
+CREATED_FOLDERS: list[Path] = []
+#: The run-folder locks this process holds (resolved folder → open lock file), in the order taken.
+HELD_LOCKS: dict[Path, Any] = {}
+
+
+def release_locks(since: int = 0) -> None:
+    """Release the run-folder locks this process took, from position ``since`` of :data:`HELD_LOCKS` on."""
+    for key in list(HELD_LOCKS)[since:]:
+        HELD_LOCKS.pop(key).close()  # closing the file releases the flock
 
 
 def check_output_writable(out: str | os.PathLike) -> Path:
@@ -108,6 +127,35 @@ class RunFolder:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
+    def lock(self) -> RunFolder:
+        """Take the folder's advisory lock (``.lock``, ``flock``), so that another process resuming the same
+        folder is refused (:class:`RunFolderInUse`) instead of both writing it. Held by this process (taking it
+        again is a no-op) until :func:`release_locks` or the process ends; the CLI releases it when a command
+        returns. Where ``flock`` does not exist (Windows) the folder is not locked."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        key = self.path.resolve()
+        if key in HELD_LOCKS:
+            return self
+        fh = open(key / LOCK_NAME, "a+")  # held open: the lock lives as long as the file
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunFolderInUse(
+                f"run folder {self.path} is in use by {holder}; wait until it finishes (or stop it), then --resume"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {platform.node()}")
+        fh.flush()
+        HELD_LOCKS[key] = fh
+        return self
+
     @classmethod
     def create(cls, out: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
         """Make ``<out>/<experiment>/<UTC timestamp>-<config hash>/`` and write ``config.json``.
@@ -136,7 +184,8 @@ class RunFolder:
             raise OutputError(
                 f"cannot create the run folder under {parent}: {exc.strerror or exc}; choose --out"
             ) from exc
-        return cls(path)
+        CREATED_FOLDERS.append(path)
+        return cls(path).lock()
 
     @classmethod
     def open(cls, path: str | os.PathLike, experiment: str) -> tuple[RunFolder, dict[str, Any]]:
@@ -147,12 +196,23 @@ class RunFolder:
             raise ValueError(
                 f"cannot resume: {cfg_file} not found; pass the run folder printed by the first run"
             )
-        saved = json.loads(cfg_file.read_text())
+        try:
+            saved = json.loads(cfg_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"cannot resume: {cfg_file} is unreadable or not JSON ({' '.join(str(exc).split())[:120]}); it was "
+                "damaged: start a new run, or restore the file"
+            ) from exc
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise ValueError(
+                f'cannot resume: {cfg_file} holds no run configuration (no "config" object); it was not written '
+                "by cortexnet or was edited: start a new run, or restore the file"
+            )
         if saved.get("experiment") != experiment:
             raise ValueError(
                 f"cannot resume: {path} is a {saved.get('experiment')!r} run, not {experiment!r}"
             )
-        return cls(path), saved["config"]
+        return cls(path).lock(), saved["config"]
 
     def member_dir(self, label: str) -> Path:
         return self.path / "members" / label
@@ -162,6 +222,22 @@ class RunFolder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / SUMMARY_NAME, summary)
+
+
+def discard_unfinished_folders(since: int = 0) -> list[Path]:
+    """Remove the run folders this process created (from position ``since`` of :data:`CREATED_FOLDERS` on)
+    that hold no finished work (no member checkpoint, no summary): called by the CLI when a command fails, so
+    nothing half-made is left behind. A folder with a checkpoint stays (it can be resumed). Returns the folders
+    removed."""
+    removed = []
+    while len(CREATED_FOLDERS) > since:
+        path = CREATED_FOLDERS.pop()
+        if not path.is_dir():
+            continue
+        if not ((path / SUMMARY_NAME).exists() or any(path.glob(f"members/*/{CHECKPOINT_NAME}"))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _fmt(value: Any) -> str:
