@@ -123,7 +123,7 @@ def _checkable(tp: Any) -> bool:
     return inner in _TYPE_WORDS
 
 
-class _Parser(argparse.ArgumentParser):
+class CLIParser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: a bad option is one line (no usage dump), exit status 2."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -138,7 +138,7 @@ def build_parser(cls: type, *, prog: str, description: str) -> argparse.Argument
     Defaults are suppressed so that :func:`parse_config` can tell given options from defaults; ``--config``
     reads a TOML file of field values, overridden by options given on the command line.
     """
-    parser = _Parser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
+    parser = CLIParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help="TOML file with option values (command line wins)")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

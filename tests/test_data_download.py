@@ -150,17 +150,18 @@ def test_cli_success_and_failure(served_mnist, tmp_path, capsys):
     shutil.rmtree(tmp_path / "mnist")
     assert download_main(["mnist", "--root", str(tmp_path), "--base-url", UNREACHABLE]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: download of mnist file") and err.count("\n") == 1
+    assert err.startswith("cortexnet.data.download: error: download of mnist file") and err.count("\n") == 1
     assert download_main(["digits"]) == 0
 
 
-def test_cli_rejects_bad_arguments(capsys):
-    with pytest.raises(SystemExit) as info:
-        download_main(["no-such-dataset"])
-    assert info.value.code == 2
-    with pytest.raises(SystemExit) as info:
-        download_main(["mnist", "--subjects", "1"])
-    assert info.value.code == 2
+def test_cli_rejects_bad_arguments_in_one_line(capsys):
+    for argv, msg in (
+        (["no-such-dataset"], "invalid choice"),
+        (["mnist", "--subjects", "1"], "sleep-edf only"),
+    ):
+        assert download_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cortexnet.data.download: error: ") and err.count("\n") == 1 and msg in err
 
 
 def test_module_runs_as_a_command_without_heavy_imports(tmp_path):

@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from cortexnet.config import CLIParser, UsageError
+
 from .api import download_dataset
 from .errors import DataError
 from .sources import DATASETS
@@ -14,7 +16,7 @@ from .sources import DATASETS
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the download command."""
-    parser = argparse.ArgumentParser(
+    parser = CLIParser(
         prog="python -m cortexnet.data.download",
         description="Download and verify a cortexnet dataset into <root>/<name>/.",
     )
@@ -50,23 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return 0 on success, 2 (with a one-line error on stderr) on failure."""
+    """Run the command; return 0 on success, 2 (with one line ``cortexnet.data.download: error: ...`` on stderr)
+    for a bad option or a failed download, 1 for an unexpected failure (one line too)."""
+    prog = "cortexnet.data.download"
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = {}
-    if args.subjects is not None:
-        options["subjects"] = args.subjects
-    if args.recordings is not None:
-        options["recordings"] = args.recordings
-    if options and args.name != "sleep-edf":
-        parser.error(f"--subjects/--recordings apply to sleep-edf only, not {args.name}")
     try:
+        args = parser.parse_args(argv)
+        options = {}
+        if args.subjects is not None:
+            options["subjects"] = args.subjects
+        if args.recordings is not None:
+            options["recordings"] = args.recordings
+        if options and args.name != "sleep-edf":
+            parser.error(f"--subjects/--recordings apply to sleep-edf only, not {args.name}")
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
         paths = download_dataset(args.name, args.root, base_urls=args.base_urls, options=options or None)
-    except (DataError, ValueError, TypeError, OSError) as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the exception text looked like
-        print(f"error: {message}", file=sys.stderr)
+    except (UsageError, DataError, ValueError, TypeError, OSError) as exc:
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever the text
         return 2
+    except Exception as exc:  # no traceback reaches a user
+        text = " ".join(str(exc).split())[:300]
+        print(
+            f"{prog}: error: unexpected {type(exc).__name__}: {text} (a bug; please report it)",
+            file=sys.stderr,
+        )
+        return 1
     if not paths:
         print(f"{args.name}: nothing to download (the data ships with the installed packages)")
     else:
