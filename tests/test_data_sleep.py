@@ -38,7 +38,9 @@ def no_network(monkeypatch):
 
 # ================================================================================================ sleep-ucr
 @pytest.fixture
-def ucr_root(tmp_path):
+def ucr_root(tmp_path, monkeypatch):
+    # no download manifest, so the content is checked in full, the archive's total count included: the fixture's
+    monkeypatch.setattr(sleep_ucr, "EXPECTED_TOTAL", 35)
     x_train, y_train = ts_series(25, seed=1)
     x_test, y_test = ts_series(10, seed=2)
     write_ts(tmp_path / "sleep-ucr" / "Sleep_TRAIN.ts", x_train, y_train)
@@ -762,6 +764,9 @@ def test_download_command_for_sleep_edf_passes_subjects_and_fails_cleanly(tmp_pa
     assert main(["sleep-edf", "--root", str(tmp_path), "--subjects", "4", "7", "--recordings", "1"]) == 2
     assert seen["subjects"] == [4, 7] and seen["recording"] == [1]
     err = capsys.readouterr().err
-    assert err.startswith("error: download of sleep-edf failed") and err.count("\n") == 1
+    assert (
+        err.startswith("cortexnet.data.download: error: download of sleep-edf failed")
+        and err.count("\n") == 1
+    )
     assert main(["sleep-edf", "--root", str(tmp_path), "--subjects", "39"]) == 2
     assert "not available" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def load_dataset(
             ``numpy.savez(PATH, train_x=..., train_y=..., test_x=..., test_y=...)`` (see ``datasets/README.md``).
         root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/`` (not used by ``npz:``).
         download: fetch missing files first, and replace present ones that fail verification (image datasets:
-            sha256; ``sleep-ucr``: its download manifest, when there is one; ``sleep-edf``: the structural checks,
+            sha256; ``sleep-ucr``: its download manifest, or without a usable one a full content check; ``sleep-edf``: the structural checks,
             plus SHA-1 with ``verify_checksums``). When false (the default) nothing touches the network and missing
             files raise ``DataError`` naming the path and the fetch command.
         val_fraction: fraction in [0, 1) of the *training* pool held out for validation, stratified by class

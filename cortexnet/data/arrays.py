@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ REQUIRED_KEYS = ("train_x", "train_y", "test_x", "test_y")
 OPTIONAL_KEYS = ("class_names", "n_classes", "train_groups")
 
 _SAVE_HINT = "numpy.savez(PATH, train_x=..., train_y=..., test_x=..., test_y=...)"
+#: what reading a damaged .npz raises besides OSError/ValueError/EOFError: a truncated archive or a bad CRC-32
+#: (BadZipFile), a damaged deflate stream from numpy.savez_compressed (zlib.error), a flipped compression method
+#: (NotImplementedError) or "encrypted" flag (RuntimeError)
+_DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
 
 def npz_path(name: str) -> Path:
@@ -63,8 +68,11 @@ def load_npz_source(path: str | Path) -> SourceData:
         )
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"cannot read {path} as a .npz archive ({exc}); write it with {_SAVE_HINT}") from exc
+    except _DAMAGED as exc:
+        raise DataError(
+            f"cannot read {path} as a .npz archive ({type(exc).__name__}: {exc}); it is damaged or not an .npz "
+            f"file: write it again with {_SAVE_HINT}"
+        ) from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(
             f"{path} holds a single array (a .npy file), not a .npz archive of named arrays; write it with "
@@ -89,13 +97,21 @@ def load_npz_source(path: str | Path) -> SourceData:
                 continue
             try:
                 arrays[key] = archive[key]
-            except ValueError as exc:  # object arrays need pickle, which is never allowed here
+            except ValueError as exc:
+                if "pickle" not in str(exc).lower():  # a damaged .npy header, not an object array
+                    raise DataError(
+                        f"array {key!r} in {path} is corrupt ({exc}); write the file again with {_SAVE_HINT}"
+                    ) from exc
+                # object arrays need pickle, which is never allowed here
                 raise DataError(
                     f"array {key!r} in {path} cannot be read without unpickling ({exc}); save plain numeric "
                     "arrays, and class names as strings: class_names=numpy.array(names, dtype=str)"
                 ) from exc
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise DataError(f"array {key!r} in {path} is corrupt or truncated ({exc})") from exc
+            except _DAMAGED as exc:
+                raise DataError(
+                    f"array {key!r} in {path} is corrupt or truncated ({type(exc).__name__}: {exc}); write the "
+                    f"file again with {_SAVE_HINT}"
+                ) from exc
     n_classes = arrays.get("n_classes")
     if n_classes is not None:
         if n_classes.ndim != 0 or not np.issubdtype(n_classes.dtype, np.integer):

@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from .cache import fingerprint, load_npz, manifest_entries, save_npz, update_manifest
+from .cache import (
+    fingerprint,
+    load_npz,
+    read_manifest,
+    read_npz_meta,
+    save_npz,
+    update_manifest,
+    warn_rebuild,
+)
 from .edf import check_edf_complete, read_edf_annotations
 from .errors import DataError
 from .remote import describe_failure, file_digest
@@ -55,6 +63,9 @@ AVAILABLE_SUBJECTS = tuple(s for s in range(83) if s not in MISSING_SUBJECTS)
 MISSING_RECORDINGS = frozenset({(13, 2), (36, 1), (52, 1)})
 _PSG_NAME = re.compile(r"^SC4(\d\d)([12])[A-Z]0-PSG\.edf$")
 _CACHE_FORMAT = 2  # 2: strict hypnogram check, sources with ctime/inode, sha1 hashes
+#: the name of a per-recording cache file: the PSG's first eight characters, "-", a hash of the parameters
+_CACHE_NAME = re.compile(r"^SC4\d\d[12][A-Z]\d-[0-9a-f]{10}\.npz$")
+MANIFEST_NAME = "manifest.json"
 _DEFAULTS: dict[str, Any] = {
     "subjects": None,
     "recordings": (1, 2),
@@ -449,6 +460,141 @@ def find_recordings(root: Path, subjects: Sequence[int] | None, recordings: Sequ
     return selected
 
 
+def _epochs_cache_problem(
+    meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], rec: Recording, n_channels: int
+) -> str | None:
+    """Why a current (same parameters and sources) cache entry cannot be what ``epoch_recording`` returned for
+    ``rec``: ``x`` float32 ``(n, 30 * sfreq, n_channels)`` and finite, ``y`` int64 ``(n,)`` class indices,
+    ``onset_s`` float64 ``(n,)`` finite and >= 0, and ``meta``'s sfreq, epoch count, class counts, subject, night
+    and report agreeing with them. ``None`` when it is consistent."""
+    x, y, onset = arrays["x"], arrays["y"], arrays["onset_s"]
+    if x.dtype != np.float32 or x.ndim != 3 or x.shape[2] != n_channels:
+        return f"x is {x.dtype} of shape {x.shape}, expected float32 (n, samples, {n_channels})"
+    n = len(x)
+    if y.dtype != np.int64 or y.shape != (n,):
+        return f"y is {y.dtype} of shape {y.shape}, expected int64 ({n},)"
+    if onset.dtype != np.float64 or onset.shape != (n,):
+        return f"onset_s is {onset.dtype} of shape {onset.shape}, expected float64 ({n},)"
+    sfreq = meta.get("sfreq")
+    if (
+        isinstance(sfreq, bool)
+        or not isinstance(sfreq, (int, float))
+        or not math.isfinite(sfreq)
+        or sfreq <= 0
+    ):
+        return f"its meta has sfreq {sfreq!r}, not a positive number"
+    if x.shape[1] != round(EPOCH_SECONDS * sfreq):
+        return f"epochs of {x.shape[1]} samples, but 30 s at {sfreq} Hz is {round(EPOCH_SECONDS * sfreq)}"
+    if type(meta.get("n_epochs")) is not int or meta["n_epochs"] != n:
+        return f"{n} epochs, its meta says {meta.get('n_epochs')!r}"
+    if n and (int(y.min()) < 0 or int(y.max()) >= len(CLASS_NAMES)):
+        return f"labels outside 0..{len(CLASS_NAMES) - 1}"
+    counts = np.bincount(y, minlength=len(CLASS_NAMES)).tolist()
+    if meta.get("class_counts") != counts:
+        return f"class counts {counts}, its meta says {meta.get('class_counts')!r}"
+    if (meta.get("subject"), meta.get("night")) != (rec.subject, rec.night):
+        return (
+            f"its meta names subject {meta.get('subject')!r} night {meta.get('night')!r}, not {rec.psg.name}"
+        )
+    if not isinstance(meta.get("report"), dict):
+        return "its meta has no report object"
+    if not np.isfinite(onset).all() or (n and float(onset.min()) < 0):
+        return "onsets that are not finite times >= 0"
+    if not np.isfinite(x).all():
+        return "non-finite samples in x"
+    return None
+
+
+def _entry_from_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A manifest entry rebuilt from a cache file's own ``meta``; ``None`` when that lacks what an entry needs."""
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("params"), dict):
+        return None
+    sources = meta.get("sources")
+    names = {}
+    for part in ("psg", "hypnogram"):
+        source = sources.get(part) if isinstance(sources, dict) else None
+        if not isinstance(source, dict) or not isinstance(source.get("name"), str):
+            return None
+        names[part] = source["name"]
+    return {**meta, **names}
+
+
+def _entry_problem(name: str, entry: Mapping[str, Any]) -> str | None:
+    if not _CACHE_NAME.match(name):
+        return f"entry name {name!r} is not a cache file name"
+    if not isinstance(entry.get("psg"), str):
+        return f"entry {name!r} names no PSG file"
+    if not isinstance(entry.get("sources"), dict) or not isinstance(entry.get("params"), dict):
+        return f"entry {name!r} has no sources/params objects"
+    return None
+
+
+def _reconciled_manifest(cache_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The cache manifest's entries checked against the cache files on disk, and the names to drop from it.
+
+    A missing or damaged manifest (unreadable, truncated, wrong types, an entry malformed; a damaged one is
+    warned about) is never trusted: every cache file it would have governed is re-validated from its own
+    ``meta`` (only that member is read) and the entry rebuilt from it, as is every file the manifest lacks; a
+    file whose ``meta`` is unreadable is deleted with a warning (it is rebuilt when next needed). Entries whose
+    files are gone are dropped. Caches are never *served* on the manifest's word: each one that is loaded is
+    checked in full against its sources and its own meta (:func:`_cached_epochs`).
+    """
+    path = cache_dir / MANIFEST_NAME
+    entries, damage = read_manifest(path)
+    on_disk = (
+        sorted(p.name for p in cache_dir.glob("*.npz") if _CACHE_NAME.match(p.name))
+        if cache_dir.is_dir()
+        else []
+    )
+    if damage is None and entries is not None:
+        bad = [problem for name, entry in entries.items() if (problem := _entry_problem(name, entry))]
+        if bad:
+            damage = bad[0] if len(bad) == 1 else f"{bad[0]}, and {len(bad) - 1} more"
+    if damage is not None:
+        logger.warning(
+            "cache manifest %s is damaged (%s); not trusting it: re-validating the %d cache file(s) in %s from "
+            "their own metadata (unusable ones are rebuilt) and rewriting it",
+            path,
+            damage,
+            len(on_disk),
+            cache_dir,
+        )
+        known: dict[str, dict[str, Any]] = {}
+    else:
+        known = dict(entries or {})
+        if entries is None and on_disk:
+            logger.info(
+                "%s: no manifest; re-validating %d cache file(s) from their own metadata",
+                cache_dir,
+                len(on_disk),
+            )
+    drop = [name for name in (entries or {}) if name not in on_disk]  # gone, or never a cache file name
+    for name in drop:
+        known.pop(name, None)
+    for name in on_disk:
+        if name in known:
+            continue
+        entry = _entry_from_meta(read_npz_meta(cache_dir / name))
+        if entry is None:
+            logger.warning(
+                "cache file %s is unreadable or has no usable metadata; deleting it (it will be rebuilt when "
+                "needed)",
+                cache_dir / name,
+            )
+            try:
+                (cache_dir / name).unlink(missing_ok=True)
+            except OSError as exc:
+                logger.warning("cannot delete %s (%s)", cache_dir / name, exc)
+            drop.append(name)
+            continue
+        if damage is None:
+            logger.info(
+                "cache file %s was missing from %s; entry rebuilt from its metadata", cache_dir / name, path
+            )
+        known[name] = entry
+    return known, drop
+
+
 def _cached_epochs(
     rec: Recording, cache_dir: Path, channels: Sequence[str], crop: float | None, verify: bool
 ) -> tuple[RecordingEpochs, str, dict[str, Any]]:
@@ -462,7 +608,7 @@ def _cached_epochs(
     cache_path = cache_dir / f"{rec.psg.name[:8]}-{key}.npz"
     sources = {"psg": fingerprint(rec.psg), "hypnogram": fingerprint(rec.hypnogram)}
     sha1 = _verify_sha1(rec) if verify else None
-    cached = load_npz(cache_path)
+    cached = load_npz(cache_path, required=("x", "y", "onset_s"))
     if cached is not None:
         meta, arrays = cached
         if (
@@ -470,10 +616,13 @@ def _cached_epochs(
             and meta.get("sources") == sources
             and (not verify or meta.get("sha1") == sha1)
         ):
-            epochs = RecordingEpochs(
-                arrays["x"], arrays["y"], arrays["onset_s"], meta["sfreq"], meta["report"]
-            )
-            return epochs, cache_path.name, meta
+            problem = _epochs_cache_problem(meta, arrays, rec, len(channels))
+            if problem is None:
+                epochs = RecordingEpochs(
+                    arrays["x"], arrays["y"], arrays["onset_s"], float(meta["sfreq"]), meta["report"]
+                )
+                return epochs, cache_path.name, meta
+            warn_rebuild(cache_path, problem)
     logger.info("epoching %s with MNE (cached afterwards in %s)", rec.psg.name, cache_path)
     epochs = epoch_recording(rec.psg, rec.hypnogram, channels=channels, crop_wake_minutes=crop)
     meta = {
@@ -604,8 +753,7 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     per_rec: list[tuple[Recording, np.ndarray, np.ndarray] | None] = []
     skipped, gapped, manifest, rec_meta = [], [], {}, []
     lengths = set()
-    known = manifest_entries(cache_dir / "manifest.json")
-    stale: list[str] = []
+    known, stale = _reconciled_manifest(cache_dir)
     for rec in recs:
         epochs, cache_name, meta = _cached_epochs(rec, cache_dir, channels, crop, options["verify_checksums"])
         manifest[cache_name] = {**meta, "psg": rec.psg.name, "hypnogram": rec.hypnogram.name}
@@ -623,9 +771,9 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
         per_rec.append((rec, epochs.x, epochs.y))
     epochs = None  # per_rec holds the only reference to each recording's arrays (released by _assemble)
     try:
-        update_manifest(cache_dir / "manifest.json", manifest, remove=stale)
+        update_manifest(cache_dir / MANIFEST_NAME, {**known, **manifest}, remove=stale)
     except OSError as exc:
-        logger.warning("cannot write %s (%s)", cache_dir / "manifest.json", exc)
+        logger.warning("cannot write %s (%s)", cache_dir / MANIFEST_NAME, exc)
     if not per_rec:
         raise DataError(f"{NAME}: none of the {len(recs)} selected recordings has a usable epoch: {skipped}")
     if len(lengths) > 1 and options["seq_len"] is None:

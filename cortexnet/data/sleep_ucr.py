@@ -10,6 +10,7 @@ import io
 import logging
 import numbers
 import os
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import fingerprint, load_npz, read_json, save_npz, write_json
+from .cache import fingerprint, load_npz, read_json_checked, save_npz, warn_rebuild, write_json
 from .errors import DataError
 from .remote import check_file, describe_failure, mark_verified, retrieve, sha256_of
 from .root import fetch_command
@@ -41,12 +42,16 @@ N_CLASSES = 5
 #: byte size of Sleep.zip, checked before extraction when known (not pinned yet, like its hash)
 ARCHIVE_BYTES: int | None = None
 #: train + test series in the archive: the paper's 398,370 training + 170,730 test samples after its 70/30 split.
+#: Checked at download, and on every load of files that have no usable download manifest (copied in by hand, or
+#: the manifest is missing or damaged): without the manifest's hashes a file truncated at a line boundary still
+#: parses, and only the count can tell.
 EXPECTED_TOTAL = 569_100
 #: series in Sleep_TRAIN.ts / Sleep_TEST.ts, checked (at download and on load) when known. Not pinned: DATA.md
 #: gives only the total above; pin them from a verified copy (its manifest.json records ``n_series``).
 EXPECTED_TRAIN: int | None = None
 EXPECTED_TEST: int | None = None
-_CACHE_FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+_CACHE_FORMAT = 2  # 2: meta records n_series and the shape of x, checked on every cache hit
 _CHUNK_LINES = 20_000
 
 
@@ -154,19 +159,53 @@ def _check_sleep(ts: TsData, path: Path, expected_total: int | None = None) -> N
         raise DataError(f"{path}: {len(ts.labels)} series, expected {expected_total}")
 
 
+def _cache_problem(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str | None:
+    """Why a current (same format and source) cache entry of a ``.ts`` file cannot be what ``read_ts`` returned:
+    ``x`` float32 ``(n, T, D)``, ``labels`` strings ``(n,)``, ``n`` and the shape as recorded in ``meta``, the
+    declared classes ``None`` or a list of strings. ``None`` when it is consistent."""
+    x, labels = arrays["x"], arrays["labels"]
+    if x.dtype != np.float32 or x.ndim != 3:
+        return f"x is {x.dtype} of shape {x.shape}, expected float32 (n, T, D)"
+    if labels.dtype.kind != "U" or labels.ndim != 1:
+        return f"labels are {labels.dtype} of shape {labels.shape}, expected strings (n,)"
+    n = meta.get("n_series")
+    if type(n) is not int or not (n == len(x) == len(labels)) or n == 0:
+        return f"{len(x)} series and {len(labels)} labels, its meta says {n!r}"
+    if meta.get("shape") != list(x.shape):
+        return f"x has shape {list(x.shape)}, its meta says {meta.get('shape')!r}"
+    declared = meta.get("class_labels")
+    if declared is not None and (
+        not isinstance(declared, list) or not declared or not all(isinstance(c, str) for c in declared)
+    ):
+        return f"its declared classes {declared!r} are not a list of labels"
+    return None
+
+
 def _read_cached(path: Path, cache_dir: Path) -> TsData:
     """``read_ts`` with an ``.npz`` cache keyed by the file's ``fingerprint`` (size, mtime, ctime, inode): parsing
-    500 MB of text is slow."""
+    500 MB of text is slow. A cache entry that cannot be read or disagrees with its own meta is rebuilt (with a
+    warning naming it), never served."""
     cache_path = cache_dir / f"{path.stem}.npz"
     source = fingerprint(path)
-    cached = load_npz(cache_path)
+    cached = load_npz(cache_path, required=("x", "labels"))
     if cached is not None:
         meta, arrays = cached
         if meta.get("format") == _CACHE_FORMAT and meta.get("source") == source:
-            declared = meta.get("class_labels")
-            return TsData(arrays["x"], arrays["labels"], None if declared is None else tuple(declared), {})
+            problem = _cache_problem(meta, arrays)
+            if problem is None:
+                declared = meta.get("class_labels")
+                return TsData(
+                    arrays["x"], arrays["labels"], None if declared is None else tuple(declared), {}
+                )
+            warn_rebuild(cache_path, problem)
     ts = read_ts(path)
-    meta = {"format": _CACHE_FORMAT, "source": source, "class_labels": ts.class_labels}
+    meta = {
+        "format": _CACHE_FORMAT,
+        "source": source,
+        "class_labels": None if ts.class_labels is None else list(ts.class_labels),
+        "n_series": len(ts.labels),
+        "shape": list(ts.x.shape),
+    }
     try:
         save_npz(cache_path, meta, x=ts.x, labels=ts.labels.astype(str))
     except OSError as exc:  # a read-only data root still loads, only slower
@@ -208,38 +247,117 @@ def _expected_counts() -> dict[str, int | None]:
     return {TRAIN_FILE: EXPECTED_TRAIN, TEST_FILE: EXPECTED_TEST}
 
 
-def _manifest_problems(folder: Path) -> dict[str, str]:
-    """File name → why it fails its entry in ``manifest.json`` (missing, size, sha256); ``{}`` when all pass or
-    there is no manifest (files copied in by hand are then checked by content only)."""
-    manifest = read_json(folder / "manifest.json")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        logger.info("%s has no download manifest; checking the .ts content (shape, classes) only", folder)
-        return {}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _manifest_schema_problem(content: Any) -> str | None:
+    """Why ``content`` (parsed ``manifest.json``) is not a download manifest as ``fetch`` writes it: ``files``
+    with an entry per ``.ts`` file holding its ``sha256`` (64 hex digits), ``size`` and ``n_series`` (integers).
+    """
+    if not isinstance(content, dict) or not isinstance(content.get("files"), dict):
+        return "no 'files' object"
+    for fname in (TRAIN_FILE, TEST_FILE):
+        entry = content["files"].get(fname)
+        if not isinstance(entry, dict):
+            return f"no entry for {fname}"
+        sha = entry.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            return f"{fname}: sha256 {sha!r} is not 64 hex digits"
+        for key, least in (("size", 0), ("n_series", 1)):
+            value = entry.get(key)
+            if type(value) is not int or value < least:
+                return f"{fname}: {key} {value!r} is not an integer >= {least}"
+    return None
+
+
+def _read_manifest(folder: Path) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+    """The ``files`` entries of ``<folder>/manifest.json``: ``(files, None)`` when it is well formed, ``(None,
+    None)`` when there is none, ``(None, why)`` when it is damaged (logged as a warning: it is then ignored and
+    the content checked in full, exactly as without a manifest; it never turns the checks off)."""
+    path = folder / MANIFEST_NAME
+    content, problem = read_json_checked(path)
+    if problem is None and content is not None:
+        problem = _manifest_schema_problem(content)
+    if problem is not None:
+        logger.warning(
+            "download manifest %s is damaged (%s); ignoring it and checking the .ts content in full instead "
+            "(series count, length, classes); fetch again with %s to restore it",
+            path, problem, fetch_command(NAME, folder.parent),
+        )  # fmt: skip
+        return None, problem
+    if content is None:
+        logger.info("%s has no download manifest; checking the .ts content in full", folder)
+        return None, None
+    return content["files"], None
+
+
+def _manifest_problems(folder: Path, files: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """File name → why it fails its entry in the manifest's ``files`` (missing, size, sha256); ``{}`` when all
+    pass."""
     problems = {}
     for fname in (TRAIN_FILE, TEST_FILE):
-        entry = manifest["files"].get(fname)
-        if isinstance(entry, dict) and "sha256" in entry:
-            reason = check_file(folder / fname, entry["sha256"], entry.get("size"))
-            if reason is not None:
-                problems[fname] = reason
+        entry = files[fname]
+        reason = check_file(folder / fname, entry["sha256"], entry["size"])
+        if reason is not None:
+            problems[fname] = reason
     return problems
 
 
-def _verify_against_manifest(folder: Path) -> None:
-    problems = _manifest_problems(folder)
-    if problems:
-        fname, reason = next(iter(problems.items()))
-        raise DataError(
-            f"{folder / fname} does not match its download manifest ({reason}); delete it and fetch again with: "
-            f"{fetch_command(NAME, folder.parent)} (or pass download=True / --download, which replaces it)"
+def _refetch_hint(root: Path, what: str = "it") -> str:
+    return (
+        f"delete {what} and fetch again with: {fetch_command(NAME, root)} (or pass download=True / --download, "
+        f"which replaces {what})"
+    )
+
+
+def _verified_content(
+    folder: Path, files: Mapping[str, Mapping[str, Any]] | None, damage: str | None
+) -> dict[str, TsData]:
+    """Parse (through the cache) and check both ``.ts`` files: 178 steps x 1 dimension, 5 classes, the pinned
+    per-file counts; and, without a usable manifest (``files`` is ``None``; ``damage`` says why when it exists but
+    is damaged), the archive's total count. Raises a one-line ``DataError`` naming the file, what was found and
+    the fix."""
+    root = folder.parent
+    parsed = {}
+    for fname in (TRAIN_FILE, TEST_FILE):
+        path = folder / fname
+        try:
+            parsed[fname] = ts = _read_cached(path, folder / "cache")
+            _check_sleep(ts, path, _expected_counts()[fname])
+        except DataError as exc:
+            raise DataError(f"{exc}; {_refetch_hint(root)}") from exc
+    counts = {fname: len(ts.labels) for fname, ts in parsed.items()}
+    if files is not None:
+        recorded = {fname: files[fname]["n_series"] for fname in parsed}
+        if recorded != counts:  # the hashes matched, so it is the manifest that is wrong
+            damage = f"it records {recorded} series, the files it hashes hold {counts}"
+            logger.warning(
+                "download manifest %s is damaged (%s); checking the .ts content in full instead",
+                folder / MANIFEST_NAME, damage,
+            )  # fmt: skip
+            files = None
+    if files is None and sum(counts.values()) != EXPECTED_TOTAL:
+        why = (
+            f"there is no download manifest {folder / MANIFEST_NAME}"
+            if damage is None
+            else f"the download manifest {folder / MANIFEST_NAME} is damaged ({damage})"
         )
+        raise DataError(
+            f"{folder / TRAIN_FILE} and {folder / TEST_FILE} hold {counts[TRAIN_FILE]} + {counts[TEST_FILE]} = "
+            f"{sum(counts.values())} series, expected {EXPECTED_TOTAL} in all (the UCR 'Sleep' archive): a file "
+            f"is truncated or not the archive's ({why}, so only the content can be checked); "
+            f"{_refetch_hint(root, 'them')}"
+        )
+    return parsed
 
 
 def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
     """Load ``<root>/sleep-ucr/Sleep_{TRAIN,TEST}.ts`` as ``(n, 178, 1)`` float32 sequences with 5 classes.
 
     Values are the archive's, unscaled. With ``download`` the archive is fetched first if a file is missing or
-    fails its download manifest (the failing file is deleted first).
+    fails its download manifest (the failing file is deleted first). The files are checked against their
+    download manifest (size, sha256, series count); where there is none, or it is damaged (warned), their
+    content is checked in full instead, the archive's total series count included (``EXPECTED_TOTAL``).
     """
     folder = root / NAME
     paths = [folder / TRAIN_FILE, folder / TEST_FILE]
@@ -251,10 +369,16 @@ def load(root: Path, download: bool, options: Mapping[str, Any]) -> SourceData:
             f"{NAME}: file(s) not found: {', '.join(missing)}. Fetch them with: {fetch_command(NAME, root)} "
             "(or pass download=True / --download)"
         )
-    _verify_against_manifest(folder)
-    train, test = (_read_cached(p, folder / "cache") for p in paths)
-    for ts, p in ((train, paths[0]), (test, paths[1])):
-        _check_sleep(ts, p, _expected_counts()[p.name])
+    files, damage = _read_manifest(folder)
+    if files is not None:
+        problems = _manifest_problems(folder, files)
+        if problems:
+            fname, reason = next(iter(problems.items()))
+            raise DataError(
+                f"{folder / fname} does not match its download manifest ({reason}); {_refetch_hint(root)}"
+            )
+    parsed = _verified_content(folder, files, damage)
+    train, test = parsed[TRAIN_FILE], parsed[TEST_FILE]
     classes = train.class_labels or tuple(sorted(set(train.labels.tolist()) | set(test.labels.tolist())))
     if test.class_labels is not None and test.class_labels != classes:
         raise DataError(
@@ -310,21 +434,35 @@ def fetch(root: Path, base_urls: Sequence[str] | None, options: Mapping[str, Any
     where known, ``ARCHIVE_BYTES`` bytes in the zip and ``EXPECTED_TRAIN`` / ``EXPECTED_TEST`` series per file).
     Nothing is left at the final paths unless every check passed; the zip is deleted after extraction and its
     sha256 is recorded in ``manifest.json``. Files already present that pass the manifest are kept; a file that
-    fails it (changed, truncated) is deleted and the archive fetched again.
+    fails it (changed, truncated) is deleted and the archive fetched again. Files present without a manifest
+    (copied in by hand) are kept if their content passes in full; with a damaged manifest the archive is fetched
+    again, which restores a verified copy and its manifest.
     """
     import requests
 
     folder = root / NAME
     paths = [folder / TRAIN_FILE, folder / TEST_FILE]
     if all(p.exists() for p in paths):
-        problems = _manifest_problems(folder)
-        if not problems:
-            return paths
-        for fname, reason in problems.items():
-            logger.warning(
-                "%s fails its download manifest (%s); deleting it and fetching again", folder / fname, reason
-            )
-            (folder / fname).unlink(missing_ok=True)
+        files, damage = _read_manifest(folder)
+        if files is not None:
+            problems = _manifest_problems(folder, files)
+            if not problems:
+                return paths
+            for fname, reason in problems.items():
+                logger.warning(
+                    "%s fails its download manifest (%s); deleting it and fetching again",
+                    folder / fname,
+                    reason,
+                )
+                (folder / fname).unlink(missing_ok=True)
+        elif damage is not None:
+            logger.warning("%s: fetching the archive again to replace the damaged download manifest", NAME)
+        else:
+            try:
+                _verified_content(folder, None, None)
+                return paths
+            except DataError as exc:
+                logger.warning("%s; fetching the archive again", exc)
     archive = folder / ARCHIVE_NAME
     mirrors = tuple(base_urls) if base_urls is not None else ARCHIVE_MIRRORS
     failures = []
@@ -393,7 +531,7 @@ def _extract_and_verify(archive: Path, folder: Path, url: str) -> list[Path]:
             }
             os.replace(tmp, folder / fname)
             mark_verified(folder / fname, files[fname]["sha256"])  # load need not hash it again
-        write_json(folder / "manifest.json", {"source": url, "archive_sha256": archive_sha, "files": files})
+        write_json(folder / MANIFEST_NAME, {"source": url, "archive_sha256": archive_sha, "files": files})
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
