@@ -114,25 +114,31 @@ class SparseWeight(nn.Module, ABC):
         ...
 
     # -- provided ---------------------------------------------------------------------------------------
-    def recurrent(self, drive: Tensor, activation: str) -> Tensor:
-        """Run h_t = act(drive_t + h_{t-1} Wᵀ), h_{-1} = 0, over a whole sequence.
+    def recurrent(
+        self, drive: Tensor, activation: str, *, alpha: Tensor | None = None, h0: Tensor | None = None
+    ) -> Tensor:
+        """Run h_t = (1 - α) h_{t-1} + α act(drive_t + h_{t-1} Wᵀ) over a whole sequence.
 
         Args:
-            drive: ``(T, B, N)`` input drive (x_t W_inᵀ + b), time-major.
+            drive: ``(T, B, N)`` input drive (x_t W_inᵀ + b, plus any noise), time-major.
             activation: ``"relu"`` or ``"tanh"``.
+            alpha: ``(N,)`` leak factors Δt/τ in (0, 1] (a leaky, continuous-time rate network discretised
+                by Euler's method), or None for α = 1 (the paper's discrete network, h_t = act(...)).
+            h0: ``(B, N)`` initial state h_{-1}, or None for zero.
         Returns:
-            ``(T, B, N)`` hidden states. This generic version loops over :meth:`linear`; backends override it
-            with a fused whole-sequence kernel.
+            ``(T, B, N)`` hidden states. This generic version loops over :meth:`linear` under autograd (the
+            reference); backends override it with a fused whole-sequence kernel.
         """
         from cortexnet.sparse.functional import activate_
 
         if self.n_out != self.n_in:
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")
         states = []
-        h = torch.zeros_like(drive[0])
+        h = h0
         for t in range(drive.shape[0]):
-            pre = drive[t] if t == 0 else drive[t] + self.linear(h)
-            h = activate_(pre.clone(), activation)
+            pre = drive[t] if h is None else drive[t] + self.linear(h)
+            rate = activate_(pre.clone(), activation)
+            h = rate if alpha is None else (rate * alpha if h is None else (1 - alpha) * h + alpha * rate)
             states.append(h)
         return torch.stack(states)
 

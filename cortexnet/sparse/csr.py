@@ -17,7 +17,7 @@ from cortexnet.sparse._csr_index import CSRIndex, build_index
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 from cortexnet.sparse.constraints import ensure_constrained
 from cortexnet.sparse.csr_functional import CSRLinear, CSRRecurrence
-from cortexnet.sparse.functional import check_activation
+from cortexnet.sparse.functional import check_activation, leak_operands
 
 _INT32_MAX = 2**31 - 1
 _CONSTRAINT_CHUNK = 1 << 24
@@ -122,7 +122,9 @@ class CSRWeight(SparseWeight):
         y = CSRLinear.apply(x.reshape(-1, self.n_in), values, index)
         return y.reshape(*lead, self.n_out)
 
-    def recurrent(self, drive: Tensor, activation: str) -> Tensor:
+    def recurrent(
+        self, drive: Tensor, activation: str, *, alpha: Tensor | None = None, h0: Tensor | None = None
+    ) -> Tensor:
         ensure_constrained(self)
         check_activation(activation)
         if self.n_out != self.n_in:
@@ -130,7 +132,9 @@ class CSRWeight(SparseWeight):
         if drive.dim() != 3 or drive.shape[-1] != self.n_in:
             raise ValueError(f"drive must be (T, B, {self.n_in}), got {tuple(drive.shape)}")
         values, index = self._operands()
-        return CSRRecurrence.apply(drive, values, index, activation)
+        return CSRRecurrence.apply(
+            drive, values, index, activation, *leak_operands(drive, alpha, h0, self.n_in)
+        )
 
     def to_dense(self) -> Tensor:
         with torch.no_grad():

@@ -26,56 +26,79 @@ def _swap_last(x: Tensor) -> Tensor:
 
 
 class CSRRecurrence(torch.autograd.Function):
-    """h_t = act(u_t + h_{t-1} Wᵀ), h_{-1} = 0, W sparse (CSR), over a whole sequence.
+    """h_t = (1 - α) h_{t-1} + α act(u_t + h_{t-1} Wᵀ), W sparse (CSR), over a whole sequence.
 
     Forward inputs: ``u`` (T, B, N), ``values`` (nnz,) effective weights in canonical CSR order, ``index``
-    (:class:`CSRIndex` on u's device), ``activation``. Returns all states (T, B, N), contiguous.
+    (:class:`CSRIndex` on u's device), ``activation``, ``alpha`` (N,) leak factors in (0, 1] or None (α = 1,
+    the paper's network, by the operations it always used), ``h0`` (B, N) initial state or None (zero).
+    Returns all states (T, B, N), contiguous. Gradients flow to ``u``, ``values`` and ``h0``.
 
     Backward: one reverse pass over time for the state gradient (``Wᵀ g`` with the pre-computed transposed
     panels), then the value gradient once over all steps (K = (T-1)·B), chunked so that panel slices stay in
-    cache (PERFORMANCE.md, lessons 1-2).
+    cache (PERFORMANCE.md, lessons 1-2). A leaky network keeps the rates act(pre_t) beside the states.
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, values: Tensor, index: CSRIndex, activation: str) -> Tensor:  # type: ignore[override]
+    def forward(ctx, u, values, index, activation, alpha=None, h0=None):  # type: ignore[override]
         steps = u.shape[0]
-        # Feature-major states (T, N, B), computed in place in a copy of the drive.
-        states = _swap_last(u)
-        wv = index.fwd.gather(values)
-        mats = index.fwd.matrices(wv)
-        activate_(states[0], activation)
-        for t in range(1, steps):
-            spmm_(states[t], mats, states[t - 1])
-            activate_(states[t], activation)
+        # Feature-major (T, N, B), computed in place in a copy of the drive: the pre-activations become the
+        # rates, which are the states when α = 1.
+        rates = _swap_last(u)
+        states = rates if alpha is None else torch.empty_like(rates)
+        a = None if alpha is None else alpha.view(-1, 1)
+        h0t = None if h0 is None else h0.t().contiguous()
+        mats = index.fwd.matrices(index.fwd.gather(values))
+        for t in range(steps):
+            prev = states[t - 1] if t > 0 else h0t
+            if prev is not None:
+                spmm_(rates[t], mats, prev)
+            activate_(rates[t], activation)
+            if a is not None:
+                torch.mul(rates[t], a, out=states[t])
+                if prev is not None:
+                    states[t].addcmul_(prev, 1.0 - a)
         ctx.activation = activation
         ctx.index = index
-        ctx.save_for_backward(states, values)
+        ctx.save_for_backward(states, values, alpha, h0t, None if alpha is None else rates)
         return _swap_last(states)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        states, values = ctx.saved_tensors
+        states, values, alpha, h0t, rates = ctx.saved_tensors
+        rates = states if rates is None else rates
         index: CSRIndex = ctx.index
         steps, n, batch = states.shape
-        # Gradient w.r.t. pre-activations, feature-major, computed in place in a copy of grad_out.
+        # dL/dh_t, feature-major, in a copy of grad_out; the carry through h_{t-1} is added into it in place.
         grad = _swap_last(grad_out)
-        mats_t = index.bwd.matrices(index.bwd.gather(values)) if steps > 1 else []
+        mats_t = index.bwd.matrices(index.bwd.gather(values)) if steps > 1 or h0t is not None else []
+        a = None if alpha is None else alpha.view(-1, 1)
+        # dL/dpre_t: the same buffer when α = 1 (in place), else its own.
+        grad_pre = grad if a is None else torch.empty_like(grad)
+        grad_h0t = torch.zeros_like(h0t) if h0t is not None else None
         for t in range(steps - 1, -1, -1):
-            activation_grad_(grad[t], states[t], ctx.activation)
-            if t > 0:
-                spmm_(grad[t - 1], mats_t, grad[t])  # grad_{t-1} += Wᵀ g_t (carry through h_{t-1})
+            if a is not None:
+                torch.mul(grad[t], a, out=grad_pre[t])
+            activation_grad_(grad_pre[t], rates[t], ctx.activation)
+            target = grad[t - 1] if t > 0 else grad_h0t
+            if target is not None:
+                spmm_(target, mats_t, grad_pre[t])  # += Wᵀ g_t (carry through h_{t-1})
+                if a is not None:
+                    target.addcmul_(grad[t], 1.0 - a)
         grad_values = None
         if ctx.needs_input_grad[1]:
             acc = torch.zeros(index.nnz, dtype=values.dtype, device=values.device)
-            # dW[i, j] = Σ_{t>=1, b} g_t[i, b] h_{t-1}[j, b]; step 0 contributes nothing (h_{-1} = 0).
+            # dW[i, j] = Σ_{t>=1, b} g_t[i, b] h_{t-1}[j, b]; step 0 adds h0's term (nothing when h_{-1} = 0).
             for k0, k1 in k_chunks(steps - 1, 1, target=max(1, round(SDDMM_K_CHUNK / batch))):
-                g = grad[1 + k0 : 1 + k1].permute(1, 0, 2).reshape(n, -1)
+                g = grad_pre[1 + k0 : 1 + k1].permute(1, 0, 2).reshape(n, -1)
                 h = states[k0:k1].permute(1, 0, 2).reshape(n, -1)
                 sddmm_acc_(acc, index.fwd, g, h)
+            if h0t is not None:
+                sddmm_acc_(acc, index.fwd, grad_pre[0], h0t)
             grad_values = index.to_canonical(acc)
-        grad_u = _swap_last(grad) if ctx.needs_input_grad[0] else None
-        return grad_u, grad_values, None, None
+        grad_u = _swap_last(grad_pre) if ctx.needs_input_grad[0] else None
+        grad_h0 = grad_h0t.t() if grad_h0t is not None and ctx.needs_input_grad[5] else None
+        return grad_u, grad_values, None, None, None, grad_h0
 
 
 class CSRLinear(torch.autograd.Function):

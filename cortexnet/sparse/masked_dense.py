@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from cortexnet.connectivity import Connectivity
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 from cortexnet.sparse.constraints import ensure_constrained
-from cortexnet.sparse.functional import DenseRecurrence, check_activation
+from cortexnet.sparse.functional import DenseRecurrence, check_activation, leak_operands
 
 
 @BACKENDS.register("masked_dense")
@@ -43,13 +43,17 @@ class MaskedDenseWeight(SparseWeight):
         weight, mask = self._operands()
         return x @ (weight * mask).t()
 
-    def recurrent(self, drive: Tensor, activation: str) -> Tensor:
+    def recurrent(
+        self, drive: Tensor, activation: str, *, alpha: Tensor | None = None, h0: Tensor | None = None
+    ) -> Tensor:
         ensure_constrained(self)
         check_activation(activation)
         if self.n_out != self.n_in:
             raise ValueError(f"recurrent weights must be square, got {self.n_out} x {self.n_in}")
         weight, mask = self._operands()
-        return DenseRecurrence.apply(drive.contiguous(), weight, mask, activation)
+        return DenseRecurrence.apply(
+            drive.contiguous(), weight, mask, activation, *leak_operands(drive, alpha, h0, self.n_in)
+        )
 
     def to_dense(self) -> Tensor:
         with torch.no_grad():
