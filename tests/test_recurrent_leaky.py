@@ -116,3 +116,92 @@ def test_h0_of_the_wrong_shape_is_refused():
     w, _ = _weight("masked_dense")
     with pytest.raises(ValueError, match=r"h0 must be \(B, N\)"):
         w.float().recurrent(torch.zeros(T, B, N), "relu", h0=torch.zeros(B + 1, N))
+
+
+# -- the layer: leak, noise, initial state ----------------------------------------------------------------------
+def _layer(**kw):
+    from cortexnet.layers import RecurrentLayer
+
+    conn = erdos_renyi(12, 12, p=0.3, generator=torch.Generator().manual_seed(0))
+    return RecurrentLayer(3, conn, generator=torch.Generator().manual_seed(1), backend="masked_dense", **kw)
+
+
+def test_the_default_layer_has_exactly_the_papers_state_dict():
+    assert set(_layer().state_dict()) == {"inhibitory", "weight_in", "bias", "rec.column_sign", "rec.weight",
+                                          "rec.mask"}  # fmt: skip
+
+
+def test_a_leaky_layer_matches_the_formula_with_its_own_weights():
+    layer = _layer(alpha=torch.linspace(0.1, 1.0, 12)).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    _, states = layer(x, return_states=True)
+    u = (x @ layer.weight_in.t() + layer.bias).transpose(0, 1)
+    ref = reference(u, layer.rec.to_dense(), "relu", layer.alpha)
+    torch.testing.assert_close(states.transpose(0, 1), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_noise_has_the_discretised_variance_and_is_off_at_evaluation():
+    # No recurrence, no input weight, zero bias: the pre-activation is the noise alone, so with tanh (odd) and
+    # α = 1 the state is tanh(ε), ε ~ N(0, 2σ²) (α = 1: sqrt(2/α) σ = sqrt(2) σ).
+    from cortexnet.layers import RecurrentLayer
+
+    empty = erdos_renyi(400, 400, p=0.0, generator=torch.Generator())
+    layer = RecurrentLayer(1, empty, generator=torch.Generator(), activation="tanh", noise_std=0.01,
+                           backend="csr", alpha=0.25).double()  # fmt: skip
+    with torch.no_grad():
+        layer.weight_in.zero_()
+        layer.bias.zero_()
+        x = torch.zeros(1, 50, 1, dtype=torch.float64)  # one sequence of 50 steps
+        _, states = layer(x, return_states=True)
+        # h_t = 0.75 h_{t-1} + 0.25 tanh(ε_t), ε ~ N(0, 2σ²/α) = N(0, 8e-4): recover ε from consecutive states
+        h = states.reshape(50, 400)
+        eps = torch.atanh((h[1:] - 0.75 * h[:-1]) / 0.25)
+        n = eps.numel()
+        var = float(eps.var())
+        # the sample variance of n normal draws has sd sqrt(2/(n-1)) var: 6 sd bounds
+        assert abs(var - 8e-4) < 6 * (2 / (n - 1)) ** 0.5 * 8e-4
+        layer.eval()
+        assert torch.count_nonzero(layer(x)) == 0
+        layer.noise_at_eval = True
+        assert torch.count_nonzero(layer(x)) > 0
+
+
+def test_noise_is_seeded_and_its_state_round_trips_through_the_state_dict():
+    a = _layer(noise_std=0.1, noise_seed=5)
+    b = _layer(noise_std=0.1, noise_seed=5)
+    x = torch.randn(2, 4, 3)
+    assert torch.equal(a(x), b(x))  # same seed, same draws
+    state = a.state_dict()  # after one draw
+    c = _layer(noise_std=0.1, noise_seed=99)
+    c.load_state_dict(state)
+    assert torch.equal(a(x), c(x))  # continues the same stream (a resumed run draws what the first would)
+    assert not torch.equal(a(x), _layer(noise_std=0.1, noise_seed=6)(x))
+
+
+@pytest.mark.parametrize("mode", ["learned", "random"])
+def test_initial_states(mode):
+    layer = _layer(init_state=mode, init_state_std=0.5)
+    x = torch.zeros(3, 1, 3)
+    with torch.no_grad():
+        layer.weight_in.zero_()
+        layer.bias.zero_()
+    if mode == "learned":
+        with torch.no_grad():
+            layer.h0.fill_(0.2)
+        layer(x).sum().backward()  # the learned state is trained
+        assert layer.h0.grad is not None and layer.h0.grad.abs().sum() > 0
+    else:
+        h0 = layer._initial_state(torch.zeros(1, 3, 12))
+        assert (
+            h0.shape == (3, 12) and bool((h0 >= 0).all()) and not torch.equal(h0[0], h0[1])
+        )  # relu, per sequence
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [({"alpha": 0.0}, r"alpha"), ({"alpha": 1.2}, r"alpha"), ({"noise_std": -1.0}, "noise_std"),
+     ({"init_state": "ones"}, "init_state"), ({"init_state": "random", "init_state_std": 0.0}, "init_state_std")],
+)  # fmt: skip
+def test_layer_options_out_of_range_are_refused(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        _layer(**kw)

@@ -10,13 +10,63 @@ from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity, dale_signs
 from cortexnet.sparse import DaleMode, check_activation, make_sparse_weight
+from cortexnet.sparse.functional import activate_
 
 #: The paper's recurrent initialisation: U(-0.001, 0.001); with Dale's law magnitudes U(0, 0.001).
 REC_INIT_SCALE = 1e-3
 
 
+#: Initial states h_{-1}: zero (the paper), a learned vector, or random per sequence.
+INIT_STATES = ("zero", "learned", "random")
+
+
+class NoiseSource(nn.Module):
+    """A seeded Gaussian source on the device of its use whose state travels in the ``state_dict`` (extra
+    state), so a resumed run draws the same noise as an uninterrupted one and a probe can replay it."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = int(seed)
+        self._gen: torch.Generator | None = None
+        self._saved: Tensor | None = None  # a loaded state, applied when the generator is (re)made
+        self._saved_device = "cpu"
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            gen = torch.Generator(device=device)
+            if self._saved is not None and self._saved_device == device.type:
+                gen.set_state(self._saved)
+            else:
+                gen.manual_seed(self.seed)
+            self._gen = gen
+        return self._gen
+
+    def normal(self, shape: tuple[int, ...], *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Standard normal draws of ``shape``."""
+        return torch.randn(shape, generator=self._generator(device), dtype=dtype, device=device)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        if self._gen is None:
+            state, device = self._saved, self._saved_device
+        else:
+            state, device = self._gen.get_state(), self._gen.device.type
+        return {"seed": self.seed, "state": state, "device": device}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.seed = int(state["seed"])
+        self._saved, self._saved_device = state.get("state"), state.get("device", "cpu")
+        self._gen = None
+
+
 class RecurrentLayer(nn.Module):
-    """h_t = act(x_t W_inᵀ + h_{t-1} W_recᵀ + b), h_{-1} = 0, over sequences ``(B, T, F)``.
+    """h_t = (1 - α) h_{t-1} + α act(x_t W_inᵀ + h_{t-1} W_recᵀ + b + ε_t) over sequences ``(B, T, F)``.
+
+    With the defaults (α = 1, no noise, h_{-1} = 0) this is the paper's discrete network h_t = act(x_t W_inᵀ
+    + h_{t-1} W_recᵀ + b), computed by exactly the same operations. α = Δt/τ (per node, e.g. separate τ for
+    excitatory and inhibitory nodes) makes it the Euler discretisation of a leaky continuous-time rate network
+    τ dh/dt = -h + act(W h + W_in x + b + noise) (Song, Yang & Wang 2016; PsychRNN); ε_t ~ N(0, 2σ²/α) is the
+    discretised recurrent noise of standard deviation σ (on in training; at evaluation only with
+    ``noise_at_eval``).
 
     W_in ``(N, F)`` is dense; W_rec ``(N, N)`` is a :class:`~cortexnet.sparse.SparseWeight` restricted to
     ``connectivity`` (W_rec[i, j] is the synapse from node j to node i: column j holds node j's outgoing
@@ -41,6 +91,13 @@ class RecurrentLayer(nn.Module):
             otherwise by size, density and :func:`cortexnet.sparse.backend_hints`; ``"masked_dense"``, ``"csr"``,
             more in :mod:`cortexnet.sparse`).
         generator: explicit CPU generator for the weight initialisation.
+        alpha: leak factor Δt/τ in (0, 1], a number or ``(N,)`` per node (default 1: no leak).
+        noise_std: σ of the recurrent noise, >= 0 (default 0: none).
+        noise_at_eval: keep the noise on in eval mode.
+        init_state: ``"zero"`` (default), ``"learned"`` (a trained vector h_{-1} ``(N,)``, initially zero) or
+            ``"random"`` (h_{-1} = act(σ₀ ξ) per sequence, ξ standard normal).
+        init_state_std: σ₀ of the random initial state, > 0.
+        noise_seed: seed of the noise and random-initial-state draws (their state is checkpointed).
     """
 
     def __init__(
@@ -55,6 +112,12 @@ class RecurrentLayer(nn.Module):
         init_connectivity: Connectivity | None = None,
         backend: str = "auto",
         generator: torch.Generator,
+        alpha: float | Tensor = 1.0,
+        noise_std: float = 0.0,
+        noise_at_eval: bool = False,
+        init_state: str = "zero",
+        init_state_std: float = 0.1,
+        noise_seed: int = 0,
     ) -> None:
         super().__init__()
         n = connectivity.n_out
@@ -64,6 +127,15 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
         if not inhibitory_scale > 0:
             raise ValueError(f"inhibitory_scale must be > 0, got {inhibitory_scale}")
+        alpha_t = torch.as_tensor(alpha, dtype=torch.float32).expand(n).clone()
+        if not bool(((alpha_t > 0) & (alpha_t <= 1)).all()):
+            raise ValueError(f"alpha (dt / tau) must be in (0, 1] for every node, got {alpha}; use tau >= dt")
+        if not (math.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
+        if init_state not in INIT_STATES:
+            raise ValueError(f"init_state must be one of {INIT_STATES}, got {init_state!r}")
+        if init_state == "random" and not (math.isfinite(init_state_std) and init_state_std > 0):
+            raise ValueError(f"init_state_std must be > 0 for a random initial state, got {init_state_std}")
         self.activation = check_activation(activation)
         self.n_inputs, self.n_nodes = n_inputs, n
         dale = inhibitory is not None
@@ -83,6 +155,17 @@ class RecurrentLayer(nn.Module):
         )
         self._init_weights(init_connectivity or connectivity, inhibitory_scale, generator)
         self._state_hooks: dict[int, Any] = {}
+        # Leak, noise and initial state exist only when asked for: the paper's network keeps its exact
+        # parameters, buffers and state_dict keys (old checkpoints load unchanged).
+        self.leaky = not bool((alpha_t == 1).all())
+        if self.leaky:
+            self.register_buffer("alpha", alpha_t)
+        self.noise_std, self.noise_at_eval = float(noise_std), bool(noise_at_eval)
+        self.init_state, self.init_state_std = init_state, float(init_state_std)
+        if init_state == "learned":
+            self.h0 = nn.Parameter(torch.zeros(n))
+        if self.noise_std > 0 or init_state == "random":
+            self.noise = NoiseSource(noise_seed)
 
     @torch.no_grad()
     def _init_weights(
@@ -108,13 +191,33 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"input must be (B, T, {self.n_inputs}), got {tuple(x.shape)}")
         # One GEMM for the input drive of all steps, time-major for the recurrence.
         drive = torch.addmm(self.bias, x.transpose(0, 1).reshape(-1, self.n_inputs), self.weight_in.t())
-        states = self.rec.recurrent(drive.view(x.shape[1], x.shape[0], self.n_nodes), self.activation)
+        drive = drive.view(x.shape[1], x.shape[0], self.n_nodes)
+        # getattr: modules pickled before leak, noise and initial states existed are the paper's network.
+        alpha = self.alpha.to(drive.dtype) if getattr(self, "leaky", False) else None
+        if getattr(self, "noise_std", 0.0) > 0 and (self.training or self.noise_at_eval):
+            # Euler-Maruyama: noise of std σ in continuous time is sqrt(2/α) σ per step inside act().
+            scale = self.noise_std * ((2.0 / alpha).sqrt() if alpha is not None else math.sqrt(2.0))
+            drive = drive + scale * self.noise.normal(
+                tuple(drive.shape), dtype=drive.dtype, device=drive.device
+            )
+        states = self.rec.recurrent(drive, self.activation, alpha=alpha, h0=self._initial_state(drive))
         for hook in list(getattr(self, "_state_hooks", {}).values()):
             hook(self, states)
         last = states[-1]
         if return_states:
             return last, states.transpose(0, 1)
         return last
+
+    def _initial_state(self, drive: Tensor) -> Tensor | None:
+        """h_{-1} ``(B, N)`` for a time-major drive ``(T, B, N)``, or None for zero."""
+        mode = getattr(self, "init_state", "zero")
+        if mode == "zero":
+            return None
+        batch = drive.shape[1]
+        if mode == "learned":
+            return self.h0.to(drive.dtype).expand(batch, -1)
+        xi = self.noise.normal((batch, self.n_nodes), dtype=drive.dtype, device=drive.device)
+        return activate_(xi.mul_(self.init_state_std), self.activation)
 
     def register_state_hook(self, hook: Any) -> Any:
         """Call ``hook(layer, states)`` with every forward pass's hidden states ``(T, B, N)`` (time-major, as

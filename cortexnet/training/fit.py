@@ -40,7 +40,42 @@ __all__ = [
     "fit",
     "make_optimizer",
     "resolve_device",
+    "task_loss",
 ]
+
+#: Per-step targets equal to this are not scored (PyTorch cross-entropy's default ``ignore_index``).
+IGNORE_INDEX = -100
+
+
+def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores (M, C), targets (M,))``: class logits ``(B, C)`` with labels ``(B,)``, or per-step logits
+    ``(B, T, C)`` with per-step targets ``(B, T)`` (:data:`IGNORE_INDEX` where a step is not scored)."""
+    if logits.dim() == 3:
+        if y.shape != logits.shape[:2]:
+            raise ValueError(
+                f"a model with an output at every step, (B, T, C) = {tuple(logits.shape)}, needs per-step targets "
+                f"(B, T) = {tuple(logits.shape[:2])}, got {tuple(y.shape)}; use readout 'last' for one label per "
+                "sequence"
+            )
+        return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    if y.dim() != 1:
+        raise ValueError(
+            f"per-step targets {tuple(y.shape)} need a model with an output at every step (readout 'all'), got "
+            f"logits {tuple(logits.shape)}"
+        )
+    return logits, y
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(mean cross-entropy, number of scored targets)``: over the batch for class labels ``(B,)``, over the
+    scored steps (targets other than :data:`IGNORE_INDEX`, e.g. a task's response period) for per-step outputs
+    ``(B, T, C)`` with targets ``(B, T)``. A batch without scored steps has loss 0 (and no gradient)."""
+    if logits.dim() == 2 and y.dim() == 1:  # the paper's classification: exactly the loss it always was
+        return F.cross_entropy(logits, y), len(y)
+    scores, targets = _scores(logits, y)
+    n = int((targets != IGNORE_INDEX).sum())
+    total = F.cross_entropy(scores, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / max(n, 1), n
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,7 +119,8 @@ def evaluate(
     model: nn.Module, dataset: Any, *, batch_size: int = 500, device: torch.device | str | None = None
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``: a ``TensorDataset``, any map-style
-    ``Dataset`` of ``(x (T, F), y)`` or a ``DataLoader`` (see :func:`cortexnet.data.batching`).
+    ``Dataset`` of ``(x (T, F), y)`` or a ``DataLoader`` (see :func:`cortexnet.data.batching`). With per-step
+    outputs and targets ``(T,)`` per sequence both are over the scored steps only (``n`` counts them).
 
     Computes on ``device`` (default: the model's); ``dataset`` may also be prepared :class:`Batches` (what
     :func:`fit` passes, so a dataset is converted once per run, not per evaluation). Returns ``{"loss": float, "accuracy": float in [0, 1],
@@ -100,10 +136,11 @@ def evaluate(
     try:
         for x, y in data.epoch():
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == y).sum())
-            n += len(y)
+            scores, targets = _scores(model(x), y)
+            scored = targets != IGNORE_INDEX
+            total_loss += float(F.cross_entropy(scores, targets, ignore_index=IGNORE_INDEX, reduction="sum"))
+            correct += int(((scores.argmax(dim=1) == targets) & scored).sum())
+            n += int(scored.sum())
     finally:
         model.train(was_training)
     return {"loss": total_loss / n if n else math.nan, "accuracy": correct / n if n else math.nan, "n": n}
@@ -210,7 +247,7 @@ def fit(
                        leave=False, disable=None if progress else True)  # fmt: skip
             for i, (x, y) in enumerate(bar, start=1):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss = F.cross_entropy(model(x), y)
+                loss, scored = task_loss(model(x), y)
                 if not torch.isfinite(loss):
                     raise ctx.non_finite(
                         f"training loss became {loss.item()}", state.epoch + 1, state.step + 1
@@ -227,8 +264,8 @@ def fit(
                         group["lr"] = group["initial_lr"] * factor
                 optimizer.step()  # re-imposes the mask and Dale's law (step post-hook)
                 state.step += 1
-                loss_sum += loss.detach() * len(y)
-                seen += len(y)
+                loss_sum += loss.detach() * scored
+                seen += scored
                 ctx.batch = (x, y)
                 for cb in hooks:
                     cb.on_step_end(model, ctx)
