@@ -205,3 +205,25 @@ def test_initial_states(mode):
 def test_layer_options_out_of_range_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
         _layer(**kw)
+
+
+def test_balanced_initialisation_cancels_every_nodes_e_and_i_input():
+    from cortexnet.connectivity import dale_signs
+    from cortexnet.layers import RecurrentLayer
+
+    n = 200
+    conn = erdos_renyi(n, n, p=0.2, generator=torch.Generator().manual_seed(0))
+    inhibitory = torch.arange(n) % 8 == 0
+    layer = RecurrentLayer(3, conn, generator=torch.Generator().manual_seed(1), inhibitory=inhibitory,
+                           balanced=True).double()  # fmt: skip
+    w = layer.rec.to_dense()
+    has_both = ((w > 0).any(1)) & ((w < 0).any(1))
+    assert has_both.sum() > 150
+    # zero up to float32 rounding of the stored weights (relative to the row's total input magnitude)
+    assert bool((w.sum(1).abs() <= 1e-6 * w.abs().sum(1))[has_both].all())
+    assert not bool((w.sum(1).abs() <= 1e-6 * w.abs().sum(1))[~has_both & (w != 0).any(1)].any())
+    # Dale's signs hold and excitatory weights are the usual U(0, 0.001) draws
+    assert bool(((w * dale_signs(inhibitory).double()) >= 0).all())
+    assert float(w[:, ~inhibitory].max()) <= 1e-3
+    with pytest.raises(ValueError, match="needs Dale's law"):
+        RecurrentLayer(3, conn, generator=torch.Generator(), balanced=True)

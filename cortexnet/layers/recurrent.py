@@ -58,6 +58,18 @@ class NoiseSource(nn.Module):
         self._gen = None
 
 
+def _balance_rows(values: Tensor, rows: Tensor, inhibitory: Tensor, n: int) -> Tensor:
+    """Scale each row's inhibitory values so that the row sums to zero (where it has both kinds of input).
+
+    ``values`` (nnz,) signed weights, ``rows`` (nnz,) their postsynaptic node, ``inhibitory`` (nnz,) bool
+    (presynaptic node inhibitory). Rows with only excitatory or only inhibitory inputs are left as they are.
+    """
+    exc = torch.zeros(n, dtype=values.dtype).index_add_(0, rows, torch.where(inhibitory, 0.0, values))
+    inh = torch.zeros(n, dtype=values.dtype).index_add_(0, rows, torch.where(inhibitory, -values, 0.0))
+    factor = torch.where((exc > 0) & (inh > 0), exc / inh.clamp_min(torch.finfo(values.dtype).tiny), 1.0)
+    return torch.where(inhibitory, values * factor[rows], values)
+
+
 class RecurrentLayer(nn.Module):
     """h_t = (1 - α) h_{t-1} + α act(x_t W_inᵀ + h_{t-1} W_recᵀ + b + ε_t) over sequences ``(B, T, F)``.
 
@@ -98,6 +110,11 @@ class RecurrentLayer(nn.Module):
             ``"random"`` (h_{-1} = act(σ₀ ξ) per sequence, ξ standard normal).
         init_state_std: σ₀ of the random initial state, > 0.
         noise_seed: seed of the noise and random-initial-state draws (their state is checkpointed).
+        balanced: balanced E/I initialisation (Dale only): every node's inhibitory input weights are scaled so
+            that its initial excitatory and inhibitory input weights cancel exactly (row sums of W_rec zero), as
+            in balanced-network Dale RNNs; ``inhibitory_scale`` is then superseded. The paper's Fig. S5C
+            control (10x inhibitory weights at 11.5 % inhibitory nodes, n_E / n_I ≈ 7.7) is one unnormalised
+            instance of the same idea.
     """
 
     def __init__(
@@ -118,6 +135,7 @@ class RecurrentLayer(nn.Module):
         init_state: str = "zero",
         init_state_std: float = 0.1,
         noise_seed: int = 0,
+        balanced: bool = False,
     ) -> None:
         super().__init__()
         n = connectivity.n_out
@@ -153,7 +171,11 @@ class RecurrentLayer(nn.Module):
             dale=dale_mode if dale else "none",
             column_sign=dale_signs(self.inhibitory) if dale else None,
         )
-        self._init_weights(init_connectivity or connectivity, inhibitory_scale, generator)
+        if balanced and not dale:
+            raise ValueError(
+                "balanced initialisation needs Dale's law (inhibitory identities); pass inhibitory"
+            )
+        self._init_weights(init_connectivity or connectivity, inhibitory_scale, generator, balanced)
         self._state_hooks: dict[int, Any] = {}
         # Leak, noise and initial state exist only when asked for: the paper's network keeps its exact
         # parameters, buffers and state_dict keys (old checkpoints load unchanged).
@@ -169,7 +191,7 @@ class RecurrentLayer(nn.Module):
 
     @torch.no_grad()
     def _init_weights(
-        self, init_conn: Connectivity, inhibitory_scale: float, generator: torch.Generator
+        self, init_conn: Connectivity, inhibitory_scale: float, generator: torch.Generator, balanced: bool
     ) -> None:
         k = 1.0 / math.sqrt(self.n_nodes)
         self.weight_in.copy_(torch.rand(self.weight_in.shape, generator=generator) * 2 * k - k)
@@ -179,8 +201,10 @@ class RecurrentLayer(nn.Module):
         cols = init_conn.col
         u = torch.rand(init_conn.nnz, generator=generator)
         if self.dale:
-            sign = torch.where(self.inhibitory[cols], -inhibitory_scale, 1.0)
-            values = u * REC_INIT_SCALE * sign
+            inh = self.inhibitory[cols]
+            values = u * REC_INIT_SCALE * torch.where(inh, -inhibitory_scale, 1.0)
+            if balanced:
+                values = _balance_rows(values, init_conn.rows(), inh, self.n_nodes)
         else:
             values = (u * 2 - 1) * REC_INIT_SCALE
         self.rec.set_values_(init_conn.rows(), cols, values)
