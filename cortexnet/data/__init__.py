@@ -1,4 +1,5 @@
-"""Datasets as batch-first sequences ``(n, T, F)``: row-encoded images, Sleep EEG, hashed downloads, data root.
+"""Datasets as batch-first sequences ``(n, T, F)``: row-encoded images, Sleep EEG, NeuroGym cognitive tasks (labels
+per step, ``IGNORE_INDEX`` where not scored), hashed downloads, data root.
 
 Nothing here downloads unless asked (``download=True``, or ``python -m cortexnet.data.download <name>``), and
 nothing is ever silently replaced by another dataset. Your own data: ``npz:PATH`` (arrays saved with
@@ -11,6 +12,7 @@ from .arrays import load_npz_source
 from .encoding import images_to_row_sequences
 from .errors import DataError
 from .root import resolve_data_root
+from .sequences import IGNORE_INDEX
 from .sources import DATASETS, ENTRY_POINT_GROUP, DatasetLoader, no_options
 from .splits import DatasetSplits, SourceData, chance_level, make_splits
 
@@ -29,6 +31,7 @@ def __getattr__(name: str):
 __all__ = [
     "DATASETS",
     "ENTRY_POINT_GROUP",
+    "IGNORE_INDEX",
     "Batches",
     "DataError",
     "DatasetLoader",

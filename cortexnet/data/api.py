@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# imported for their registrations: npz:PATH; digits, mnist, fashion-mnist, cifar10, cifar100; sleep-ucr; sleep-edf
+# imported for their registrations: npz:PATH; digits, mnist, fashion-mnist, cifar10, cifar100; neurogym (needs the
+# optional package only when trials are generated); sleep-ucr; sleep-edf
 from . import arrays as _arrays  # noqa: F401
 from . import images as _images  # noqa: F401
+from . import neurogym_tasks as _neurogym_tasks  # noqa: F401
 from . import sleep_edf as _sleep_edf  # noqa: F401
 from . import sleep_ucr as _sleep_ucr  # noqa: F401
 from .root import resolve_data_root
@@ -61,7 +63,8 @@ def load_dataset(
 
     Args:
         name: a registered name (``known_datasets()``): ``digits`` (embedded, no download), ``mnist``,
-            ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``, a dataset of an installed
+            ``fashion-mnist``, ``cifar10``, ``cifar100``, ``sleep-ucr``, ``sleep-edf``, ``neurogym`` (cognitive
+            tasks generated with the optional package neurogym; per-step targets), a dataset of an installed
             plugin (entry-point group ``cortexnet.datasets``), or ``npz:PATH`` — your own arrays saved with
             ``numpy.savez(PATH, train_x=..., train_y=..., test_x=..., test_y=...)`` (see ``datasets/README.md``).
         root: data root (see ``resolve_data_root``); files live under ``<root>/<name>/`` (not used by ``npz:``).
@@ -81,7 +84,8 @@ def load_dataset(
             validated by that dataset's loader before any I/O.
 
     Returns:
-        ``DatasetSplits`` whose datasets hold x float32 ``(n, T, F)`` and y int64 ``(n,)``.
+        ``DatasetSplits`` whose datasets hold x float32 ``(n, T, F)`` and y int64 ``(n,)`` — or per-step targets
+        y int64 ``(n, T)`` with ``IGNORE_INDEX`` at unscored steps (``neurogym``).
 
     Raises:
         ValueError / TypeError: a bad argument (before any I/O), or ``n_per_class`` larger than a class.

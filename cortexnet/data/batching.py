@@ -1,6 +1,10 @@
 """Batches of ``(x (B, T, F), y (B,))`` from any source: a ``TensorDataset``, any map-style ``Dataset`` of
 ``(x (T, F), y)`` samples, or a ``DataLoader`` — the one way training, evaluation and the analysis probes read data.
 
+Labels are one class index per sequence, ``(n,)`` (batches ``(B,)``), or per-step targets ``(n, T)`` (batches
+``(B, T)``; a dataset's samples ``(T,)``) with T equal to the inputs' number of steps and
+:data:`~cortexnet.data.sequences.IGNORE_INDEX` (-100) at steps that are not scored.
+
 * ``TensorDataset``: batches are index sets into its tensors (the fast path; a seeded ``generator`` shuffles with
   ``torch.randperm``, so a run's data order is fixed by one seed and survives a resume bit-exactly);
 * map-style ``Dataset`` (``__getitem__`` + ``__len__``): the same index sets, samples collated with
@@ -122,9 +126,6 @@ class Batches:
             # A loader yields batches (B, T, F); a dataset yields samples (T, F).
             shape = tuple(x0.shape) if self.is_loader else (1, *x0.shape)
             y = torch.as_tensor(y)
-            if self.is_loader and y.dim() != 1:
-                raise ValueError(f"{self.what}: labels must be a batch of class indices (B,), got shape "
-                                 f"{tuple(y.shape)}")  # fmt: skip
         expected = f"(B, T, {n_features})" if n_features is not None else "(B, T, F)"
         if len(shape) != 3 or (n_features is not None and shape[-1] != n_features):
             got = shape if self._tensors is not None or self.is_loader else shape[1:]
@@ -133,12 +134,23 @@ class Batches:
                 f"{self.what}: expected {unit} {expected} sequences (batch, steps, features), got shape {got}; "
                 "reshape the inputs (images row by row: (n, H, W·C))"
             )
+        if self.is_loader and not _label_shape_ok(y, shape):
+            raise ValueError(
+                f"{self.what}: labels must be a batch of class indices (B,) or of per-step targets (B, T) with "
+                f"T = the inputs' {shape[1]} steps, got shape {tuple(y.shape)}"
+            )
+        if self._tensors is None and not self.is_loader and y.dim() > 0 and tuple(y.shape) != (shape[1],):
+            raise ValueError(
+                f"{self.what}: a sample's label must be a class index (a scalar) or per-step targets (T,) with "
+                f"T = the inputs' {shape[1]} steps, got shape {tuple(y.shape)}"
+            )
         if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
             raise TypeError(f"{self.what}: labels must be integer class indices, got {y.dtype}")
-        if self._tensors is not None and y.dim() != 1:
+        if self._tensors is not None and not _label_shape_ok(y, shape):
             raise ValueError(
-                f"{self.what}: labels must be class indices of shape (n,), got {tuple(y.shape)} (one-hot or "
-                "(n, 1) labels: use y.argmax(1) or y.view(-1))"
+                f"{self.what}: labels must be class indices of shape (n,) or per-step targets (n, T) with T = "
+                f"the inputs' {shape[1]} steps, got {tuple(y.shape)} (one-hot or (n, 1) labels: use y.argmax(1) "
+                "or y.view(-1))"
             )
 
     # -- iteration -----------------------------------------------------------------------------------------
@@ -176,8 +188,8 @@ class Batches:
             g.set_state(saved.cpu())
 
     def epoch(self, index_batches: list[Tensor] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x (B, T, F), y (B,))`` for one epoch: over ``index_batches`` (from :meth:`index_batches`),
-        or in order when None; a loader yields its own batches."""
+        """Yield ``(x (B, T, F), y (B,) or (B, T))`` for one epoch: over ``index_batches`` (from
+        :meth:`index_batches`), or in order when None; a loader yields its own batches."""
         if self.is_loader:
             for batch in self._dataset:  # type: ignore[union-attr]
                 if not self._checked:
@@ -197,8 +209,16 @@ class Batches:
                 yield self._convert(torch.as_tensor(xb)), _labels(yb)
 
 
+def _label_shape_ok(y: Tensor, x_shape: tuple[int, ...]) -> bool:
+    """Whether labels ``y`` fit inputs of shape ``x_shape`` ``(n, T, F)``: ``(n,)`` or per-step ``(n, T)``."""
+    if y.dim() == 1:
+        return True
+    return y.dim() == 2 and len(x_shape) == 3 and tuple(y.shape) == tuple(x_shape[:2])
+
+
 def _labels(y: Any) -> Tensor:
-    """Class indices as int64 (cross-entropy's dtype), whatever integer type the data came in."""
+    """Class indices as int64 (cross-entropy's dtype), whatever integer type the data came in: ``(B,)``, or
+    per-step targets ``(B, T)`` (:data:`~cortexnet.data.sequences.IGNORE_INDEX` kept as is)."""
     y = torch.as_tensor(y)
     return y if y.dtype == torch.int64 else y.long()
 
@@ -212,10 +232,12 @@ def batches(
     what: str = "dataset",
 ) -> Batches:
     """Wrap ``data`` (``TensorDataset``, map-style ``Dataset`` of ``(x (T, F), y)``, or ``DataLoader``) as
-    :class:`Batches` of ``(x (B, T, F) in dtype, y (B,) int64)``.
+    :class:`Batches` of ``(x (B, T, F) in dtype, y (B,) int64)`` — or ``y (B, T) int64`` for per-step targets.
 
     Checks the first sample: inputs must be floating point and 3-D per batch (with ``n_features`` features per
-    step when given), labels integer. Raises ``TypeError``/``ValueError`` naming ``what`` and the expected shape.
+    step when given), labels integer, of shape ``(n,)`` or ``(n, T)`` (a dataset's sample: a scalar or ``(T,)``;
+    a loader's batch: ``(B,)`` or ``(B, T)``). Raises ``TypeError``/``ValueError`` naming ``what`` and the
+    expected shape.
     """
     return Batches(data, batch_size=batch_size, dtype=dtype, n_features=n_features, what=what)
 

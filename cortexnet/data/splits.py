@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .sequences import IGNORE_INDEX
+
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import TensorDataset
@@ -27,9 +29,11 @@ class SourceData:
 
     Attributes:
         train_x: ``(n_train, T, F)`` float32 tensor, the training pool (validation and subsets are drawn from it).
-        train_y: ``(n_train,)`` int64 array of class indices in ``[0, n_classes)``.
+        train_y: ``(n_train,)`` int64 array of class indices in ``[0, n_classes)`` — or, for a task scored at
+            every step, per-step targets ``(n_train, T)`` (T as in ``train_x``) holding class indices where a step
+            is scored and :data:`~cortexnet.data.sequences.IGNORE_INDEX` where it is not.
         test_x: ``(n_test, T, F)`` float32 tensor; never used for validation.
-        test_y: ``(n_test,)`` int64 array.
+        test_y: ``(n_test,)`` int64 array, or ``(n_test, T)`` like ``train_y`` (both the same kind).
         n_classes: number of classes.
         description: one line: the source, the train/test split rule and its seed.
         class_names: human-readable class names, ``n_classes`` of them (or empty).
@@ -51,15 +55,24 @@ class SourceData:
     def __post_init__(self) -> None:
         for part in ("train", "test"):
             x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
-            if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            per_step = y.ndim == 2 and x.ndim == 3 and y.shape[1] == x.shape[1]
+            if x.ndim != 3 or not (y.ndim == 1 or per_step) or x.shape[0] != y.shape[0]:
                 raise ValueError(
-                    f"{part} data must be x (n, T, F) and y (n,) with the same n, got x {tuple(x.shape)} and "
-                    f"y {tuple(y.shape)}"
+                    f"{part} data must be x (n, T, F) and y (n,) or per-step y (n, T) with the same n and T, got "
+                    f"x {tuple(x.shape)} and y {tuple(y.shape)}"
                 )
-            if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            scored = y[y != IGNORE_INDEX] if per_step else y
+            if scored.size and (scored.min() < 0 or scored.max() >= self.n_classes):
+                extra = f" (or {IGNORE_INDEX} at steps not scored)" if per_step else ""
                 raise ValueError(
-                    f"{part} labels must lie in [0, {self.n_classes}), found [{y.min()}, {y.max()}]"
+                    f"{part} labels must lie in [0, {self.n_classes}){extra}, found [{scored.min()}, "
+                    f"{scored.max()}]"
                 )
+        if self.train_y.ndim != self.test_y.ndim:
+            raise ValueError(
+                f"train and test labels must be of the same kind, got train y {self.train_y.shape} and test y "
+                f"{self.test_y.shape}; give both one label per sample (n,) or both per-step targets (n, T)"
+            )
         if tuple(self.train_x.shape[1:]) != tuple(self.test_x.shape[1:]):
             raise ValueError(
                 f"train and test sequences differ in shape: {tuple(self.train_x.shape[1:])} vs "
@@ -244,7 +257,9 @@ class DatasetSplits:
     """A dataset ready for training: train / validation / test as ``TensorDataset``s of ``(x, y)``.
 
     ``x`` is float32 ``(n, T, F)`` (batch-first: n sequences of T steps with F inputs each), ``y`` int64 ``(n,)``
-    class indices in ``[0, n_classes)``. ``val`` is ``None`` when no validation split was asked for. The test set
+    class indices in ``[0, n_classes)`` — or, for tasks scored step by step (``neurogym``), int64 ``(n, T)``
+    per-step targets with :data:`~cortexnet.data.sequences.IGNORE_INDEX` where a step is not scored (the loss mask
+    is ``y != IGNORE_INDEX``). ``val`` is ``None`` when no validation split was asked for. The test set
     is the dataset's fixed test set and is never used for validation.
 
     ``description`` is one line (source, split rules and seeds, sizes) meant to be saved beside results;
@@ -346,6 +361,10 @@ def make_splits(
     2. Subset (if ``n_per_class`` is given): ``n_per_class`` examples of every class drawn with ``seed`` from what
        remains of the training pool; a class with fewer examples is an error.
 
+    With per-step targets ``(n, T)`` a sequence has no single class: the validation split draws
+    ``round(val_fraction · n_train)`` whole sequences uniformly (unstratified) with ``seed``, ``n_per_class`` is
+    an error, and ``metadata["class_counts"]`` counts scored steps, not sequences.
+
     The test set is passed through untouched. Same ``source`` and ``seed`` → identical splits.
     """
     validate_split_args(val_fraction, n_per_class, seed)
@@ -353,6 +372,13 @@ def make_splits(
     from torch.utils.data import TensorDataset
 
     y = np.asarray(source.train_y, dtype=np.int64)
+    per_step = y.ndim == 2
+    if per_step and n_per_class is not None:
+        raise ValueError(
+            f"n_per_class={n_per_class} needs one class per sample, but {name!r} has per-step targets "
+            f"{tuple(y.shape)}; pass n_per_class=None and choose the number of sequences with the dataset's "
+            "options instead (neurogym: n_trials)"
+        )
     n = len(y)
     # independent streams, so that changing n_per_class never changes which examples are in validation
     rng_val = np.random.default_rng(np.random.SeedSequence([seed, 1]))
@@ -369,6 +395,10 @@ def make_splits(
             notes.append(
                 f"val: {len(val_groups)} whole group(s) {val_groups} of the training pool (seed {seed})"
             )
+        elif per_step:
+            val_idx = np.sort(rng_val.permutation(n)[: _round_half_up(val_fraction * n)]).astype(np.int64)
+            pool = np.setdiff1d(np.arange(n), val_idx, assume_unique=True).astype(np.int64)
+            notes.append(f"val: {val_fraction:g} of the training sequences, unstratified (seed {seed})")
         else:
             pool, val_idx = stratified_take(y, val_fraction, rng_val)
             notes.append(f"val: {val_fraction:g} of the training pool, stratified (seed {seed})")
@@ -412,9 +442,12 @@ def make_splits(
     def counts(ds: TensorDataset | None) -> list[int] | None:
         if ds is None:
             return None
-        return np.bincount(ds.tensors[1].numpy(), minlength=source.n_classes).tolist()
+        labels = ds.tensors[1].numpy()
+        return np.bincount(labels[labels != IGNORE_INDEX], minlength=source.n_classes).tolist()
 
     metadata["class_counts"] = {"train": counts(train), "val": counts(val), "test": counts(test)}
+    if per_step:
+        metadata["class_counts_of"] = "scored steps (per-step targets)"
     _, t, f = source.train_x.shape
     return DatasetSplits(
         name=name,

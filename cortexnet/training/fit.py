@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cortexnet.data import Batches, batches, model_device, model_dtype
+from cortexnet.data import IGNORE_INDEX, Batches, batches, model_device, model_dtype
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from cortexnet.training.config import TrainConfig
@@ -42,9 +42,6 @@ __all__ = [
     "resolve_device",
     "task_loss",
 ]
-
-#: Per-step targets equal to this are not scored (PyTorch cross-entropy's default ``ignore_index``).
-IGNORE_INDEX = -100
 
 
 def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
