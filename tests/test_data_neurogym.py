@@ -439,3 +439,44 @@ def test_real_task_score_all_scores_every_step_of_the_trial(tmp_path):
     y = s.train.tensors[1]
     assert (y != IGNORE_INDEX).all()  # PerceptualDecisionMaking trials all have the same length: no padding
     assert (y[:, 0] == 0).all() and set(y[:, -1].tolist()) <= {1, 2}  # fixation first, the choice last
+
+
+# ------------------------------------------------------------------------- the Dale experiment on a cognitive task
+def _dale_on_task(tmp_path, task, extra=()):
+    import json
+
+    from cortexnet.experiments import dale
+    from cortexnet.experiments.common import run_cli
+
+    out = tmp_path / "runs"
+    args = ["--dataset", "neurogym", "--dataset-options", f"task={task}", "n_trials=60", "n_test=20",
+            "--data-root", str(tmp_path / "data"), "--nodes", "24", "--densities", "1.0", "0.3",
+            "--epochs", "2", "--batch-size", "20", "--dt", "20", "--tau", "100", "--noise-std", "0.05",
+            "--no-progress", "--out", str(out), *extra]  # fmt: skip
+    assert run_cli(dale.main, args) == 0
+    (run,) = (out / "dale").iterdir()
+    return run, json.loads((run / "summary.json").read_text())
+
+
+def test_dale_trains_leaky_noisy_networks_on_a_task_scored_on_its_decision_period(fake, tmp_path):
+    from cortexnet.training import model_from_checkpoint
+
+    run, summary = _dale_on_task(tmp_path, FAKE_TASK, ["--init-state", "learned", "--balanced"])
+    assert summary["chance"] == 0.5  # the decision period asks for one of two choices, never for fixation
+    assert [c["density"] for c in summary["configurations"]] == [1.0, 0.3]
+    for c in summary["configurations"]:
+        accs = c["runs"][0]["test_acc_per_epoch"]
+        assert len(accs) == 3 and all(0.0 <= a <= 1.0 for a in accs)
+    (ckpt,) = run.glob("members/p0.3-*/checkpoint.pt")
+    model, ckpt = model_from_checkpoint(ckpt)
+    cfg = ckpt["meta"]["model_config"]
+    assert cfg["readout"] == "all" and cfg["tau"] == 100 and cfg["init_state"] == "learned" and cfg["balanced"]
+    x = torch.zeros(2, 7, 3)
+    assert model(x).shape == (2, 7, 3)  # logits at every step
+    assert torch.allclose(model.recurrent.alpha, torch.full((24,), 0.2))
+
+
+def test_a_real_neurogym_task_trains_end_to_end(tmp_path):
+    pytest.importorskip("neurogym")
+    _, summary = _dale_on_task(tmp_path, "pdm")
+    assert summary["chance"] == 0.5 and len(summary["configurations"]) == 2

@@ -283,7 +283,13 @@ def chance_level(splits: DatasetSplits) -> float:
 
     This is the chance level for *balanced* classes. On an imbalanced test set (Sleep-EDF: N2 dominates) always
     predicting the majority class scores higher; compare against the class counts in ``splits.metadata`` too.
+    For per-step targets it is ``1 / (classes that occur at scored steps)``: a task scored on its decision
+    period never asks for the fixation class, so guessing among the choices is chance there.
     """
+    if splits.metadata.get("class_counts_of", "").startswith("scored steps"):
+        counts = splits.metadata["class_counts"]["train"]
+        present = sum(1 for c in (counts.values() if isinstance(counts, dict) else counts) if c > 0)
+        return 1.0 / max(present, 1)
     return 1.0 / splits.n_classes
 
 

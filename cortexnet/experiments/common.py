@@ -413,6 +413,13 @@ def load_run_data(config: RunOptions) -> tuple[Any, dict[str, Any]]:
     return splits, spec
 
 
+def readout_for(splits: Any) -> str:
+    """The readout a model needs for this data: ``"all"`` (logits at every step) when its targets are per
+    step ``(n, T)`` (a cognitive task scored on its response period), else ``"last"`` (one label per
+    sequence)."""
+    return "all" if splits.train.tensors[1].dim() == 2 else "last"
+
+
 def rewiring_seed(seed: int) -> int:
     """The seed of a member's rewiring draws, from its run seed (a stream of its own: the masks, weights and
     data order of :func:`~cortexnet.training.runs.derive_seeds` do not move when rewiring is switched on)."""

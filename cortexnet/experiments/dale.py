@@ -6,6 +6,12 @@ fractions over several seeds and reports test accuracy per epoch and the learnin
     python -m cortexnet.experiments.dale --nodes 10000                      # the paper's MNIST setting
     python -m cortexnet.experiments.dale --nodes 2000 --dataset digits --epochs 3   # offline, minutes on a CPU
 
+Beyond the paper, the same comparison on the cognitive tasks of Dale-RNN studies, with leaky units, noise and
+a readout scored on the response period (``pip install "cortexnet[neurogym]"``)::
+
+    python -m cortexnet.experiments.dale --nodes 500 --dataset neurogym --dataset-options task=pdm \
+        --dt 20 --tau 100 --noise-std 0.1
+
 Writes ``runs/dale/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png and one
 checkpoint per member; ``--resume <that folder>`` continues an interrupted run.
 """
@@ -22,7 +28,14 @@ from typing import ClassVar
 from cortexnet.analysis import GradientRecorder, SignTracker, aggregate_runs, plot_accuracy_curves
 from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
-from cortexnet.experiments.common import RunOptions, load_run_data, resolve_run_config, run_cli, run_members
+from cortexnet.experiments.common import (
+    RunOptions,
+    load_run_data,
+    readout_for,
+    resolve_run_config,
+    run_cli,
+    run_members,
+)
 from cortexnet.io import atomic_write_json
 from cortexnet.models import CortexRNNConfig
 from cortexnet.training.runs import Member, RunFolder, derive_seeds
@@ -64,6 +77,24 @@ class DaleConfig(RunOptions):
     record_dynamics: bool = field(
         False, "record recurrent gradient magnitudes and sign changes per epoch (paper Fig. 6E, S5A)"
     )
+    dt: float = field(1.0, "integration step (ms), > 0; leaky units when --tau > --dt (alpha = dt / tau)")
+    tau: float = field(
+        1.0, "time constant (ms) of every node (of excitatory ones with --tau-inhibitory), >= dt"
+    )
+    tau_inhibitory: float | None = field(
+        None, "time constant (ms) of inhibitory nodes, >= dt (default: --tau)"
+    )
+    noise_std: float = field(
+        0.0, "recurrent noise sigma (continuous time; sqrt(2/alpha) sigma per step), >= 0"
+    )
+    noise_at_eval: bool = field(False, "keep the recurrent noise on at evaluation")
+    init_state: str = field("zero", "initial state: zero (paper), learned or random (per sequence)")
+    init_state_std: float = field(0.1, "sigma of the random initial state, > 0")
+    balanced: bool = field(
+        False,
+        "balanced E/I initialisation: each node's initial E and I input weights cancel (supersedes "
+        "--inhibitory-scale)",
+    )
 
     def validate(self) -> DaleConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
@@ -94,8 +125,8 @@ class DaleConfig(RunOptions):
             self.model_config(p, self.inhibitory_fractions[0], self.seeds[0]).validate()
         return self
 
-    def model_config(self, p: float, fraction: float, seed: int) -> CortexRNNConfig:
-        """The Dale-compliant network of one member."""
+    def model_config(self, p: float, fraction: float, seed: int, readout: str = "last") -> CortexRNNConfig:
+        """The Dale-compliant network of one member (``readout`` "all" for data scored per step)."""
         seeds = derive_seeds(seed)
         topology, params = self.single_weight_topology("er")
         return CortexRNNConfig(
@@ -113,6 +144,15 @@ class DaleConfig(RunOptions):
             backend=self.backend,
             connectivity_seed=seeds["connectivity_seed"],
             weight_seed=seeds["weight_seed"],
+            dt=self.dt,
+            tau=self.tau,
+            tau_inhibitory=self.tau_inhibitory,
+            noise_std=self.noise_std,
+            noise_at_eval=self.noise_at_eval,
+            init_state=self.init_state,
+            init_state_std=self.init_state_std,
+            balanced=self.balanced,
+            readout=readout,
         )
 
 
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             key=(p, fraction),
             tags={"density": p, "inhibitory_fraction": fraction, "seed": seed},
             model_name="cortex_rnn",
-            model_config=config.model_config(p, fraction, seed),
+            model_config=config.model_config(p, fraction, seed, readout_for(splits)),
             seed=seed,
             callbacks=(GradientRecorder(), SignTracker()) if config.record_dynamics else (),
         )

@@ -8,11 +8,12 @@ from cortexnet.layers.constraints import (
     sparse_weights,
 )
 from cortexnet.layers.patch import PatchEmbedding, rows_to_images
-from cortexnet.layers.recurrent import REC_INIT_SCALE, RecurrentLayer
+from cortexnet.layers.recurrent import INIT_STATES, REC_INIT_SCALE, RecurrentLayer
 from cortexnet.layers.sparse_linear import SPARSE_LINEAR_INITS, SparseLinear
 from cortexnet.sparse import observe_projection
 
 __all__ = [
+    "INIT_STATES",
     "REC_INIT_SCALE",
     "SPARSE_LINEAR_INITS",
     "ActivityRecording",

@@ -6,14 +6,18 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cortexnet.config import check_fields
 from cortexnet.connectivity import Connectivity, LayerSpec, build_connectivity, check_topology_params
-from cortexnet.layers import RecurrentLayer
+from cortexnet.layers import INIT_STATES, RecurrentLayer
 from cortexnet.models.registry import MODELS
 from cortexnet.sparse import ACTIVATIONS, BACKENDS
+
+#: Readouts: logits of the last step (the paper) or of every step.
+READOUTS = ("last", "all")
 
 #: Generator arguments CortexRNNConfig sets from its own fields (not repeatable in ``topology_params``).
 _RNN_FIXED_PARAMS: frozenset[str] = frozenset({"p", "self_connections", "exact"})
@@ -43,7 +47,22 @@ class CortexRNNConfig:
         backend: sparse-weight backend name (registry ``cortexnet.sparse.BACKENDS``); default ``"auto"`` (masked
             dense below 65,536 possible synapses, otherwise by size, density and the runner's hints).
         connectivity_seed: seed of the mask and of the E/I assignment.
-        weight_seed: seed of the weight initialisation (independent of the mask).
+        weight_seed: seed of the weight initialisation (independent of the mask; the recurrent noise and random
+            initial states draw from a stream derived from it).
+        dt: integration step Δt (ms), > 0. With ``tau`` it sets the leak α = Δt/τ of continuous-time rate
+            units (Song, Yang & Wang 2016); Δt = τ (the default 1 = 1) is the paper's discrete network.
+        tau: membrane time constant τ (ms) of every node, or of the excitatory ones when ``tau_inhibitory`` is
+            given; τ >= Δt.
+        tau_inhibitory: τ (ms) of the inhibitory nodes (Dale only), >= Δt; None: ``tau``.
+        noise_std: σ of the recurrent noise (continuous-time units; per step sqrt(2/α) σ inside the
+            activation), >= 0; on in training.
+        noise_at_eval: keep the recurrent noise on at evaluation.
+        init_state: h_{-1}: "zero" (paper), "learned" (a trained vector) or "random" (per sequence).
+        init_state_std: σ₀ of the random initial state (h_{-1} = act(σ₀ ξ)), > 0.
+        balanced: balanced E/I initialisation (Dale only): each node's inhibitory input weights scaled so that
+            its initial E and I inputs cancel (supersedes ``inhibitory_scale``).
+        readout: "last" (paper: logits of the last step, one label per sequence) or "all" (logits at every
+            step, ``(B, T, C)``, for tasks scored per step, e.g. a response period).
     """
 
     n_nodes: int = 10_000
@@ -61,6 +80,15 @@ class CortexRNNConfig:
     backend: str = "auto"
     connectivity_seed: int = 0
     weight_seed: int = 0
+    dt: float = 1.0
+    tau: float = 1.0
+    tau_inhibitory: float | None = None
+    noise_std: float = 0.0
+    noise_at_eval: bool = False
+    init_state: str = "zero"
+    init_state_std: float = 0.1
+    balanced: bool = False
+    readout: str = "last"
 
     def validate(self) -> CortexRNNConfig:
         """Raise ``ValueError`` naming the bad field, its allowed range and the fix; return self."""
@@ -84,7 +112,34 @@ class CortexRNNConfig:
         )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS.names())}")
+        if not self.dt > 0:
+            raise ValueError(f"dt must be > 0 (ms), got {self.dt}")
+        for name, tau in (("tau", self.tau), ("tau_inhibitory", self.tau_inhibitory)):
+            if tau is not None and not tau >= self.dt:
+                raise ValueError(
+                    f"{name} must be >= dt = {self.dt:g} (alpha = dt / tau in (0, 1]), got {tau}"
+                )
+        if self.tau_inhibitory is not None and not self.dale:
+            raise ValueError(
+                "tau_inhibitory needs Dale's law (inhibitory nodes); set dale or drop tau_inhibitory"
+            )
+        if not self.noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.init_state not in INIT_STATES:
+            raise ValueError(f"init_state must be one of {', '.join(INIT_STATES)}, got {self.init_state!r}")
+        if not self.init_state_std > 0:
+            raise ValueError(f"init_state_std must be > 0, got {self.init_state_std}")
+        if self.balanced and not self.dale:
+            raise ValueError("balanced initialisation needs Dale's law (dale=True)")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         return self
+
+    def alpha(self, inhibitory: Tensor | None = None) -> float | Tensor:
+        """The leak α = Δt/τ: a number, or per node ``(N,)`` when inhibitory nodes have their own τ."""
+        if self.tau_inhibitory is None or inhibitory is None:
+            return self.dt / self.tau
+        return torch.where(inhibitory, self.dt / self.tau_inhibitory, self.dt / self.tau)
 
     def layer_spec(self) -> LayerSpec:
         """The description of the recurrent weight its topology generator receives."""
@@ -95,9 +150,11 @@ class CortexRNNConfig:
 
 class CortexRNN(nn.Module):
     """Dense input weights → one large sparse (optionally Dale) recurrent layer → linear readout of the last
-    step (Fruengel & Oberlaender 2025, Fig. 1).
+    step (Fruengel & Oberlaender 2025, Fig. 1), or of every step for tasks scored per step.
 
-    Input ``(B, T, F)`` (images row by row, EEG one sample per step); output logits ``(B, n_classes)``.
+    Input ``(B, T, F)`` (images row by row, EEG one sample per step, a cognitive task's observations); output
+    logits ``(B, n_classes)`` or ``(B, T, n_classes)``. Optionally leaky units (τ, Δt), recurrent noise, a
+    learned or random initial state and a balanced E/I initialisation (see :class:`CortexRNNConfig`).
     """
 
     def __init__(self, config: CortexRNNConfig, n_inputs: int, n_classes: int) -> None:
@@ -132,6 +189,13 @@ class CortexRNN(nn.Module):
             init_connectivity=sparse,
             backend=config.backend,
             generator=g_weight,
+            alpha=config.alpha(inhibitory),
+            noise_std=config.noise_std,
+            noise_at_eval=config.noise_at_eval,
+            init_state=config.init_state,
+            init_state_std=config.init_state_std,
+            noise_seed=int(np.random.SeedSequence([config.weight_seed, 15]).generate_state(1)[0]),
+            balanced=config.balanced,
         )
         self.readout = nn.Linear(n, n_classes)
         # nn.Linear's default init, but drawn from the weight generator so that seeds fully determine it.
@@ -141,7 +205,10 @@ class CortexRNN(nn.Module):
             self.readout.bias.copy_(torch.rand(n_classes, generator=g_weight) * 2 * bound - bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x ``(B, T, F)`` → logits ``(B, n_classes)``."""
+        """x ``(B, T, F)`` → logits ``(B, n_classes)`` (readout "last"), or ``(B, T, n_classes)`` at every step
+        (readout "all")."""
+        if getattr(self.config, "readout", "last") == "all":
+            return self.readout(self.recurrent(x, return_states=True)[1])
         return self.readout(self.recurrent(x))
 
     def hidden(self, x: Tensor, *, all_steps: bool = False) -> Tensor:
