@@ -31,7 +31,15 @@ def test_table_one_and_sweep_write_outputs_with_parameter_counts(tmp_path, capsy
     assert run_cli(g2g.main, args) == 0
     run = only_run(out)
     names = {p.name for p in run.iterdir()}
-    assert names == {"config.json", "metrics.jsonl", "summary.json", "accuracy.png", "sweep.png", "members"}
+    assert names == {
+        ".lock",
+        "config.json",
+        "metrics.jsonl",
+        "summary.json",
+        "accuracy.png",
+        "sweep.png",
+        "members",
+    }
     # 4 Table I rows + ER/G2G at p' = 0.05 (p' = 0.15 reuses the Table I members).
     members = sorted(p.name for p in (run / "members").iterdir())
     assert len(members) == 6 and "g2g-pinter0.05-seed0" in members

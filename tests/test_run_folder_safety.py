@@ -148,3 +148,43 @@ def test_run_folder_create_locks_and_records_the_folder(tmp_path):
     assert folder.path.resolve() in HELD_LOCKS and CREATED_FOLDERS[-1] == folder.path
     assert (folder.path / ".lock").read_text().startswith("process ")
     release_locks()
+
+
+@pytest.mark.parametrize("command", ["dale", "recurrent_vs_feedforward"])
+def test_a_network_that_cannot_fit_is_refused_before_any_member_trains(
+    tmp_path, capsys, monkeypatch, command
+):
+    import importlib
+
+    import cortexnet.training.runs as runs_mod
+
+    def trained(*args, **kwargs):
+        raise AssertionError("a member started training")
+
+    monkeypatch.setattr(runs_mod, "train_members", trained)
+    module = importlib.import_module(f"cortexnet.experiments.{command}")
+    out = tmp_path / "runs"
+    args = ["--dataset", "digits", "--nodes", "100000000", "--no-progress", "--out", str(out)]
+    assert run_cli(module.main, args) == 2
+    err = one_line(capsys)
+    assert (
+        "to train, but" in err
+        and "of cpu memory is available" in err
+        and "the largest --nodes that fits is" in err
+    )
+    assert not any(out.rglob("*.json"))
+
+
+def test_the_memory_check_can_be_switched_off(tmp_path, capsys, monkeypatch):
+    import cortexnet.training.runs as runs_mod
+
+    class Reached(Exception):
+        pass
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(runs_mod, "train_members", reached)
+    args = ["--dataset", "digits", "--nodes", "100000000", "--no-memory-check", "--out", str(tmp_path / "r")]
+    assert run_cli(dale.main, args) == 1  # reached training (here: the stand-in) without the check
+    assert "Reached" in capsys.readouterr().err

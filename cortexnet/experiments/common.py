@@ -102,7 +102,7 @@ def _one_line(exc: BaseException) -> str:
 # What every training experiment shares: data, training and output options; resume; the member loop.
 
 #: Options that may differ when an interrupted run is resumed (everything else comes from its config.json).
-RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress")
+RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress", "memory_check")
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,11 @@ class RunOptions:
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
     progress: bool = field(True, "show progress bars")
+    memory_check: bool = field(
+        True,
+        "refuse, before any work, members whose estimated training memory exceeds what the device has "
+        "(--no-memory-check: try anyway)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # every field of the experiment's options: types, integral ints, finite floats
@@ -523,6 +528,8 @@ def run_members(
         rewiring = config.rewiring_config(m.seed)
         if rewiring is not None and not any(isinstance(cb, RewiringCallback) for cb in m.callbacks):
             m.callbacks = (*m.callbacks, RewiringCallback(rewiring))  # last: a stable checkpoint position
+    if config.memory_check:
+        check_memory(config, splits, members)
     results = train_members(
         folder,
         splits,
@@ -538,6 +545,55 @@ def run_members(
             if isinstance(cb, RewiringCallback):
                 results.runs[m.label]["rewiring"] = summarize_rewiring(cb.history)
     return results
+
+
+def check_memory(config: RunOptions, splits: Any, members: Sequence[Member]) -> None:
+    """Refuse, before any member trains, a run whose members cannot fit in memory: each member's training peak
+    is estimated from the backends' own formulas (:func:`cortexnet.training.memory.estimate_training_memory`,
+    nothing is built) and compared with what the device has (for a GPU also the host, for the connectivity
+    build). Raises :class:`~cortexnet.training.memory.MemoryBudgetError` (a usage error) naming the member, the
+    estimate and its parts, what is available and the largest ``--nodes`` that fits where the model has nodes.
+    A model the estimator cannot describe is not checked (logged)."""
+    from cortexnet.training import resolve_device
+    from cortexnet.training.memory import (
+        MemoryBudgetError,
+        available_memory,
+        check_fits,
+        estimate_training_memory,
+        size_hint,
+    )
+
+    device = resolve_device(config.device)
+
+    def estimate(m: Member, **changes: Any) -> Any:
+        return estimate_training_memory(
+            m.model_name, dataclasses.replace(m.model_config, **changes), n_inputs=splits.n_inputs,
+            n_classes=splits.n_classes, n_steps=splits.n_steps, train_config=config.train_config(m.seed),
+            device=device,
+        )  # fmt: skip
+
+    try:
+        estimates = [(m.label, estimate(m)) for m in members]
+    except (NotImplementedError, ValueError, TypeError) as exc:  # not a reason to refuse a run: say so
+        logging.getLogger(__name__).warning("memory not checked: %s", " ".join(str(exc).split())[:200])
+        return
+    by_label = {m.label: m for m in members}
+
+    def fix(label: str, est: Any) -> str:
+        m = by_label[label]
+        nodes = getattr(m.model_config, "n_nodes", None)
+        generic = "or a smaller --batch-size, a lower density, or a machine with more memory (--no-memory-check: try anyway)"
+        if not isinstance(nodes, int):
+            return "use smaller layers " + generic
+        hint = size_hint("--nodes", lambda n: estimate(m, n_nodes=n), budget, nodes)
+        return f"{hint}; use fewer --nodes " + generic
+
+    budget = available_memory(device)
+    host = available_memory("cpu") if device.type == "cuda" else None
+    try:
+        check_fits(estimates, budget, host_budget_bytes=host, fix=fix)
+    except MemoryBudgetError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def summarize_rewiring(history: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from cortexnet.data import chance_level
 from cortexnet.experiments.common import (
     RecordCounts,
     SparseMLPRecipe,
+    check_memory,
     load_run_data,
     resolve_run_config,
     run_cli,
@@ -240,12 +241,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options or missing data)."""
     config, folder = resolve_run_config(TopologiesConfig, argv, __doc__.split("\n")[0])
     splits, dataset_spec = load_run_data(config)
-    # Every member's model checked on the real input width before any training.
+    # Every member's model checked on the real input width, and its memory, before any connectivity is built.
+    unwired: dict[tuple, Any] = {}
+    for t in config.compared():
+        for seed in config.seeds:
+            try:
+                unwired[(("mlp", t), seed)] = config.mlp_config(t, seed, n_steps=splits.n_steps).validate(
+                    splits.n_inputs
+                )
+            except ValueError as exc:
+                raise UsageError(f"--topologies {t} (MLP) on --dataset {config.dataset}: {exc}") from exc
+    if config.memory_check:
+        check_memory(
+            config, splits, [Member(_label(k, s), k, {}, "sparse_mlp", c, s) for (k, s), c in unwired.items()]
+        )
     specs: dict[tuple, Any] = {}
     for t in config.compared():
         for seed in config.seeds:
             try:
-                mlp = config.mlp_config(t, seed, n_steps=splits.n_steps).validate(splits.n_inputs)
+                mlp = unwired[(("mlp", t), seed)]
                 # CSTI's input sample and SNIP's dense-twin scores, from the training data (seeded).
                 mlp = wire_data_params("sparse_mlp", mlp, splits, seed=config.split_seed,
                                        batch_size=config.batch_size)  # fmt: skip

@@ -147,6 +147,50 @@ class CortexRNNConfig:
                          self_connections=self.self_connections, exact=self.exact_edges,
                          name="recurrent.rec")  # fmt: skip
 
+    def memory_layout(self, n_inputs: int, n_classes: int) -> Any:
+        """What :class:`CortexRNN` allocates, without building it (:class:`cortexnet.models.memory.ModelLayout`):
+        the recurrent weight ``recurrent.rec`` (N × N; its expected count from the topology, or every allowed
+        pair with ``sparse_to_dense``), W_in ``(N, F)``, the bias, a learned h0, the readout, the bool E/I and
+        (leaky) α buffers; one recurrent stage over the data's T steps (not fixed here: ``n_steps`` is None) and
+        the readout of the last step or of every step."""
+        from cortexnet.connectivity import rounded_count
+        from cortexnet.models.memory import ModelLayout, Stage, linear_params, sparse_weight_layout
+
+        self.validate()
+        n = self.n_nodes
+        rec = sparse_weight_layout(
+            "recurrent.rec", self.layer_spec(), self.topology, self.topology_params,
+            dale=self.dale_mode if self.dale else "none", backend=self.backend,
+            trainable_full=self.sparse_to_dense,
+        )  # fmt: skip
+        n_inh = rounded_count(self.inhibitory_fraction, n) if self.dale else 0
+        alphas = {self.dt / self.tau} if n_inh < n else set()
+        if n_inh:
+            alphas.add(self.dt / (self.tau_inhibitory if self.tau_inhibitory is not None else self.tau))
+        leaky = alphas != {1.0}  # RecurrentLayer: a leak only where some α differs from 1
+        learned = (("recurrent.h0", n),) if self.init_state == "learned" else ()
+        per_step = self.readout == "all"
+        return ModelLayout(
+            model="cortex_rnn",
+            weights=(rec,),
+            dense=(
+                ("recurrent.weight_in", n * n_inputs),
+                ("recurrent.bias", n),
+                *learned,
+                *linear_params("readout", n, n_classes),
+            ),
+            buffers=(("recurrent.inhibitory", n), *((("recurrent.alpha", 4 * n),) if leaky else ())),
+            stages=(
+                Stage(
+                    "recurrent", n_inputs, n, weight="recurrent.rec", leaky=leaky, noise=self.noise_std > 0
+                ),
+                Stage("dense", n, n_classes, per_step=per_step),
+            ),
+            n_steps=None,
+            n_inputs=n_inputs,
+            n_classes=n_classes,
+        )
+
 
 class CortexRNN(nn.Module):
     """Dense input weights → one large sparse (optionally Dale) recurrent layer → linear readout of the last

@@ -118,6 +118,39 @@ class FeedForwardConfig:
         """(N1, N2) = (ceil(N/2), floor(N/2))."""
         return (self.n_nodes - self.n_nodes // 2, self.n_nodes // 2)
 
+    def memory_layout(self, n_inputs: int, n_classes: int) -> Any:
+        """What :class:`FeedForwardNet` allocates, without building it
+        (:class:`cortexnet.models.memory.ModelLayout`): the dense input layer (T·F → N1), the sparse
+        ``connections.sparse`` (N2 × N1, expected count from the topology) with its bias and bool E/I buffer,
+        and the readout; T = ``n_steps``."""
+        from cortexnet.models.memory import ModelLayout, Stage, linear_params, sparse_weight_layout
+
+        self.validate()
+        n1, n2 = self.layer_sizes
+        flat = self.n_steps * n_inputs
+        hidden = sparse_weight_layout(
+            "connections.sparse", self.layer_spec(), self.topology, self.topology_params,
+            dale=self.dale_mode if self.dale else "none", backend=self.backend,
+        )  # fmt: skip
+        return ModelLayout(
+            model="feedforward",
+            weights=(hidden,),
+            dense=(
+                *linear_params("input", flat, n1),
+                ("connections.bias", n2),
+                *linear_params("readout", n2, n_classes),
+            ),
+            buffers=(("connections.inhibitory", n1),),
+            stages=(
+                Stage("dense", flat, n1, activation=True, input_grad=False),
+                Stage("sparse", n1, n2, weight="connections.sparse", activation=True),
+                Stage("dense", n2, n_classes),
+            ),
+            n_steps=self.n_steps,
+            n_inputs=n_inputs,
+            n_classes=n_classes,
+        )
+
 
 class FeedForwardNet(nn.Module):
     """Flattened input (T·F) → dense → hidden layer 1 (N1) → sparse p → hidden layer 2 (N2) → linear readout.

@@ -266,6 +266,49 @@ class G2GNetConfig:
         """Whether the hidden matrices are the Table I kinds of ``connectivity`` (no topology, no override)."""
         return self.topology is None and not self.layer_topologies
 
+    def memory_layout(self, n_inputs: int, n_classes: int) -> Any:
+        """What :class:`G2GNet` allocates, without building it (:class:`cortexnet.models.memory.ModelLayout`):
+        the patch convolution, one sparse ``layers.{i}.sparse`` per hidden matrix (expected counts from each
+        matrix's topology: the Table I kinds through :meth:`layer_topology_specs`, whose edge-matched ER reads
+        the G2G counts without drawing a mask) with its bias and bool E/I buffer, and the classifier;
+        T = ``image_height``."""
+        from cortexnet.models.memory import ModelLayout, Stage, linear_params, sparse_weight_layout
+
+        self.validate()
+        if n_inputs != self.image_channels * self.image_width:
+            raise ValueError(
+                f"n_inputs {n_inputs} per step does not match images of C={self.image_channels} x "
+                f"W={self.image_width} (F = C·W)"
+            )
+        specs = self.layer_specs()
+        weights = tuple(
+            sparse_weight_layout(spec.name, spec, name, params, dale="none", backend=self.backend)
+            for (name, params), spec in zip(self.layer_topology_specs(), specs, strict=True)
+        )
+        g = self.patches_per_side
+        ph, pw = self.image_height // g, self.image_width // g
+        n_last = self.hidden[-1]
+        pixels = self.image_channels * self.image_height * self.image_width
+        return ModelLayout(
+            model="g2gnet",
+            weights=weights,
+            dense=(
+                ("embed.conv.weight", self.patch_channels * self.image_channels * ph * pw),
+                ("embed.conv.bias", self.patch_channels),
+                *((f"layers.{i}.bias", s.n_out) for i, s in enumerate(specs)),
+                *linear_params("readout", n_last, n_classes),
+            ),
+            buffers=tuple((f"layers.{i}.inhibitory", s.n_in) for i, s in enumerate(specs)),
+            stages=(
+                Stage("patch", pixels, self.embed_width, input_grad=False),
+                *(Stage("sparse", s.n_in, s.n_out, weight=s.name, activation=True) for s in specs),
+                Stage("dense", n_last, n_classes),
+            ),
+            n_steps=self.image_height,
+            n_inputs=n_inputs,
+            n_classes=n_classes,
+        )
+
     def layer_groups(self, generator: torch.Generator) -> list[Tensor]:
         """Group ids of every layer (embedding first), one assignment per layer shared by the two matrices
         that touch it; ``"random"`` grouping draws them from ``generator`` in layer order."""

@@ -130,6 +130,39 @@ class SparseMLPConfig:
             for i, shape in enumerate(shapes)
         ]  # fmt: skip
 
+    def memory_layout(self, n_inputs: int, n_classes: int) -> Any:
+        """What :class:`SparseMLP` allocates, without building it (:class:`cortexnet.models.memory.ModelLayout`):
+        one sparse ``layers.{i}.sparse`` per hidden layer (expected counts from each matrix's topology, per-matrix
+        overrides applied) with its bias and bool E/I buffer, and the dense classifier; T = ``n_steps``."""
+        from cortexnet.models.memory import ModelLayout, Stage, linear_params, sparse_weight_layout
+
+        self.validate(n_inputs)
+        specs = self.layer_specs(n_inputs)
+        weights = tuple(
+            sparse_weight_layout(spec.name, spec, name, params, dale="none", backend=self.backend)
+            for (name, params), spec in zip(self.layer_topology_specs(), specs, strict=True)
+        )
+        n_last = self.hidden[-1]
+        return ModelLayout(
+            model="sparse_mlp",
+            weights=weights,
+            dense=(
+                *((f"layers.{i}.bias", s.n_out) for i, s in enumerate(specs)),
+                *linear_params("readout", n_last, n_classes),
+            ),
+            buffers=tuple((f"layers.{i}.inhibitory", s.n_in) for i, s in enumerate(specs)),
+            stages=(
+                *(
+                    Stage("sparse", s.n_in, s.n_out, weight=s.name, activation=True, input_grad=i > 0)
+                    for i, s in enumerate(specs)
+                ),
+                Stage("dense", n_last, n_classes),
+            ),
+            n_steps=self.n_steps,
+            n_inputs=n_inputs,
+            n_classes=n_classes,
+        )
+
 
 def sparse_mlp_connectivities(
     config: SparseMLPConfig, n_inputs: int, generator: torch.Generator | None = None
