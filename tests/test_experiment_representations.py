@@ -230,3 +230,16 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(trained, tm
     err = capsys.readouterr().err
     assert "non-finite (NaN/inf) weights in readout.weight" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_finite_weights_whose_activity_overflows_are_refused_in_one_line(trained, tmp_path, capsys):
+    from cortexnet.training import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(ckpts(trained)[0])
+    ckpt["model_state"]["recurrent.bias"].fill_(3e38)  # finite, but act(x W_in + b + ...) overflows float32
+    path = tmp_path / "overflow.pt"
+    save_checkpoint(path, ckpt)
+    assert run_cli(representations.main, ["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hidden activations are non-finite" in err and "Traceback" not in err
+    assert not any((tmp_path / "o").rglob("*.json"))

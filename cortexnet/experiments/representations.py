@@ -210,6 +210,12 @@ def probe_network(
         acts = hidden_activations(model, ds, max_samples=config.max_samples, batch_size=config.batch_size,
                                   seed=config.seed, device=device)  # fmt: skip
         h = acts.values
+        bad = int((~torch.isfinite(h)).reshape(len(h), -1).any(1).sum())
+        if bad:  # finite weights, exploding activity: every measure of it would be silently wrong
+            raise UsageError(
+                f"cannot probe {config.split} data: the network's hidden activations are non-finite (NaN/inf) on "
+                f"{bad} of {len(h)} inputs (its activity diverges); probe a checkpoint written before it did"
+            )
         out["inputs_used"] = len(h)
         out["inputs_subsampled"] = acts.subsampled
     info = ei_layer(model)
