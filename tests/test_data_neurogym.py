@@ -470,7 +470,9 @@ def test_dale_trains_leaky_noisy_networks_on_a_task_scored_on_its_decision_perio
     (ckpt,) = run.glob("members/p0.3-*/checkpoint.pt")
     model, ckpt = model_from_checkpoint(ckpt)
     cfg = ckpt["meta"]["model_config"]
-    assert cfg["readout"] == "all" and cfg["tau"] == 100 and cfg["init_state"] == "learned" and cfg["balanced"]
+    assert (
+        cfg["readout"] == "all" and cfg["tau"] == 100 and cfg["init_state"] == "learned" and cfg["balanced"]
+    )
     x = torch.zeros(2, 7, 3)
     assert model(x).shape == (2, 7, 3)  # logits at every step
     assert torch.allclose(model.recurrent.alpha, torch.full((24,), 0.2))
@@ -480,3 +482,31 @@ def test_a_real_neurogym_task_trains_end_to_end(tmp_path):
     pytest.importorskip("neurogym")
     _, summary = _dale_on_task(tmp_path, "pdm")
     assert summary["chance"] == 0.5 and len(summary["configurations"]) == 2
+
+
+def test_the_probe_measures_a_task_network_at_each_trials_last_scored_step(fake, tmp_path):
+    import json
+
+    from cortexnet.analysis import hidden_activations
+    from cortexnet.experiments import representations
+    from cortexnet.experiments.common import run_cli
+    from cortexnet.training import model_from_checkpoint
+
+    run, _ = _dale_on_task(tmp_path, FAKE_TASK)
+    (path,) = run.glob("members/p0.3-*/checkpoint.pt")
+    model, _ = model_from_checkpoint(path)
+    splits = _load(tmp_path / "data", n_trials=60, n_test=20)
+    acts = hidden_activations(model, splits.test)
+    x, y = splits.test.tensors
+    all_h = model.hidden(x, all_steps=True)
+    for i in range(len(y)):
+        last = int((y[i] != IGNORE_INDEX).nonzero().max())
+        torch.testing.assert_close(acts.values[i], all_h[i, last])
+        assert acts.labels[i] == y[i, last]
+    out = tmp_path / "probe"
+    args = ["--checkpoint", str(path), "--data-root", str(tmp_path / "data"), "--mi-pairs", "50",
+            "--corr-pairs", "50", "--dropout-draws", "1", "--out", str(out)]  # fmt: skip
+    assert run_cli(representations.main, args) == 0
+    (summary,) = out.glob("representations/*/summary.json")
+    network = json.loads(summary.read_text())["networks"][0]
+    assert 0.0 <= network["accuracy"] <= 1.0 and network["inputs_used"] == 20

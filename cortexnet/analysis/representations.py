@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cortexnet.data import IGNORE_INDEX
 from cortexnet.data.samples import first_input, probe_source, select_batches
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def hidden_activations(
     come back on the CPU. Memory: n × N float32 (× T with ``all_steps``); 10,000 MNIST test images at
     N = 10,000 is 400 MB. When that exceeds ``budget_bytes`` (or n > ``max_samples``) a seeded random subset of
     inputs is used and a warning is logged; ``Activations.subsampled`` and ``indices`` say which inputs were kept.
+    For data with per-step targets ``(T,)`` per sequence (a task scored on its response period) the activations
+    are each sequence's state at its last scored step, and the labels the targets there.
     """
     _check_model(model)
     source, device = probe_source(model, dataset, batch_size=batch_size, device=device)
@@ -95,11 +98,28 @@ def hidden_activations(
     chunks, labels = [], []
     try:
         for xb, yb in select_batches(source, idx, batch_size):
+            if yb.dim() == 2 and not all_steps:
+                # Per-step targets (a task scored on its response period): the state at each sequence's last
+                # scored step, not after the padding that follows its trial; its label is the target there.
+                h, y = _at_last_scored_step(model.hidden(xb.to(device), all_steps=True), yb)
+                chunks.append(h.float().cpu())
+                labels.append(y.cpu())
+                continue
             chunks.append(model.hidden(xb.to(device), all_steps=all_steps).float().cpu())
             labels.append(yb.cpu())
     finally:
         model.train(was_training)
     return Activations(torch.cat(chunks), torch.cat(labels).long(), idx, keep < n)
+
+
+def _at_last_scored_step(h: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(states (B, N), targets (B,))`` at each sequence's last scored step (the last step when none is scored)
+    from all-steps states ``h`` ``(B, T, N)`` and per-step targets ``y`` ``(B, T)``."""
+    steps = torch.arange(y.shape[1], device=y.device).expand_as(y)
+    last = torch.where(y != IGNORE_INDEX, steps, -1).amax(dim=1)
+    last = torch.where(last < 0, y.shape[1] - 1, last)
+    rows = torch.arange(len(y), device=y.device)
+    return h[rows.to(h.device), last.to(h.device)], y[rows, last]
 
 
 def _hidden_size(model: nn.Module, x: Tensor, device) -> int:
@@ -444,7 +464,8 @@ def dropout_robustness(
     read in order, ``batch_size`` at a time; ``device``: where to compute (default: the model's device). The
     masks ``(B, N)`` are drawn on the CPU from one generator seeded with ``seed``, so the result does not depend
     on the device. q = 0 is the plain accuracy; q = 1 leaves only the readout bias (every input gets
-    argmax(bias)). Hidden states are computed once per batch and reused for every q and draw.
+    argmax(bias)). Hidden states are computed once per batch and reused for every q and draw. With per-step
+    targets (a task scored on its response period) each trial counts once: its decision at its last scored step.
     """
     _check_model(model)
     qs_arr = np.asarray(qs, dtype=np.float64)
@@ -463,8 +484,11 @@ def dropout_robustness(
     try:
         for xb, yb in select_batches(source, None, batch_size):
             xb, yb = xb.to(device), yb.to(device)
+            if yb.dim() == 2:  # per-step targets: each trial's decision, at its last scored step
+                h, yb = _at_last_scored_step(model.hidden(xb, all_steps=True), yb)
+            else:
+                h = model.hidden(xb)
             n_seen += len(yb)
-            h = model.hidden(xb)
             for qi, q in enumerate(qs_arr):
                 for d in range(n_draws):
                     pred = model.readout(h * dropout_mask(h.shape, float(q), g).to(h)).argmax(dim=1)
