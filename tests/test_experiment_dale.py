@@ -36,7 +36,7 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
         "members",
     }
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["config"]["nodes"] == 60 and cfg["cortexnet_version"] and "git_revision" in cfg
+    assert cfg["config"]["nodes"] == [60] and cfg["cortexnet_version"] and "git_revision" in cfg
     metrics = read_jsonl(run / "metrics.jsonl")
     assert len(metrics) == 2 * 2 * 3  # densities x seeds x (epoch 0, 1, 2)
     assert {m["density"] for m in metrics} == {1.0, 0.1}
@@ -110,7 +110,7 @@ def test_toml_config_and_command_line_override(tmp_path):
     out = tmp_path / "runs"
     assert run_cli(dale.main, ["--config", str(cfg), "--nodes", "30", "--out", str(out)]) == 0
     saved = json.loads((only_run(out) / "config.json").read_text())["config"]
-    assert saved["nodes"] == 30 and saved["densities"] == [0.2] and saved["epochs"] == 1
+    assert saved["nodes"] == [30] and saved["densities"] == [0.2] and saved["epochs"] == 1
     cfg.write_text("nodez = 3\n")
     assert run_cli(dale.main, ["--config", str(cfg), "--out", str(out)]) == 2
 
@@ -167,4 +167,25 @@ def test_module_entry_point_exit_status(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip().endswith("--nodes must be >= 1, got 0")
+    assert proc.stderr.strip().endswith("--nodes needs sizes >= 1, got [0]")
+
+
+def test_several_sizes_give_the_delay_vs_size_figure(tmp_path):
+    out = tmp_path / "runs"
+    args = ["--dataset", "digits", "--nodes", "20", "40", "--densities", "1.0", "0.3", "--seeds", "0", "1",
+            "--epochs", "1", "--batch-size", "400", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert run_cli(dale.main, args) == 0
+    run = only_run(out)
+    assert (run / "delay_vs_size.png").is_file()
+    members = sorted(p.name for p in (run / "members").iterdir())
+    assert len(members) == 8 and "n40-p0.3-inh0.115-seed1" in members
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["nodes"] == [20, 40]
+    assert [(c["nodes"], c["density"]) for c in summary["configurations"]] == [(20, 1.0), (20, 0.3), (40, 1.0),
+                                                                              (40, 0.3)]  # fmt: skip
+    rows = {row["density"]: row for row in summary["delay_vs_size"]}
+    assert rows[1.0]["nodes"] == [20, 40] and rows[1.0]["seeds"] == [2, 2]
+    # the same delays as each configuration's own aggregate, size by size
+    for c in summary["configurations"]:
+        row = rows[c["density"]]
+        assert row["mean"][row["nodes"].index(c["nodes"])] == c["aggregate"]["learning_delay"]["mean"]

@@ -1,6 +1,6 @@
 """Dale's-law experiment (Fruengel & Oberlaender 2025, Fig. 6B/F, Fig. S5B/C).
 
-Trains Dale-compliant cortex-like RNNs of one size for several connection probabilities and inhibitory
+Trains Dale-compliant cortex-like RNNs of one or more sizes for several connection probabilities and inhibitory
 fractions over several seeds and reports test accuracy per epoch and the learning delay::
 
     python -m cortexnet.experiments.dale --nodes 10000                      # the paper's MNIST setting
@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cortexnet.analysis import GradientRecorder, SignTracker, aggregate_runs, plot_accuracy_curves
+from cortexnet.analysis import (
+    GradientRecorder,
+    SignTracker,
+    aggregate_runs,
+    delay_vs_size,
+    plot_accuracy_curves,
+    plot_curves,
+)
 from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
@@ -61,7 +68,10 @@ class DaleConfig(RunOptions):
 
     experiment: ClassVar[str] = "dale"
 
-    nodes: int = field(10_000, "hidden (recurrent) nodes N, >= 1")
+    nodes: tuple[int, ...] = field(
+        (10_000,),
+        "hidden (recurrent) nodes N, each >= 1; several sizes give the delay-vs-size figure (Fig. 6C)",
+    )
     densities: tuple[float, ...] = field((1.0, 0.1), "recurrent connection probabilities p, each in (0, 1]")
     inhibitory_fractions: tuple[float, ...] = field((0.115,), "fractions of inhibitory nodes, each in [0, 1]")
     inhibitory_scale: float = field(1.0, "initial inhibitory weight magnitude multiplier (paper control: 10)")
@@ -98,8 +108,8 @@ class DaleConfig(RunOptions):
 
     def validate(self) -> DaleConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
-        if self.nodes < 1:
-            raise ValueError(f"--nodes must be >= 1, got {self.nodes}")
+        if not self.nodes or min(self.nodes) < 1:
+            raise ValueError(f"--nodes needs sizes >= 1, got {list(self.nodes)}")
         if not self.densities or not self.inhibitory_fractions:
             raise ValueError("--densities and --inhibitory-fractions each need at least one value")
         for p in self.densities:
@@ -109,6 +119,7 @@ class DaleConfig(RunOptions):
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"--inhibitory-fractions: fraction must be in [0, 1], got {f}")
         for flag, values in (
+            ("--nodes", self.nodes),
             ("--densities", self.densities),
             ("--inhibitory-fractions", self.inhibitory_fractions),
         ):
@@ -121,16 +132,19 @@ class DaleConfig(RunOptions):
         if not 0.0 <= self.delay_margin < 1.0:
             raise ValueError(f"--delay-margin must be in [0, 1), got {self.delay_margin}")
         self.validate_run_options()
-        for p in self.densities:
-            self.model_config(p, self.inhibitory_fractions[0], self.seeds[0]).validate()
+        for n in self.nodes:
+            for p in self.densities:
+                self.model_config(n, p, self.inhibitory_fractions[0], self.seeds[0]).validate()
         return self
 
-    def model_config(self, p: float, fraction: float, seed: int, readout: str = "last") -> CortexRNNConfig:
+    def model_config(
+        self, nodes: int, p: float, fraction: float, seed: int, readout: str = "last"
+    ) -> CortexRNNConfig:
         """The Dale-compliant network of one member (``readout`` "all" for data scored per step)."""
         seeds = derive_seeds(seed)
         topology, params = self.single_weight_topology("er")
         return CortexRNNConfig(
-            n_nodes=self.nodes,
+            n_nodes=nodes,
             p=p,
             activation=self.activation,
             dale=True,
@@ -156,28 +170,31 @@ class DaleConfig(RunOptions):
         )
 
 
-def _label(p: float, fraction: float, seed: int) -> str:
-    return f"p{p:g}-inh{fraction:g}-seed{seed}"
+def _label(n: int, p: float, fraction: float, seed: int, sizes: int) -> str:
+    # One size: the labels (member folders) of runs made before --nodes took several sizes.
+    return (f"n{n}-" if sizes > 1 else "") + f"p{p:g}-inh{fraction:g}-seed{seed}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the process exit status (2 for bad options or missing data)."""
     config, folder = resolve_run_config(DaleConfig, argv, __doc__.split("\n")[0])
     splits, dataset_spec = load_run_data(config)
-    print("dale: cost: " + sequence_cost(splits.n_steps, config.nodes, len(splits.train),
+    print("dale: cost: " + sequence_cost(splits.n_steps, max(config.nodes), len(splits.train),
                                          density=max(config.densities), batch_size=config.batch_size))  # fmt: skip
     folder = folder or RunFolder.create(config.out, config.experiment, dataclasses.asdict(config))
     print(f"dale: writing {folder.path}")
+    sizes = len(config.nodes)
     members = [
         Member(
-            label=_label(p, fraction, seed),
-            key=(p, fraction),
-            tags={"density": p, "inhibitory_fraction": fraction, "seed": seed},
+            label=_label(n, p, fraction, seed, sizes),
+            key=(n, p, fraction),
+            tags={"nodes": n, "density": p, "inhibitory_fraction": fraction, "seed": seed},
             model_name="cortex_rnn",
-            model_config=config.model_config(p, fraction, seed, readout_for(splits)),
+            model_config=config.model_config(n, p, fraction, seed, readout_for(splits)),
             seed=seed,
             callbacks=(GradientRecorder(), SignTracker()) if config.record_dynamics else (),
         )
+        for n in config.nodes
         for fraction in config.inhibitory_fractions
         for p in config.densities
         for seed in config.seeds
@@ -187,36 +204,79 @@ def main(argv: list[str] | None = None) -> int:
         for m in members:
             results.runs[m.label]["dynamics"] = _dynamics(folder.member_dir(m.label), m.callbacks)
     chance = chance_level(splits)
+    configurations = [
+        {"nodes": n, "density": p, "inhibitory_fraction": f, "runs": runs, "aggregate": aggregate_runs(runs)}
+        for (n, p, f), runs in results.groups.items()
+    ]
     summary = {
         "experiment": "dale",
         "dataset": splits.description,
-        "nodes": config.nodes,
+        "nodes": list(config.nodes),
         "topology": config.topology or "er",
         "topology_params": list(config.topology_params),
         "chance": chance,
         "learning_delay_definition": (
             f"whole epochs before the one in which test accuracy first exceeds chance + {config.delay_margin}"
         ),
-        "configurations": [
-            {"density": p, "inhibitory_fraction": f, "runs": runs, "aggregate": aggregate_runs(runs)}
-            for (p, f), runs in results.groups.items()
-        ],
+        "configurations": configurations,
         "paper": PAPER,
     }
+    if sizes > 1:
+        summary["delay_vs_size"] = _delay_vs_size(members, results, chance, config.delay_margin)
     folder.write_summary(summary)
     panels: dict[str, dict] = {}
-    for (p, f), runs in results.groups.items():
-        agg = aggregate_runs(runs)["test_acc_per_epoch"]
+    for c in configurations:
+        agg = c["aggregate"]["test_acc_per_epoch"]
         epochs = list(range(len(agg["mean"])))
-        panels.setdefault(f"{100 * f:g} % inhibitory", {})[f"p = {p:g}"] = (epochs, agg["mean"], agg["sd"])
+        panel = (
+            f"N = {c['nodes']:,}, " if sizes > 1 else ""
+        ) + f"{100 * c['inhibitory_fraction']:g} % inhibitory"
+        panels.setdefault(panel, {})[f"p = {c['density']:g}"] = (epochs, agg["mean"], agg["sd"])
+    sizes_text = ", ".join(f"{n:,}" for n in config.nodes)
     plot_accuracy_curves(
         folder.path / "accuracy.png",
         panels,
         chance=chance,
-        title=f"Dale's law, N = {config.nodes}, {config.dataset}",
+        title=f"Dale's law, N = {sizes_text}, {config.dataset}",
     )
+    if sizes > 1:
+        curves = {}
+        for row in summary["delay_vs_size"]:
+            # sizes at which some seed learned (where none did there is no mean; summary.json counts them)
+            points = [
+                (n, m, sd)
+                for n, m, sd in zip(row["nodes"], row["mean"], row["sd"], strict=True)
+                if m is not None
+            ]
+            if points:
+                n, m, sd = (list(v) for v in zip(*points, strict=True))
+                curves[f"p = {row['density']:g}, {100 * row['inhibitory_fraction']:g} % inh."] = (n, m, sd)
+        plot_curves(folder.path / "delay_vs_size.png", curves, xlabel="nodes N", ylabel="learning delay (epochs)",
+                    title=f"Learning delay against size (Fig. 6C), {config.dataset}")  # fmt: skip
     _print_table(summary)
     return 0
+
+
+def _delay_vs_size(members: list[Member], results, chance: float, margin: float) -> list[dict]:
+    """Per (density, inhibitory fraction): the learning delay's mean and SD over seeds at each size, and how many
+    seeds never learned (:func:`cortexnet.analysis.delay_vs_size`; a run that never learned counts there, not
+    in the mean)."""
+    histories: dict[tuple, list] = {}
+    for m in members:
+        n, p, f = m.key
+        history = [r for r in results.records if r.get("seed") == m.seed and r.get("nodes") == n
+                   and r.get("density") == p and r.get("inhibitory_fraction") == f]  # fmt: skip
+        histories.setdefault((p, f), []).append((n, history))
+    rows = []
+    for (p, f), runs in histories.items():
+        by_size = delay_vs_size(runs, chance=chance, margin=margin)
+        sizes = sorted(by_size)
+        rows.append({
+            "density": p, "inhibitory_fraction": f, "nodes": sizes,
+            "mean": [by_size[n]["mean"] for n in sizes], "sd": [by_size[n]["sd"] for n in sizes],
+            "never_learned": [by_size[n]["never_learned"] for n in sizes], "seeds": [by_size[n]["n"] for n in sizes],
+        })  # fmt: skip
+    return rows
 
 
 def _dynamics(member: Path, recorders: Sequence) -> dict:
@@ -231,7 +291,9 @@ def _dynamics(member: Path, recorders: Sequence) -> dict:
 def _print_table(summary: dict) -> None:
     from cortexnet.analysis import MeanSD
 
-    head = f"{'p':>6} {'inhib.':>7} {'seeds':>5} {'acc@1 (%)':>14} {'best (%)':>14} {'delay (ep.)':>12}"
+    head = (
+        f"{'N':>7} {'p':>6} {'inhib.':>7} {'seeds':>5} {'acc@1 (%)':>14} {'best (%)':>14} {'delay (ep.)':>12}"
+    )
     print(head)
     print("-" * len(head))
     for c in summary["configurations"]:
@@ -245,7 +307,7 @@ def _print_table(summary: dict) -> None:
             else f"{d['mean']:.1f}" + (f" (+{d['never_learned']} never)" if d["never_learned"] else "")
         )
         print(
-            f"{c['density']:>6g} {100 * c['inhibitory_fraction']:>6g}% {agg['n_seeds']:>5} "
+            f"{c['nodes']:>7} {c['density']:>6g} {100 * c['inhibitory_fraction']:>6g}% {agg['n_seeds']:>5} "
             f"{acc1.format(100):>14} {MeanSD(best['mean'], best['sd'], best['n']).format(100):>14} "
             f"{delay:>12}"
         )
