@@ -191,7 +191,7 @@ def test_resume_takes_overrides_and_unchanged_values(tmp_path):
     config, opened = resolve_run_config(dale.DaleConfig, argv, "")
     assert opened.path == folder.path and config.resume == str(folder.path)
     assert config.epochs == 12 and config.progress is False and config.device == "cpu"
-    assert config.nodes == 30 and config.densities == (1.0, 0.1)  # tuples again, from config.json's lists
+    assert config.nodes == (30,) and config.densities == (1.0, 0.1)  # tuples again, from config.json's lists
     with pytest.raises(UsageError, match="--seeds cannot be changed"):
         resolve_run_config(dale.DaleConfig, ["--resume", str(folder.path), "--seeds", "1"], "")
 

@@ -307,7 +307,7 @@ def _print_table(summary: dict) -> None:
             else f"{d['mean']:.1f}" + (f" (+{d['never_learned']} never)" if d["never_learned"] else "")
         )
         print(
-            f"{c['nodes']:>7} {c['density']:>6g} {100 * c['inhibitory_fraction']:>6g}% {agg['n_seeds']:>5} "
+            f"{c.get('nodes', ''):>7} {c['density']:>6g} {100 * c['inhibitory_fraction']:>6g}% {agg['n_seeds']:>5} "
             f"{acc1.format(100):>14} {MeanSD(best['mean'], best['sd'], best['n']).format(100):>14} "
             f"{delay:>12}"
         )
