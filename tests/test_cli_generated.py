@@ -25,7 +25,15 @@ from hypothesis import strategies as st
 import cortexnet.training.runs as runs_mod
 from cortexnet.config import _unwrap
 from cortexnet.data import download
-from cortexnet.experiments import dale, dst, g2g, recurrent_vs_feedforward, representations, topologies
+from cortexnet.experiments import (
+    dale,
+    dst,
+    g2g,
+    recurrent_vs_feedforward,
+    report,
+    representations,
+    topologies,
+)
 from cortexnet.experiments.common import run_cli
 
 #: command → (its option dataclass, its main, the base arguments of a tiny valid run).
@@ -41,9 +49,12 @@ COMMANDS = {
     "topologies": (topologies.TopologiesConfig, topologies.main, TINY_TRAINING),
     "dst": (dst.DSTConfig, dst.main, TINY_TRAINING),
     "representations": (representations.ProbeConfig, representations.main, []),  # + --checkpoint (fixture)
+    "report": (report.ReportConfig, report.main, []),  # + the fixture's run folder
 }
 #: Fields whose values are paths or free text: any string is a legal value, so no string is "bad" there.
-FREE_TEXT = {"out", "data_root", "resume", "label", "checkpoint"}
+FREE_TEXT = {"out", "data_root", "resume", "label", "checkpoint", "runs", "title"}
+#: Commands with positional arguments: a stray word after a flag is one of them, not an error.
+POSITIONAL = {"report"}
 
 
 class WorkStarted(Exception):
@@ -68,6 +79,7 @@ def sentinel(monkeypatch):
     """Training and probing stop where their work would start."""
     monkeypatch.setattr(runs_mod, "train_members", _stop)
     monkeypatch.setattr(representations, "_dataset", _stop)
+    monkeypatch.setattr(report, "compose", _stop)
 
 
 def _kind(tp) -> tuple[type, bool, bool]:
@@ -104,7 +116,10 @@ def _definitely_bad_cases():
     for command, (cls, _, _) in COMMANDS.items():
         for flag, scalar, is_tuple, optional in _options(cls).values():
             if scalar is bool:
-                yield pytest.param(command, [flag, "maybe"], (flag, "maybe"), id=f"{command}:{flag}=maybe")
+                if command not in POSITIONAL:
+                    yield pytest.param(
+                        command, [flag, "maybe"], (flag, "maybe"), id=f"{command}:{flag}=maybe"
+                    )
                 continue
             for value in ALWAYS_BAD.get(scalar, []):
                 if optional and not is_tuple and value == "":
@@ -119,7 +134,10 @@ DEFINITELY_BAD = list(_definitely_bad_cases())
 def _run(command: str, argv: list[str], out: Path, checkpoint: Path) -> tuple[int, str]:
     """Run ``command`` with ``argv`` through the CLI layer; assert the contract; return (status, stderr)."""
     _, main, base = COMMANDS[command]
-    extra = ["--checkpoint", str(checkpoint)] if command == "representations" else []
+    extra = {
+        "representations": ["--checkpoint", str(checkpoint)],
+        "report": [str(checkpoint.parents[2])],
+    }.get(command, [])
     with contextlib.redirect_stderr(io.StringIO()) as stderr:
         code = run_cli(main, [*base, *extra, "--out", str(out), *argv])
     err = stderr.getvalue()
@@ -136,13 +154,14 @@ def _run(command: str, argv: list[str], out: Path, checkpoint: Path) -> tuple[in
 
 def test_the_generated_cases_cover_every_command_and_option():
     commands = {p.values[0] for p in DEFINITELY_BAD}
-    assert commands == set(COMMANDS)
+    # report's options are text and flags only, and a word after a flag is a RUN_DIR: the random cases cover it
+    assert commands == set(COMMANDS) - POSITIONAL
     flags = {(p.values[0], p.values[2][0]) for p in DEFINITELY_BAD}
     expected = {
         (c, o[0])
         for c, (cls, _, _) in COMMANDS.items()
         for o in _options(cls).values()
-        if o[1] in (int, float, bool)
+        if o[1] in (int, float) or (o[1] is bool and c not in POSITIONAL)
     }
     assert flags == expected and len(DEFINITELY_BAD) > 400
 

@@ -43,6 +43,7 @@ from cortexnet.experiments.common import (
     run_members,
     with_data_placeholders,
 )
+from cortexnet.experiments.paper import table
 from cortexnet.models import CortexRNNConfig, G2GNetConfig, SparseMLPConfig
 from cortexnet.models.g2gnet import image_geometry_from_rows
 from cortexnet.rewiring import GROWTH, PRESETS, REMOVAL, rewiring_config
@@ -59,36 +60,12 @@ BASELINES = ("static", "dense", "sparse_to_dense")
 PAPER: dict[str, Any] = {
     "g2gnet": {
         "source": "G2GNet (seed 000) Table II via REFERENCE.md §2: removal x growth, every 1000 iterations, 2.5 %",
-        "accuracy": {
-            "cifar10": {
-                "static": 71.4,
-                "magnitude+random": 71.6,
-                "magnitude+hebbian": 72.7,
-                "random+random": 72.5,
-                "random+hebbian": 72.0,
-                "hebbian+random": 71.5,
-                "hebbian+hebbian": 72.5,
-            },
-            "cifar100": {
-                "static": 42.2,
-                "magnitude+random": 41.8,
-                "magnitude+hebbian": 42.3,
-                "random+random": 41.8,
-                "random+hebbian": 42.28,
-                "hebbian+random": 41.4,
-                "hebbian+hebbian": 42.7,
-            },
-        },
+        "accuracy": table("g2g_table2"),  # the numbers live in experiments/paper.py
         "setting": "G2GNet of Table I (3 x 1024, p = 1, p' = 0.15, G = 8, mixer), Adam 1e-3, 20 epochs, 5 runs",
     },
     "sparse_mlp": {
         "source": "DNM (seed 004) / CHTs (seed 003) via REFERENCE.md §3: 99 %-sparse 784-1568-1568-1568-10 MLP",
-        "accuracy": {
-            "mnist": {"dense": 98.78, "static": 96.72, "chts": 98.66, "chtss": 98.90},
-            "fashion-mnist": {"dense": 90.88, "static": 87.34, "chts": 90.68, "chtss": 90.88},
-            "emnist": {"dense": 87.13, "static": 82.66, "chts": 87.40, "chtss": 87.55},
-            "cifar10": {"dense": 62.85, "static": 55.28, "chts": 68.76, "chtss": 68.50},
-        },
+        "accuracy": table("chts_mlp"),
         "setting": (
             "CHTs recipe: SGD momentum 0.9, weight decay 5e-4, lr 0.025 decayed linearly, batch 32, 100 epochs, "
             "update every epoch, zeta 0.3, T_end 75 epochs; the DNM numbers use DNM initialisation for CHTs / "

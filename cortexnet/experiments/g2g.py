@@ -36,6 +36,7 @@ from cortexnet.experiments.common import (
     run_members,
     summarize_counts,
 )
+from cortexnet.experiments.paper import means, table
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import G2GNetConfig
 from cortexnet.models.g2gnet import g2gnet_parameter_budget, image_geometry_from_rows, matched_fc_width
@@ -57,17 +58,8 @@ PAPER: dict[str, Any] = {
         "16 patches, one convolution with 32 output channels per patch, 3 hidden layers of 1024 ReLU units, "
         "p = 1, p' = 0.15, G = 8, mixer grouping; linear classifier; Adam 1e-3, 20 epochs (batch size not stated)"
     ),
-    "table1_accuracy": {  # %, per dataset
-        "fashion-mnist": {"fc_same_params": 90.2, "fc_same_width": 90.9, "er_same_edges": 89.2, "g2g": 91.14},
-        "cifar10": {"fc_same_params": 68.4, "fc_same_width": 71.5, "er_same_edges": 69.8, "g2g": 71.5},
-        "cifar100": {"fc_same_params": 38.7, "fc_same_width": 40.8, "er_same_edges": 40.7, "g2g": 42.2},
-    },
-    "table1_parameters": {
-        "fc_same_params": 806_400,
-        "fc_same_width": 3_150_000,
-        "er_same_edges": 806_100,
-        "g2g": 806_100,
-    },
+    "table1_accuracy": table("g2g_table1"),  # %, per dataset (the numbers live in experiments/paper.py)
+    "table1_parameters": means("g2g_table1_parameters", "*"),
     "table1_parameter_convention": (
         "weights of three 1024 x 1024 hidden matrices only: 3 * 1024^2 = 3,145,728 ~ 3.15 M (FC same width); "
         "3 * 1024^2 * (1/8 + 0.15 * 7/8) = 806,092.8 ~ 806,100 (G2G, expected active weights); conv, biases "

@@ -55,6 +55,7 @@ from cortexnet.experiments.common import (
     wire_data_params,
     with_data_placeholders,
 )
+from cortexnet.experiments.paper import table
 from cortexnet.layers import SPARSE_LINEAR_INITS
 from cortexnet.models import CortexRNNConfig, SparseMLPConfig, built_counts
 from cortexnet.models.sparse_mlp import sparse_mlp_connectivities
@@ -75,12 +76,7 @@ PAPER: dict[str, Any] = {
         "CHTs recipe: SGD momentum 0.9, weight decay 5e-4, lr 0.025 decayed linearly to 0.01x by 90 % of the "
         "epochs, batch 32, 100 epochs; mean of 3 seeds ± standard error"
     ),
-    "static_accuracy": {  # %, per dataset: our topology names
-        "mnist": {"dnm": 97.82, "full": 98.78, "er": 96.72},
-        "fashion-mnist": {"dnm": 89.19, "full": 90.88, "er": 87.34},
-        "emnist": {"dnm": 84.76, "full": 87.13, "er": 82.66},
-        "cifar10": {"dnm": 61.63, "full": 62.85, "er": 55.28},
-    },
+    "static_accuracy": table("dnm_static"),  # %, per dataset: our topology names (experiments/paper.py)
     "spread": "standard error over 3 seeds (the values are not given in REFERENCE.md)",
     "comparison_note": (
         "ours with experiments/topologies_mnist.toml: the same architecture, optimiser and linear learning-rate "
