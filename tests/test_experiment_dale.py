@@ -189,3 +189,13 @@ def test_several_sizes_give_the_delay_vs_size_figure(tmp_path):
     for c in summary["configurations"]:
         row = rows[c["density"]]
         assert row["mean"][row["nodes"].index(c["nodes"])] == c["aggregate"]["learning_delay"]["mean"]
+
+
+def test_dynamics_are_recorded_beside_rewiring(tmp_path):
+    out = tmp_path / "runs"
+    args = ["--dataset", "digits", "--nodes", "20", "--densities", "0.3", "--epochs", "1", "--batch-size", "400",
+            "--record-dynamics", "--rewire", "set", "--rewire-params", "delta_t=2", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert run_cli(dale.main, args) == 0
+    summary = json.loads((only_run(out) / "summary.json").read_text())
+    run = summary["configurations"][0]["runs"][0]
+    assert run["dynamics"]["mean_abs_grad_per_epoch"] and run["rewiring"]

@@ -165,10 +165,19 @@ class GradientRecorder(Callback):
         self._reset_epoch()
 
     def state_dict(self) -> dict:
-        return {"epochs": self.epochs}
+        # "partial": the epoch in progress (a checkpoint within an epoch resumes its record exactly).
+        partial = {"means": list(self._means), "max": self._max, "count": self._count,
+                   "hist": {k: v.tolist() if isinstance(v, np.ndarray) else int(v) for k, v in self._hist.items()}}  # fmt: skip
+        return {"epochs": self.epochs, "partial": partial}
 
     def load_state_dict(self, state: dict) -> None:
         self.epochs = list(state.get("epochs", []))
+        partial = state.get("partial")
+        self._reset_epoch()
+        if partial:
+            self._means, self._max, self._count = list(partial["means"]), partial["max"], partial["count"]
+            for key, value in partial["hist"].items():
+                self._hist[key] = np.asarray(value, dtype=np.int64) if key == "counts" else value
 
 
 _GROUPS = ("positive", "negative", "zero")
@@ -208,6 +217,7 @@ class SignTracker(Callback):
         self._last: Tensor | None = None
         self._pre: Tensor | None = None
         self._handle = None
+        self._resumed_partial = False
         self._reset_epoch()
 
     def _reset_epoch(self) -> None:
@@ -223,7 +233,9 @@ class SignTracker(Callback):
             self._init = now
             self._prev = now.clone()
         self._last = now
-        self._reset_epoch()
+        if not self._resumed_partial:  # a resume within an epoch continues the epoch's counts
+            self._reset_epoch()
+        self._resumed_partial = False
 
     def on_after_backward(self, model: nn.Module, state: Any) -> None:
         from cortexnet.layers import observe_projection
@@ -286,11 +298,24 @@ class SignTracker(Callback):
         self._reset_epoch()
 
     def state_dict(self) -> dict:
-        return {"epochs": self.epochs, "init": self._init, "prev": self._prev}
+        # "partial": the epoch in progress (a checkpoint within an epoch resumes its counts exactly).
+        partial = {"steps": self._steps, "hook_missed": self._hook_missed, "zeroed": self._zeroed,
+                   "step_counts": {g: dict(c) for g, c in self._step_counts.items()}}  # fmt: skip
+        return {"epochs": self.epochs, "init": self._init, "prev": self._prev, "partial": partial}
 
     def load_state_dict(self, state: dict) -> None:
         self.epochs = list(state.get("epochs", []))
         self._init, self._prev = state.get("init"), state.get("prev")
+        self._reset_epoch()
+        partial = state.get("partial")
+        if partial:
+            self._steps, self._hook_missed, self._zeroed = (
+                partial["steps"],
+                partial["hook_missed"],
+                partial["zeroed"],
+            )
+            self._step_counts = {g: dict(c) for g, c in partial["step_counts"].items()}
+        self._resumed_partial = bool(partial)
 
 
 def _init_groups(init: Tensor):

@@ -44,7 +44,8 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
     line and exit status 1. A failing command removes the run folders it created that hold no finished work
     (:func:`~cortexnet.training.runs.discard_unfinished_folders`)."""
     from cortexnet.data import DataError
-    from cortexnet.training import CheckpointError, NonFiniteLossError
+    from cortexnet.training import CheckpointError, NonFiniteLossError, TrainingInterrupted
+    from cortexnet.training.launch import MembersFailed
     from cortexnet.training.runs import (
         CREATED_FOLDERS,
         HELD_LOCKS,
@@ -68,6 +69,17 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
     except NonFiniteLossError as exc:
         print(f"{prog}: error: training diverged: {exc}", file=sys.stderr)
         return 1
+    except MembersFailed:  # each failed member was reported in one line, and how to retry them
+        return 1
+    except TrainingInterrupted as exc:  # a signal: checkpoint written; one line saying how to continue
+        spec = (
+            getattr(sys.modules.get("__main__"), "__spec__", None) if main.__module__ == "__main__" else None
+        )
+        command = f"python -m {spec.name if spec is not None else main.__module__}"
+        if main.__module__ == "__main__" and spec is None:  # run as a script file
+            command = f"python {sys.argv[0]}"
+        print(f"{prog}: {exc.with_resume_command(command)}", file=sys.stderr)
+        return exc.exit_status
     except BaseException as exc:  # no traceback reaches a CLI user: one line, the cause first
         discard_unfinished_folders(made)
         if isinstance(exc, KeyboardInterrupt | SystemExit) or os.environ.get("CORTEXNET_TRACEBACK"):
@@ -102,7 +114,8 @@ def _one_line(exc: BaseException) -> str:
 # What every training experiment shares: data, training and output options; resume; the member loop.
 
 #: Options that may differ when an interrupted run is resumed (everything else comes from its config.json).
-RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress", "memory_check")
+RESUME_OVERRIDES = ("epochs", "device", "data_root", "download", "progress", "memory_check",
+                    "checkpoint_every_steps", "log_every_s", "logger", "requeue")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,50 @@ class RunOptions:
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
+    run_dir: str | None = field(
+        None,
+        "fixed run folder instead of <out>/<experiment>/<timestamp>-<hash>: created if absent; a run of the same "
+        "configuration in it is resumed (what a requeued SLURM job uses to find its run), another one refused",
+    )
+    launcher: str = field(
+        "local",
+        "where the members train: local (one after another in this process), processes (--workers in parallel "
+        'on this machine) or slurm (one SLURM job per member through submitit, pip install "cortexnet[slurm]")',
+    )
+    workers: int | None = field(
+        None,
+        "--launcher processes: worker processes, >= 1, each with cores/workers torch threads (default: the cores)",
+    )
+    slurm_partition: str | None = field(None, "--launcher slurm: the partition of the jobs")
+    slurm_time: int | None = field(None, "--launcher slurm: time limit of each job in minutes, >= 1")
+    slurm_gpus_per_task: int | None = field(None, "--launcher slurm: GPUs of each job, >= 0")
+    slurm_cpus_per_task: int | None = field(
+        None, "--launcher slurm: CPU cores of each job, >= 1 (its torch threads)"
+    )
+    slurm_mem: float | None = field(None, "--launcher slurm: memory of each job in GB, > 0")
+    slurm_array_parallelism: int | None = field(
+        None, "--launcher slurm: at most this many jobs of the run's job array at once, >= 1"
+    )
+    slurm_cluster: str | None = field(
+        None,
+        "--launcher slurm, for testing: local runs the jobs as subprocesses of this machine (submitit's local "
+        "executor) instead of submitting them with sbatch",
+    )
     progress: bool = field(True, "show progress bars")
+    checkpoint_every_steps: int | None = field(
+        None, "also checkpoint every N optimiser steps within an epoch (--resume continues at that step)"
+    )
+    log_every_s: float = field(
+        300.0,
+        "without progress bars (not a terminal, --no-progress): log progress at most this often, in seconds",
+    )
+    logger: tuple[str, ...] = field(
+        (),
+        'loggers per member: csv (metrics.csv, steps.csv), tensorboard (tb/; pip install "cortexnet[tensorboard]")',
+    )
+    requeue: bool = field(
+        False, "on SIGTERM/SIGUSR1 under SLURM, after the checkpoint: scontrol requeue the job"
+    )
     memory_check: bool = field(
         True,
         "refuse, before any work, members whose estimated training memory exceeds what the device has "
@@ -186,6 +242,7 @@ class RunOptions:
         from cortexnet.data import DATASETS
         from cortexnet.sparse import BACKENDS
         from cortexnet.training.fit import resolve_device
+        from cortexnet.training.launch import LaunchOptions
         from cortexnet.training.runs import check_output_writable
 
         if not self.seeds:
@@ -210,8 +267,10 @@ class RunOptions:
         parse_key_values(self.dataset_options, option="--dataset-options")
         self.topology_options()
         self.train_config(self.seeds[0]).validate()
+        LaunchOptions.of(self).validate()
         try:
-            resolve_device(self.device)
+            if self.launcher != "slurm":  # a SLURM job's device is that of its node, not of this one
+                resolve_device(self.device)
         except ValueError as exc:
             raise ValueError(f"--device: {exc}") from None
         try:
@@ -219,7 +278,7 @@ class RunOptions:
         except ValueError as exc:
             raise ValueError(f"--rewire: {exc}") from None
         if self.resume is None:
-            check_output_writable(self.out)
+            check_output_writable(self.run_dir or self.out)
 
     def topology_options(self, n_weights: int | None = None) -> tuple[str | None, dict[str, Any], list[dict]]:
         """``(topology, params, per_weight)`` from ``--topology`` and ``--topology-params``: the name (None:
@@ -308,6 +367,10 @@ class RunOptions:
             lr_schedule=self.lr_schedule,
             lr_final_factor=self.lr_final_factor,
             lr_decay_fraction=self.lr_decay_fraction,
+            checkpoint_every_steps=self.checkpoint_every_steps,
+            log_every_s=self.log_every_s,
+            loggers=self.logger,
+            requeue=self.requeue,
         )
 
 
@@ -344,18 +407,29 @@ def resolve_run_config(
     cls: type[R], argv: Sequence[str] | None, description: str
 ) -> tuple[R, RunFolder | None]:
     """Parse (and validate) an experiment's options; with ``--resume FOLDER`` the saved configuration of that
-    run is used, except the options in :data:`RESUME_OVERRIDES` given on this command line.
+    run is used, except the options in :data:`RESUME_OVERRIDES` and the launch options
+    (:data:`~cortexnet.training.launch.LAUNCH_FIELDS`: ``--launcher``, ``--workers``, ``--slurm-*``) given on
+    this command line. With ``--run-dir PATH`` the run goes to that folder: created when it is absent (or
+    empty); when it holds a run of the same configuration (all options but those) that run is resumed, as with
+    ``--resume PATH``; a run of another configuration there is refused, naming the options that differ.
 
-    Returns ``(config, folder)``: ``folder`` is the run folder to continue, or None for a new run.
+    Returns ``(config, folder)``: ``folder`` is the run folder to continue (or the ``--run-dir`` just made), or
+    None for a new run.
     """
+    from cortexnet.training.launch import LAUNCH_FIELDS
     from cortexnet.training.runs import RunFolder
 
     parser = build_parser(
         cls, prog=f"python -m cortexnet.experiments.{cls.experiment}", description=description
     )
     given = given_values(cls, parser, argv)
+    if given.get("resume") is not None and given.get("run_dir") is not None:
+        raise UsageError(
+            "--run-dir and --resume cannot be combined: --run-dir resumes the run it holds itself"
+        )
     if given.get("resume") is None:
-        return parse_config(cls, parser, argv), None
+        config = parse_config(cls, parser, argv)
+        return (config, None) if config.run_dir is None else _open_run_dir(cls, config)
     try:
         folder, saved = RunFolder.open(given["resume"], cls.experiment)
     except ValueError as exc:
@@ -364,17 +438,22 @@ def resolve_run_config(
         saved = coerce_values(cls, saved, source=str(folder.path / "config.json"))
     except UsageError as exc:
         raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
-    # Everything but RESUME_OVERRIDES comes from the saved run: refuse other options rather than ignore them.
+    overrides = (*RESUME_OVERRIDES, *LAUNCH_FIELDS)
+    # Everything but the overrides comes from the saved run: refuse other options rather than ignore them.
     changed = sorted(
-        k for k, v in given.items() if k != "resume" and k not in RESUME_OVERRIDES and saved.get(k) != v
+        k for k, v in given.items() if k != "resume" and k not in overrides and saved.get(k) != v
     )
     if changed:
-        allowed = ", ".join(_flag(k) for k in RESUME_OVERRIDES)
+        allowed = ", ".join(_flag(k) for k in RESUME_OVERRIDES) + " and --launcher, --workers, --slurm-*"
         raise UsageError(
             f"{', '.join(_flag(k) for k in changed)} cannot be changed when resuming {folder.path} (the run "
             f"continues with its saved configuration); with --resume only {allowed} may be given"
         )
-    saved.update({k: v for k, v in given.items() if k in RESUME_OVERRIDES})
+    if "launcher" in given and given["launcher"] != saved.get("launcher", "local"):
+        # Another launcher: the saved run's options of its own launcher do not apply.
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        saved.update({k: defaults[k] for k in LAUNCH_FIELDS if k != "run_dir" and k not in given})
+    saved.update({k: v for k, v in given.items() if k in overrides})
     try:
         config = cls(**saved)
         config = dataclasses.replace(config, resume=str(folder.path))
@@ -382,6 +461,39 @@ def resolve_run_config(
     except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot resume {folder.path}: {exc}") from exc
     return config, folder
+
+
+def _open_run_dir(cls: type[R], config: R) -> tuple[R, RunFolder]:
+    """``--run-dir``: a new run folder there, or the run of the same configuration it holds (resumed)."""
+    from cortexnet.training.launch import LAUNCH_FIELDS
+    from cortexnet.training.runs import CONFIG_NAME, RunFolder
+
+    path = Path(config.run_dir)
+    if not (path / CONFIG_NAME).is_file():
+        return config, RunFolder.create_at(path, cls.experiment, dataclasses.asdict(config))
+    try:
+        folder, saved = RunFolder.open(path, cls.experiment)
+        saved_config = cls(**coerce_values(cls, saved, source=str(path / CONFIG_NAME)))
+    except (TypeError, ValueError) as exc:  # UsageError is a ValueError
+        raise UsageError(f"--run-dir {path}: {exc}") from exc
+    ignored = {"resume", "out", *RESUME_OVERRIDES, *LAUNCH_FIELDS}
+    now, there = dataclasses.asdict(config), dataclasses.asdict(saved_config)
+    differ = [k for k in now if k not in ignored and now[k] != there.get(k)]
+    if differ:
+        shown = "; ".join(
+            f"{_flag(k)} {_shown(there.get(k))} there, {_shown(now[k])} now" for k in differ[:4]
+        )
+        more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise UsageError(
+            f"--run-dir {path} holds a {cls.experiment} run of another configuration ({shown}{more}); choose "
+            f"another --run-dir, or continue that run as it is with --resume {path}"
+        )
+    return dataclasses.replace(config, resume=str(folder.path)), folder
+
+
+def _shown(value: Any) -> str:
+    text = " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _flag(name: str) -> str:
@@ -510,13 +622,14 @@ def run_members(
     *,
     margin: float = 0.05,
 ) -> RunResults:
-    """Train (or, on resume, finish) every member with the run's options
-    (:func:`cortexnet.training.runs.train_members`), its data-derived topology parameters wired first
-    (:func:`wire_data_params`, written into ``member.model_config``), and summarise each with
-    :func:`cortexnet.analysis.summarize_run` (accuracy per epoch, best, final, learning delay with ``margin``)."""
+    """Train (or, on resume, finish) every member with the run's options and its ``--launcher``
+    (:func:`cortexnet.training.launch.launch_members`; local: :func:`cortexnet.training.runs.train_members`),
+    its data-derived topology parameters wired first (:func:`wire_data_params`, written into
+    ``member.model_config``), and summarise each with :func:`cortexnet.analysis.summarize_run` (accuracy per
+    epoch, best, final, learning delay with ``margin``). Every launcher gives the same results."""
     from cortexnet.analysis import summarize_run
     from cortexnet.data import chance_level
-    from cortexnet.training.runs import train_members
+    from cortexnet.training.launch import LaunchOptions, launch_members
 
     chance = chance_level(splits)
     from cortexnet.training.rewiring import RewiringCallback
@@ -530,11 +643,12 @@ def run_members(
             m.callbacks = (*m.callbacks, RewiringCallback(rewiring))  # last: a stable checkpoint position
     if config.memory_check:
         check_memory(config, splits, members)
-    results = train_members(
+    results = launch_members(
         folder,
         splits,
         dataset_spec,
         members,
+        launch=LaunchOptions.of(config, config.experiment),
         train_config=config.train_config,
         summarize=lambda history: summarize_run(history, chance=chance, margin=margin),
         resume=config.resume is not None,
@@ -553,8 +667,11 @@ def check_memory(config: RunOptions, splits: Any, members: Sequence[Member]) -> 
     nothing is built) and compared with what the device has (for a GPU also the host, for the connectivity
     build). Raises :class:`~cortexnet.training.memory.MemoryBudgetError` (a usage error) naming the member, the
     estimate and its parts, what is available and the largest ``--nodes`` that fits where the model has nodes.
-    A model the estimator cannot describe is not checked (logged)."""
+    A model the estimator cannot describe is not checked (logged). With ``--launcher processes`` K members
+    train at once, so each must fit in 1/K of the memory; with ``--launcher slurm`` they train on other nodes:
+    members on the CPU are checked against ``--slurm-mem`` when it is given, the others not at all."""
     from cortexnet.training import resolve_device
+    from cortexnet.training.launch import LaunchOptions
     from cortexnet.training.memory import (
         MemoryBudgetError,
         available_memory,
@@ -563,7 +680,17 @@ def check_memory(config: RunOptions, splits: Any, members: Sequence[Member]) -> 
         size_hint,
     )
 
-    device = resolve_device(config.device)
+    launch = LaunchOptions.of(config)
+    if launch.launcher == "slurm":
+        on_gpu = config.device.startswith("cuda") or (
+            config.device == "auto" and bool(launch.slurm_gpus_per_task)
+        )
+        if on_gpu or launch.slurm_mem is None:
+            logging.getLogger(__name__).info("memory not checked here: the members train on SLURM nodes")
+            return
+        device = torch.device("cpu")
+    else:
+        device = resolve_device(config.device)
 
     def estimate(m: Member, **changes: Any) -> Any:
         return estimate_training_memory(
@@ -583,13 +710,22 @@ def check_memory(config: RunOptions, splits: Any, members: Sequence[Member]) -> 
         m = by_label[label]
         nodes = getattr(m.model_config, "n_nodes", None)
         generic = "or a smaller --batch-size, a lower density, or a machine with more memory (--no-memory-check: try anyway)"
+        if parallel > 1:
+            generic = (
+                f"or fewer --workers ({parallel} members train at once, each in 1/{parallel} of the memory), "
+                + generic
+            )
         if not isinstance(nodes, int):
             return "use smaller layers " + generic
         hint = size_hint("--nodes", lambda n: estimate(m, n_nodes=n), budget, nodes)
         return f"{hint}; use fewer --nodes " + generic
 
-    budget = available_memory(device)
-    host = available_memory("cpu") if device.type == "cuda" else None
+    parallel = launch.parallel(len(members))
+    if launch.launcher == "slurm":
+        budget, host = int(launch.slurm_mem * 1024**3), None  # type: ignore[operator]
+    else:
+        budget = available_memory(device) // parallel
+        host = available_memory("cpu") // parallel if device.type == "cuda" else None
     try:
         check_fits(estimates, budget, host_budget_bytes=host, fix=fix)
     except MemoryBudgetError as exc:

@@ -282,7 +282,8 @@ def _delay_vs_size(members: list[Member], results, chance: float, margin: float)
 def _dynamics(member: Path, recorders: Sequence) -> dict:
     """Per-epoch gradient and sign statistics of one member, written to ``dynamics.json`` beside its
     checkpoint (a member finished before a resume has its recorders restored from that checkpoint)."""
-    grad, sign = recorders
+    grad = next(r for r in recorders if isinstance(r, GradientRecorder))
+    sign = next(r for r in recorders if isinstance(r, SignTracker))  # (a rewiring callback may follow them)
     out = {"gradients": grad.epochs, "sign_changes": sign.epochs}
     atomic_write_json(member / "dynamics.json", out)
     return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in grad.epochs], "sign_changes": sign.epochs}

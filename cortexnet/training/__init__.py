@@ -14,16 +14,19 @@ from cortexnet.training.fit import (
     HISTORY_NAME,
     NonFiniteLossError,
     TrainContext,
+    TrainingInterrupted,
     TrainState,
     evaluate,
     fit,
     make_optimizer,
     resolve_device,
 )
+from cortexnet.training.loggers import LOGGERS, logger_callbacks, register_logger
 
 __all__ = [
     "CHECKPOINT_NAME",
     "HISTORY_NAME",
+    "LOGGERS",
     "OPTIMIZERS",
     "Callback",
     "CheckpointError",
@@ -34,12 +37,15 @@ __all__ = [
     "TrainConfig",
     "TrainContext",
     "TrainState",
+    "TrainingInterrupted",
     "evaluate",
     "fit",
     "load_checkpoint",
     "load_model_state",
+    "logger_callbacks",
     "make_optimizer",
     "model_from_checkpoint",
+    "register_logger",
     "resolve_device",
     "save_checkpoint",
 ]

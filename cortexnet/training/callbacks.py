@@ -98,7 +98,13 @@ class Checkpointer(Callback):
     """Writes ``run_dir/checkpoint.pt`` every ``every`` epochs, at the last epoch and on an early stop: model,
     optimiser, :class:`TrainState`, the data-order generator and the ``callbacks``' states — everything a bit-
     exact resume needs. A checkpoint is written only when every weight and optimiser state is finite; otherwise
-    training stops with :class:`~cortexnet.training.state.NonFiniteLossError` naming the last good one."""
+    training stops with :class:`~cortexnet.training.state.NonFiniteLossError` naming the last good one.
+
+    Within an epoch (``state.epoch_step`` > 0: ``fit`` on a signal or every ``checkpoint_every_steps``) the
+    checkpoint holds the random states the epoch *started* from (recorded by :meth:`begin_epoch`): the data-order
+    generator, the loader's generator and torch's global generator as a loader drew from it
+    (``epoch_start_torch_rng_state``), beside the current global state. A resume draws the epoch's order again
+    from them and skips the ``epoch_step`` batches already done."""
 
     def __init__(
         self,
@@ -112,6 +118,22 @@ class Checkpointer(Callback):
     ) -> None:
         self.every, self.epochs, self.meta = every, epochs, meta
         self.data_generator, self.callbacks, self.data = data_generator, callbacks, data
+        #: The random states of the epoch in progress at its start (:meth:`begin_epoch`).
+        self.epoch_start: dict[str, Any] | None = None
+        #: ``(epoch, epoch_step, step)`` of the last checkpoint written or resumed from.
+        self.saved_at: tuple[int, int, int] | None = None
+        self._resumed_torch_state: torch.Tensor | None = None
+
+    def begin_epoch(self) -> None:
+        """Record the random states the epoch starts from (before its order is drawn). After a resume within
+        an epoch, torch's global state at the epoch's start is the checkpoint's, not the current one."""
+        torch_state = self._resumed_torch_state
+        self._resumed_torch_state = None
+        self.epoch_start = {
+            "data_generator_state": self.data_generator.get_state(),
+            "loader_state": self.data.state_dict() if self.data is not None else {},
+            "torch_rng_state": torch_state if torch_state is not None else torch.get_rng_state(),
+        }
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> None:
         st = ctx.state
@@ -122,14 +144,23 @@ class Checkpointer(Callback):
         """Write the checkpoint now (when the run has a folder)."""
         if ctx.run_dir is None:
             return
+        st = ctx.state
         if not _all_finite(ctx.model.parameters()) or not _all_finite(_optimizer_tensors(ctx.optimizer)):
             # Never overwrite the last good checkpoint with a broken network.
             raise ctx.non_finite(
                 "weights or optimiser state became NaN/inf (checkpoint not written)",
-                ctx.state.epoch,
-                ctx.state.step,
+                st.epoch + (1 if st.epoch_step else 0),
+                st.step,
             )
         path = ctx.run_dir / CHECKPOINT_NAME
+        # Within an epoch: the states it started from (a resume draws its order again, then skips what is done).
+        start = self.epoch_start if st.epoch_step and self.epoch_start is not None else None
+        if start is None:
+            start = {
+                "data_generator_state": self.data_generator.get_state(),
+                "loader_state": self.data.state_dict() if self.data is not None else {},
+                "torch_rng_state": None,
+            }
         save_checkpoint(
             path,
             {
@@ -138,18 +169,20 @@ class Checkpointer(Callback):
                 "model_state": ctx.model.state_dict(),
                 "optimizer_state": ctx.optimizer.state_dict(),
                 "train_state": dataclasses.asdict(ctx.state),
-                "data_generator_state": self.data_generator.get_state(),
+                "data_generator_state": start["data_generator_state"],
                 # A DataLoader's own shuffling, and anything drawn from torch's global generator (a loader
                 # without a generator of its own draws its seed there), continue exactly after a resume.
-                "loader_state": self.data.state_dict() if self.data is not None else {},
+                "loader_state": start["loader_state"],
                 "torch_rng_state": torch.get_rng_state(),
+                "epoch_start_torch_rng_state": start["torch_rng_state"],
                 "cuda_rng_states": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                 "model_signature": model_signature(ctx.model),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
                 "callback_types": [_qualname(cb) for cb in self.callbacks],
             },
         )
-        ctx.last_good.update(path=path, epoch=ctx.state.epoch)
+        ctx.last_good.update(path=path, epoch=st.epoch)
+        self.saved_at = (st.epoch, st.epoch_step, st.step)
 
     def check_compatible(self, ckpt: dict[str, Any], model: nn.Module, path: Any) -> None:
         """Raise :class:`~cortexnet.training.CheckpointError` unless ``ckpt`` was written for this model (its
@@ -177,6 +210,8 @@ class Checkpointer(Callback):
             self.data.load_state_dict(ckpt.get("loader_state") or {})
         if ckpt.get("torch_rng_state") is not None:
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
+        start = ckpt.get("epoch_start_torch_rng_state")
+        self._resumed_torch_state = start.cpu() if start is not None else None
         cuda = ckpt.get("cuda_rng_states")
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([t.cpu() for t in cuda])

@@ -8,6 +8,8 @@ from cortexnet.config import check_fields
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "linear")
+#: Settings that do not change what a run computes: a run may be resumed with other values.
+RESUMABLE_CHANGES = ("epochs", "device", "checkpoint_every_steps", "log_every_s", "loggers", "requeue")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,18 @@ class TrainConfig:
             exactly (with more epochs on resume the schedule stretches to the new total).
         lr_final_factor: the final fraction of the initial rate, in [0, 1].
         lr_decay_fraction: the fraction of all steps at which the decay ends, in (0, 1].
+        checkpoint_every_steps: also write a checkpoint every this many optimiser steps (≥ 1) within an epoch,
+            from which a resume continues at that step (None: at epoch ends only).
+        log_every_s: when the progress bars are off (output not a terminal, or ``progress=False``), log a line
+            (epoch, step, running loss, last accuracy, steps/s, ETA) at most this often, in seconds (≥ 0),
+            besides one per epoch.
+        loggers: names of registered loggers (:mod:`cortexnet.training.loggers`: "csv", "tensorboard", ...)
+            that ``fit`` attaches to the run.
+        requeue: on SIGTERM / SIGUSR1 under SLURM (``SLURM_JOB_ID`` set), after the checkpoint, requeue the job
+            (``scontrol requeue``).
+
+    ``checkpoint_every_steps``, ``log_every_s``, ``loggers`` and ``requeue`` do not change what is computed: a
+    run may be resumed with other values (as with ``epochs`` and ``device``).
     """
 
     epochs: int = 1
@@ -53,6 +67,10 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_final_factor: float = 0.01
     lr_decay_fraction: float = 0.9
+    checkpoint_every_steps: int | None = None
+    log_every_s: float = 300.0
+    loggers: tuple[str, ...] = ()
+    requeue: bool = False
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         """The multiplier of the initial learning rate for optimiser step ``step`` (0-based) of ``total_steps``."""
@@ -93,6 +111,15 @@ class TrainConfig:
             raise ValueError(f"lr_final_factor must be in [0, 1], got {self.lr_final_factor}")
         if not 0.0 < self.lr_decay_fraction <= 1.0:
             raise ValueError(f"lr_decay_fraction must be in (0, 1], got {self.lr_decay_fraction}")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ValueError(
+                f"checkpoint_every_steps must be >= 1 or None, got {self.checkpoint_every_steps}"
+            )
+        if self.log_every_s < 0:
+            raise ValueError(f"log_every_s must be >= 0 seconds, got {self.log_every_s}")
+        from cortexnet.training.loggers import check_loggers
+
+        check_loggers(self.loggers)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:K', got {self.device!r}")
         return self

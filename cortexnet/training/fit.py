@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,12 +20,15 @@ from tqdm.auto import tqdm
 from cortexnet.data import IGNORE_INDEX, Batches, batches, model_device, model_dtype
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
-from cortexnet.training.config import TrainConfig
+from cortexnet.training.config import RESUMABLE_CHANGES, TrainConfig
+from cortexnet.training.loggers import ProgressLog, logger_callbacks
+from cortexnet.training.signals import REQUEUE_SIGNALS, StopSignals, requeue_slurm_job
 from cortexnet.training.state import (
     CHECKPOINT_NAME,
     HISTORY_NAME,
     NonFiniteLossError,
     TrainContext,
+    TrainingInterrupted,
     TrainState,
 )
 
@@ -36,6 +40,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainContext",
     "TrainState",
+    "TrainingInterrupted",
     "evaluate",
     "fit",
     "make_optimizer",
@@ -173,7 +178,15 @@ def fit(
         optimizer: any torch optimiser over ``model``'s parameters (default: from ``config``).
         callbacks: :class:`Callback` hooks; each gets ``(model, ctx)`` with the one :class:`TrainContext`.
         meta: saved in checkpoints to rebuild the model later (model name/config, dataset spec, ...).
-        progress: show tqdm bars (they switch themselves off when output is not a terminal).
+        progress: show tqdm bars (they switch themselves off when output is not a terminal). Without bars
+            progress is logged instead (logger ``cortexnet.training``): a line per epoch and at most every
+            ``config.log_every_s`` seconds (:class:`~cortexnet.training.loggers.ProgressLog`).
+
+    The loggers named in ``config.loggers`` are attached (:mod:`cortexnet.training.loggers`). While it runs in
+    the main thread, SIGINT, SIGTERM and SIGUSR1 stop training at the next optimiser step with a checkpoint
+    (:mod:`cortexnet.training.signals`); with ``config.checkpoint_every_steps`` checkpoints are also written
+    within epochs. A resume from a checkpoint within an epoch skips the batches already done and continues
+    bit-identically (on CPU).
 
     Returns:
         The final :class:`TrainState` (its ``history`` is also on disk when ``run_dir`` is given).
@@ -181,6 +194,7 @@ def fit(
     Raises:
         NonFiniteLossError: the loss, or at a checkpoint the weights or optimiser state, became NaN/inf; the
             checkpoint on disk stays the last good one (the error names it).
+        TrainingInterrupted: a signal stopped training; the checkpoint it wrote is named (with ``run_dir``).
     """
     config.validate()
     if config.early_stopping_patience is not None and val is None:
@@ -203,8 +217,14 @@ def fit(
     user = list(callbacks)
     saver = Checkpointer(every=config.checkpoint_every, epochs=config.epochs, meta=meta or {},
                          data_generator=generator, data=data, callbacks=user)  # fmt: skip
+    # Loggers and the text progress are not the user's callbacks: they keep no state in checkpoints.
+    reporters = logger_callbacks(config.loggers)
+    if not (progress and _is_terminal()):  # no progress bars: log lines instead
+        reporters.append(ProgressLog(config.log_every_s))
     # Order at epoch ends: best-validation bookkeeping, then the user's callbacks, then the checkpoint.
-    hooks: list[Callback] = [HistoryWriter(), EarlyStopping(config.early_stopping_patience), *user, saver]
+    hooks: list[Callback] = [HistoryWriter(), EarlyStopping(config.early_stopping_patience), *user, *reporters,
+                             saver]  # fmt: skip
+    every_steps = config.checkpoint_every_steps
 
     def record(epoch: float, train_loss: float | None, t0: float) -> dict[str, Any]:
         rec: dict[str, Any] = {"epoch": epoch, "step": ctx.state.step, "train_loss": train_loss}
@@ -218,68 +238,139 @@ def fit(
         model.train()
         return rec
 
-    if not (resume and run_path is not None and _restore(ctx, run_path / CHECKPOINT_NAME, saver)):
-        if run_path is not None:
-            run_path.mkdir(parents=True, exist_ok=True)
-        record(0.0, None, time.perf_counter())
-    ctx.steps_per_epoch = data.n_batches()
-    if config.lr_schedule != "constant" and ctx.steps_per_epoch is None:
-        raise ValueError(
-            f"lr_schedule {config.lr_schedule!r} needs the number of steps per epoch; this loader has no length"
-        )
-    for group in optimizer.param_groups:  # the schedule's reference; saved with the optimiser's state
-        group.setdefault("initial_lr", group["lr"])
-    for cb in hooks:
-        cb.on_train_begin(model, ctx)
-    state = ctx.state
-    try:
-        model.train()
-        while state.epoch < config.epochs and not state.stopped_early:
-            t0 = time.perf_counter()
-            order = data.index_batches(generator)
-            n_batches = len(order) if order is not None else data.n_batches()
-            eval_at = {max(1, min(n_batches - 1, round(f * n_batches))) for f in config.eval_fractions}
-            loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-            bar = tqdm(data.epoch(order), total=n_batches, desc=f"epoch {state.epoch + 1}/{config.epochs}",
-                       leave=False, disable=None if progress else True)  # fmt: skip
-            for i, (x, y) in enumerate(bar, start=1):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss, scored = task_loss(model(x), y)
-                if not torch.isfinite(loss):
-                    raise ctx.non_finite(
-                        f"training loss became {loss.item()}", state.epoch + 1, state.step + 1
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for cb in hooks:
-                    cb.on_after_backward(model, ctx)
-                if config.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                if config.lr_schedule != "constant":
-                    factor = config.lr_factor(state.step, config.epochs * (ctx.steps_per_epoch or 0))
-                    for group in optimizer.param_groups:
-                        group["lr"] = group["initial_lr"] * factor
-                optimizer.step()  # re-imposes the mask and Dale's law (step post-hook)
-                state.step += 1
-                loss_sum += loss.detach() * scored
-                seen += scored
-                ctx.batch = (x, y)
-                for cb in hooks:
-                    cb.on_step_end(model, ctx)
-                ctx.batch = None
-                if i in eval_at and i < (n_batches or 0):
-                    record(state.epoch + i / n_batches, None, t0)
-            state.epoch += 1
-            state.elapsed_s = record(float(state.epoch), float(loss_sum) / max(seen, 1), t0)["elapsed_s"]
-            for cb in hooks:
-                cb.on_epoch_end(model, ctx)
-    finally:
+    def stop_if_signalled(catcher: StopSignals) -> None:
+        """After a signal: checkpoint here (unless just written) and stop with TrainingInterrupted."""
+        if catcher.signum is None:
+            return
+        st = ctx.state
+        if run_path is not None and saver.saved_at != (st.epoch, st.epoch_step, st.step):
+            saver.save(ctx)
+        requeue = None
+        if config.requeue and catcher.signum in REQUEUE_SIGNALS:
+            requeue = requeue_slurm_job()
+        raise TrainingInterrupted(
+            catcher.name or str(catcher.signum), catcher.signum, epoch=st.epoch + (1 if st.epoch_step else 0),
+            step=st.step, checkpoint=run_path / CHECKPOINT_NAME if run_path is not None else None,
+            run_dir=run_path, requeue=requeue,
+        )  # fmt: skip
+
+    with StopSignals() as catcher:
+        if not (resume and run_path is not None and _restore(ctx, run_path / CHECKPOINT_NAME, saver)):
+            if run_path is not None:
+                run_path.mkdir(parents=True, exist_ok=True)
+            record(0.0, None, time.perf_counter())
+        ctx.steps_per_epoch = data.n_batches()
+        if config.lr_schedule != "constant" and ctx.steps_per_epoch is None:
+            raise ValueError(
+                f"lr_schedule {config.lr_schedule!r} needs the number of steps per epoch; this loader has no "
+                "length"
+            )
+        for group in optimizer.param_groups:  # the schedule's reference; saved with the optimiser's state
+            group.setdefault("initial_lr", group["lr"])
         for cb in hooks:
-            cb.on_train_end(model, ctx)
-    if config.epochs == 0 or (run_path is not None and not (run_path / CHECKPOINT_NAME).exists()):
-        saver.save(ctx)
+            cb.on_train_begin(model, ctx)
+        state = ctx.state
+        try:
+            model.train()
+            while state.epoch < config.epochs and not state.stopped_early:
+                saver.begin_epoch()
+                stop_if_signalled(catcher)  # a signal during the evaluation before this epoch
+                t0 = time.perf_counter()
+                order = data.index_batches(generator)
+                n_batches = len(order) if order is not None else data.n_batches()
+                eval_at = {max(1, min(n_batches - 1, round(f * n_batches))) for f in config.eval_fractions}
+                # A resume within the epoch: the batches already done are skipped, the running loss restored.
+                done = state.epoch_step
+                loss_sum = torch.tensor(state.epoch_loss_sum, dtype=torch.float64, device=device)
+                seen = state.epoch_scored
+                remaining = _remaining_batches(data, order, done, saver.epoch_start)
+                bar = tqdm(remaining, total=n_batches, initial=done, desc=f"epoch {state.epoch + 1}/{config.epochs}",
+                           leave=False, disable=None if progress else True)  # fmt: skip
+                try:
+                    for i, (x, y) in enumerate(bar, start=done + 1):
+                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                        loss, scored = task_loss(model(x), y)
+                        if not torch.isfinite(loss):
+                            raise ctx.non_finite(
+                                f"training loss became {loss.item()}", state.epoch + 1, state.step + 1
+                            )
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        for cb in hooks:
+                            cb.on_after_backward(model, ctx)
+                        if config.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                        if config.lr_schedule != "constant":
+                            factor = config.lr_factor(state.step, config.epochs * (ctx.steps_per_epoch or 0))
+                            for group in optimizer.param_groups:
+                                group["lr"] = group["initial_lr"] * factor
+                        optimizer.step()  # re-imposes the mask and Dale's law (step post-hook)
+                        state.step += 1
+                        state.epoch_step = i
+                        loss_sum += loss.detach() * scored
+                        seen += scored
+                        ctx.batch, ctx.loss = (x, y), loss.detach()
+                        for cb in hooks:
+                            cb.on_step_end(model, ctx)
+                        ctx.batch = ctx.loss = None
+                        if i in eval_at and i < (n_batches or 0):
+                            record(state.epoch + i / n_batches, None, t0)
+                        # The step boundary: a checkpoint within the epoch on a signal or every N steps
+                        # (not at the epoch's last step, whose checkpoint comes with the epoch's end).
+                        due = every_steps is not None and state.step % every_steps == 0 and i != n_batches
+                        if run_path is not None and (due or catcher.signum is not None):
+                            state.epoch_loss_sum, state.epoch_scored = float(loss_sum), seen
+                            now = time.perf_counter()
+                            state.elapsed_s, t0 = state.elapsed_s + (now - t0), now
+                            saver.save(ctx)
+                        stop_if_signalled(catcher)
+                finally:
+                    bar.close()
+                state.epoch += 1
+                state.epoch_step, state.epoch_loss_sum, state.epoch_scored = 0, 0.0, 0
+                state.elapsed_s = record(float(state.epoch), float(loss_sum) / max(seen, 1), t0)["elapsed_s"]
+                for cb in hooks:
+                    cb.on_epoch_end(model, ctx)
+            stop_if_signalled(catcher)  # a signal during the last evaluation: its checkpoint is written
+        finally:
+            for cb in hooks:
+                cb.on_train_end(model, ctx)
+        if config.epochs == 0 or (run_path is not None and not (run_path / CHECKPOINT_NAME).exists()):
+            saver.save(ctx)
     model.eval()
     return state
+
+
+def _is_terminal() -> bool:
+    """Whether progress bars would show: stderr (tqdm's stream) is a terminal."""
+    stream = sys.stderr
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+def _remaining_batches(
+    data: Batches, order: list[torch.Tensor] | None, done: int, epoch_start: dict[str, Any] | None
+) -> Any:
+    """The epoch's batches after the first ``done`` (a resume within an epoch): index sets are sliced; a
+    loader is iterated past them from torch's global random state at the epoch's start (what a loader without
+    a generator of its own draws its order from when iterated), after which the current state is put back."""
+    if not done:
+        return data.epoch(order)
+    if order is not None:
+        return data.epoch(order[done:])
+    batches_left = data.epoch(None)
+    current = torch.get_rng_state()
+    if epoch_start is not None and epoch_start.get("torch_rng_state") is not None:
+        torch.set_rng_state(epoch_start["torch_rng_state"])
+    try:
+        for _ in range(done):
+            if next(batches_left, None) is None:
+                break
+    finally:
+        torch.set_rng_state(current)
+    return batches_left
 
 
 def _batches(model: nn.Module, data: Any, batch_size: int, what: str) -> Batches:
@@ -303,16 +394,21 @@ def _restore(ctx: TrainContext, path: Path, saver: Checkpointer) -> bool:
     saver.restore_callbacks(ckpt)
     HistoryWriter().on_evaluation(ctx.model, ctx, {})  # drop evaluations made after the checkpoint
     ctx.last_good.update(path=path, epoch=ctx.state.epoch)
-    log.info("resumed %s at epoch %d (step %d)", path, ctx.state.epoch, ctx.state.step)
+    saver.saved_at = (ctx.state.epoch, ctx.state.epoch_step, ctx.state.step)
+    within = (
+        f", {ctx.state.epoch_step} steps into epoch {ctx.state.epoch + 1}" if ctx.state.epoch_step else ""
+    )
+    log.info("resumed %s at epoch %d (step %d%s)", path, ctx.state.epoch, ctx.state.step, within)
     return True
 
 
 def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    """A run may only be resumed with the settings it started with (more epochs are allowed)."""
+    """A run may only be resumed with the settings it started with (more epochs are allowed, and the settings of
+    :data:`~cortexnet.training.config.RESUMABLE_CHANGES`, which do not change what is computed)."""
     # Fields added after a checkpoint was written count as their defaults (e.g. lr_schedule = "constant").
     saved = {**dataclasses.asdict(TrainConfig()), **dict(ckpt.get("train_config") or {})}
     now = dataclasses.asdict(config)
-    for key in ("epochs", "device"):
+    for key in RESUMABLE_CHANGES:
         saved.pop(key, None)
         now.pop(key, None)
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -13,7 +14,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,47 @@ class RunFolderInUse(OutputError):
 CREATED_FOLDERS: list[Path] = []
 #: The run-folder locks this process holds (resolved folder → open lock file), in the order taken.
 HELD_LOCKS: dict[Path, Any] = {}
+#: For a created folder of :data:`CREATED_FOLDERS` that was made with missing parents (``--run-dir a/b/run``):
+#: those parents, innermost first; removed with it when they are left empty.
+CREATED_PARENTS: dict[Path, list[Path]] = {}
+
+
+def _flock(folder: Path, what: str) -> Any:
+    """Take the advisory lock ``folder/.lock`` (``flock``, not blocking) and return its open file (closing it
+    releases the lock), or None where ``flock`` does not exist (Windows). Raises :class:`RunFolderInUse`
+    naming ``what`` and the holder when another process has it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fh = open(folder / LOCK_NAME, "a+")  # held open: the lock lives as long as the file
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RunFolderInUse(
+            f"{what} is in use by {holder}; wait until it finishes (or stop it), then --resume"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()} on {platform.node()}")
+    fh.flush()
+    return fh
+
+
+@contextlib.contextmanager
+def member_lock(member: Path) -> Iterator[None]:
+    """Hold the lock of one member folder (made if absent) while it trains in a worker process or job: two
+    workers never train the same member, and neither needs the run folder's lock (which the parent holds)."""
+    member.mkdir(parents=True, exist_ok=True)
+    fh = _flock(member, f"member folder {member}")
+    try:
+        yield
+    finally:
+        if fh is not None:
+            fh.close()
 
 
 def release_locks(since: int = 0) -> None:
@@ -132,29 +174,50 @@ class RunFolder:
         folder is refused (:class:`RunFolderInUse`) instead of both writing it. Held by this process (taking it
         again is a no-op) until :func:`release_locks` or the process ends; the CLI releases it when a command
         returns. Where ``flock`` does not exist (Windows) the folder is not locked."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return self
         key = self.path.resolve()
         if key in HELD_LOCKS:
             return self
-        fh = open(key / LOCK_NAME, "a+")  # held open: the lock lives as long as the file
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunFolderInUse(
-                f"run folder {self.path} is in use by {holder}; wait until it finishes (or stop it), then --resume"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"process {os.getpid()} on {platform.node()}")
-        fh.flush()
-        HELD_LOCKS[key] = fh
+        fh = _flock(key, f"run folder {self.path}")
+        if fh is not None:
+            HELD_LOCKS[key] = fh
         return self
+
+    @classmethod
+    def create_at(cls, path: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
+        """Use the fixed folder ``path`` (``--run-dir``) as a new run folder: made (with its parents) when it is
+        absent, used as it is when it exists and is empty; ``config.json`` is written and the folder locked. The
+        folders made are recorded, so a failing command removes them again when they hold no finished work.
+        Raises :class:`OutputError` when the folder cannot be made or written, or is not empty."""
+        path = Path(path)
+        missing = [p for p in (path, *path.parents) if not p.exists()]  # innermost first
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            folder = cls(path).lock()  # first: a second command creating the same folder is refused
+            if any(p.name != LOCK_NAME for p in path.iterdir()):
+                raise OutputError(
+                    f"--run-dir {path} is not empty and holds no cortexnet run (no {CONFIG_NAME}); choose a new "
+                    "or empty folder"
+                )
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+            cls._write_config(path, experiment, config, stamp)
+        except OSError as exc:
+            for made in missing:
+                if made == path:
+                    shutil.rmtree(made, ignore_errors=True)
+                else:
+                    _rmdir(made)
+            raise OutputError(
+                f"cannot create the run folder {path}: {exc.strerror or exc}; choose another --run-dir"
+            ) from exc
+        CREATED_FOLDERS.append(path)
+        CREATED_PARENTS[path] = [p for p in missing if p != path]
+        return folder
+
+    @staticmethod
+    def _write_config(path: Path, experiment: str, config: dict[str, Any], stamp: str) -> None:
+        atomic_write_json(
+            path / CONFIG_NAME, {"experiment": experiment, "config": config, "created": stamp, **provenance()}
+        )
 
     @classmethod
     def create(cls, out: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
@@ -176,10 +239,7 @@ class RunFolder:
                     break
                 except FileExistsError:
                     continue
-            atomic_write_json(
-                path / CONFIG_NAME,
-                {"experiment": experiment, "config": config, "created": stamp, **provenance()},
-            )
+            cls._write_config(path, experiment, config, stamp)
         except OSError as exc:
             raise OutputError(
                 f"cannot create the run folder under {parent}: {exc.strerror or exc}; choose --out"
@@ -234,10 +294,30 @@ def discard_unfinished_folders(since: int = 0) -> list[Path]:
         path = CREATED_FOLDERS.pop()
         if not path.is_dir():
             continue
+        parents = CREATED_PARENTS.pop(path, [])
         if not ((path / SUMMARY_NAME).exists() or any(path.glob(f"members/*/{CHECKPOINT_NAME}"))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+            for parent in parents:  # innermost first; only while they are empty
+                if not _rmdir(parent):
+                    break
     return removed
+
+
+def _rmdir(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def keep_folder(path: Path) -> None:
+    """Take ``path`` off :data:`CREATED_FOLDERS`: a failing command leaves it (e.g. a run whose members failed,
+    to be retried with ``--resume``)."""
+    while path in CREATED_FOLDERS:
+        CREATED_FOLDERS.remove(path)
+    CREATED_PARENTS.pop(path, None)
 
 
 def _fmt(value: Any) -> str:
@@ -247,10 +327,12 @@ def _fmt(value: Any) -> str:
 class _MetricsSink(Callback):
     """Keeps the run folder's ``metrics.jsonl`` current after every evaluation of any member."""
 
-    def __init__(self, folder: RunFolder, done: list[dict[str, Any]], tags: dict[str, Any]) -> None:
-        self.folder, self.done, self.tags = folder, done, tags
+    def __init__(self, folder: RunFolder | None, done: list[dict[str, Any]], tags: dict[str, Any]) -> None:
+        self.folder, self.done, self.tags = folder, done, tags  # folder None: write nothing (a worker)
 
     def on_evaluation(self, model: nn.Module, ctx: Any, record: dict[str, Any]) -> None:
+        if self.folder is None:
+            return
         current = [{**self.tags, **r} for r in ctx.state.history]
         self.folder.write_metrics([*self.done, *current])
 
@@ -269,24 +351,24 @@ def train_member(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    write_metrics: bool = True,
 ) -> TrainState:
     """Build, train (or resume) and checkpoint one member of an experiment in ``folder/members/<label>``.
 
     A member whose checkpoint shows it finished is not trained again on resume. ``finished_records`` are the
     metrics of members already done (they stay in ``metrics.jsonl``); ``tags`` (e.g. density, seed) are added
-    to every metrics record of this member.
+    to every metrics record of this member. ``write_metrics=False`` (a worker process training members in
+    parallel): the run folder's ``metrics.jsonl`` is left to the parent, which writes it from every member.
     """
     member = folder.member_dir(label)
     ckpt_path = member / CHECKPOINT_NAME
     # "auto" sparse weights decide from their own shape with the run's batch size and device.
     hints = {"batch": train_config.batch_size, "device": resolve_device(train_config.device).type}
+    sink = _MetricsSink(folder if write_metrics else None, finished_records, tags)
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        st = TrainState(**ckpt["train_state"])
-        if st.epoch >= train_config.epochs or st.stopped_early:
-            # Not trained again: its callbacks get their saved state (behind the metrics sink, as in training),
-            # so what they recorded (dynamics, counts) is reported exactly as the finished run left it.
-            restore_callback_states([_MetricsSink(folder, finished_records, tags), *callbacks], ckpt)
+        st = _finished(ckpt, train_config, [sink, *callbacks])
+        if st is not None:
             return st
         # Rebuild with the hints of the first run (even on another --device), so every "auto" weight picks the
         # same backend and the saved optimiser state fits its parameters.
@@ -315,10 +397,55 @@ def train_member(
         val=splits.val,
         run_dir=member,
         resume=resume,
-        callbacks=[_MetricsSink(folder, finished_records, tags), *callbacks],
+        callbacks=[sink, *callbacks],
         meta=meta,
         progress=progress,
     )
+
+
+def _finished(
+    ckpt: dict[str, Any], train_config: TrainConfig, callbacks: list[Callback]
+) -> TrainState | None:
+    """The state of a member whose checkpoint shows it finished (all epochs, or stopped early), its callbacks
+    given their saved states; None when it has more to train."""
+    st = TrainState(**ckpt["train_state"])
+    if not (st.epoch >= train_config.epochs or st.stopped_early):
+        return None
+    # Not trained again: its callbacks get their saved state (behind the metrics sink, as in training), so what
+    # they recorded (dynamics, counts) is reported exactly as the finished run left it.
+    restore_callback_states(callbacks, ckpt)
+    return st
+
+
+def member_finished(folder: RunFolder, label: str, train_config: TrainConfig) -> bool:
+    """Whether member ``label`` of ``folder`` has a checkpoint showing it finished training with
+    ``train_config`` (all its epochs, or an early stop): a launcher does not start it again."""
+    path = folder.member_dir(label) / CHECKPOINT_NAME
+    if not path.exists():
+        return False
+    st = TrainState(**load_checkpoint(path)["train_state"])
+    return st.epoch >= train_config.epochs or st.stopped_early
+
+
+def collect_member(
+    folder: RunFolder,
+    label: str,
+    *,
+    train_config: TrainConfig,
+    tags: dict[str, Any],
+    callbacks: Sequence[Callback] = (),
+) -> TrainState:
+    """The final state of member ``label``, trained elsewhere (a worker process, a SLURM job) and finished, read
+    from its checkpoint; its ``callbacks`` (this process's copies) get the states the worker saved, exactly as
+    :func:`train_member` restores them for a member finished before a resume. Raises ``RuntimeError`` when
+    the checkpoint does not show it finished."""
+    ckpt = load_checkpoint(folder.member_dir(label) / CHECKPOINT_NAME)
+    st = _finished(ckpt, train_config, [_MetricsSink(None, [], tags), *callbacks])
+    if st is None:
+        raise RuntimeError(
+            f"member {label} has not finished training (its checkpoint is of an earlier epoch)"
+        )
+    return st
 
 
 def _backends(model: Any) -> dict[str, str]:
@@ -379,11 +506,21 @@ def train_members(
             callbacks=m.callbacks,
             progress=progress,
         )
-        results.records.extend({**m.tags, **r} for r in state.history)
-        run = {"seed": m.seed, **summarize(state.history)}
-        results.runs[m.label] = run
-        results.groups.setdefault(m.key, []).append(run)
-        log.info("%s: best test accuracy %s, final %s, delay %s", m.label, _fmt(run.get("best_test_acc")),
-                 _fmt(run.get("final_test_acc")), run.get("learning_delay"))  # fmt: skip
+        add_result(results, m, state, summarize)
     folder.write_metrics(results.records)
     return results
+
+
+def add_result(
+    results: RunResults,
+    m: Member,
+    state: TrainState,
+    summarize: Callable[[list[dict[str, Any]]], dict[str, Any]],
+) -> None:
+    """Add member ``m``'s evaluation records (with its tags) and its summary to ``results`` (in call order)."""
+    results.records.extend({**m.tags, **r} for r in state.history)
+    run = {"seed": m.seed, **summarize(state.history)}
+    results.runs[m.label] = run
+    results.groups.setdefault(m.key, []).append(run)
+    log.info("%s: best test accuracy %s, final %s, delay %s", m.label, _fmt(run.get("best_test_acc")),
+             _fmt(run.get("final_test_acc")), run.get("learning_delay"))  # fmt: skip
