@@ -24,7 +24,20 @@ def _create_temporary(path: Path) -> tuple[int, str]:
             continue
 
 
+#: False on the ranks of a data-parallel run other than rank 0: every result file is written by rank 0 alone
+#: (all ranks compute the same results), so the others' writes are skipped (:func:`disable_writes`).
+_WRITES_ENABLED = True
+
+
+def disable_writes() -> None:
+    """Make every atomic write of this process a no-op (the non-zero ranks of a data-parallel run)."""
+    global _WRITES_ENABLED
+    _WRITES_ENABLED = False
+
+
 def _atomic_write(path: Path, write) -> None:
+    if not _WRITES_ENABLED:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temporary(path)

@@ -57,6 +57,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prog = Path(sys.argv[0]).stem if argv is None else "cortexnet"
+    _join_data_parallel_run()
     # Run folders created and locks taken before this command are not its to remove or release.
     made, locked = len(CREATED_FOLDERS), len(HELD_LOCKS)
     try:
@@ -88,6 +89,21 @@ def run_cli(main: Callable[[list[str] | None], int], argv: Sequence[str] | None 
         return 1
     finally:
         release_locks(locked)
+
+
+def _join_data_parallel_run() -> None:
+    """Under ``torchrun`` (several ranks): join the process group; ranks other than 0 write no file and print
+    nothing (every rank computes the same results; rank 0 reports them)."""
+    from cortexnet.io import disable_writes
+    from cortexnet.training.distributed import distributed_env, init_group, rank
+
+    if not distributed_env():
+        return
+    init_group()
+    if rank() != 0:
+        disable_writes()
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from cortexnet.data import IGNORE_INDEX, Batches, batches, model_device, model_d
 from cortexnet.training.callbacks import Callback, Checkpointer, EarlyStopping, HistoryWriter
 from cortexnet.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from cortexnet.training.config import RESUMABLE_CHANGES, TrainConfig
+from cortexnet.training.distributed import DistributedContext, distributed_env
 from cortexnet.training.loggers import ProgressLog, logger_callbacks
 from cortexnet.training.signals import REQUEUE_SIGNALS, StopSignals, requeue_slurm_job
 from cortexnet.training.state import (
@@ -68,16 +69,19 @@ def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
     return logits, y
 
 
-def task_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(mean cross-entropy, number of scored targets)``: over the batch for class labels ``(B,)``, over the
-    scored steps (targets other than :data:`IGNORE_INDEX`, e.g. a task's response period) for per-step outputs
-    ``(B, T, C)`` with targets ``(B, T)``. A batch without scored steps has loss 0 (and no gradient)."""
-    if logits.dim() == 2 and y.dim() == 1:  # the paper's classification: exactly the loss it always was
+def task_loss(logits: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> tuple[torch.Tensor, int]:
+    """``(cross-entropy, number of scored targets)``: over the batch for class labels ``(B,)``, over the scored
+    steps (targets other than :data:`IGNORE_INDEX`, e.g. a task's response period) for per-step outputs
+    ``(B, T, C)`` with targets ``(B, T)``; the mean (``reduction="mean"``; a batch without scored steps has loss
+    0 and no gradient) or the sum (``"sum"``, what data-parallel ranks add up)."""
+    if (
+        reduction == "mean" and logits.dim() == 2 and y.dim() == 1
+    ):  # the paper's loss, exactly as it always was
         return F.cross_entropy(logits, y), len(y)
     scores, targets = _scores(logits, y)
     n = int((targets != IGNORE_INDEX).sum())
     total = F.cross_entropy(scores, targets, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / max(n, 1), n
+    return (total if reduction == "sum" else total / max(n, 1)), n
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,7 +206,15 @@ def fit(
             "early stopping needs a validation split (val_fraction > 0); it never uses the test set"
         )
     device = resolve_device(config.device)
+    dctx = None
+    if distributed_env():  # torchrun: one network, each rank a slice of every batch (training.distributed)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dctx = DistributedContext.from_env(device)
     model.to(device)
+    if dctx is not None:
+        dctx.check_identical(model)
     data = _batches(model, train, config.batch_size, "train")
     if config.eval_fractions and data.n_batches() is None:
         raise ValueError(
@@ -213,7 +225,9 @@ def fit(
     optimizer = optimizer or make_optimizer(model.parameters(), config)
     generator = torch.Generator().manual_seed(config.data_seed)
     run_path = Path(run_dir) if run_dir is not None else None
-    ctx = TrainContext(model, optimizer, TrainState(), device, config, run_path)
+    # Rank 0 alone writes (checkpoints, history); every rank reads a checkpoint to resume.
+    ctx = TrainContext(model, optimizer, TrainState(), device, config,
+                       run_path if dctx is None or dctx.is_main else None)  # fmt: skip
     user = list(callbacks)
     saver = Checkpointer(every=config.checkpoint_every, epochs=config.epochs, meta=meta or {},
                          data_generator=generator, data=data, callbacks=user)  # fmt: skip
@@ -289,13 +303,25 @@ def fit(
                 try:
                     for i, (x, y) in enumerate(bar, start=done + 1):
                         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        loss, scored = task_loss(model(x), y)
+                        if dctx is None:
+                            loss, scored = task_loss(model(x), y)
+                        else:  # this rank's slice; gradients summed over ranks, divided by the global count
+                            xl, yl = dctx.local_slice(x, y)
+                            total, mine = task_loss(model(xl), yl, reduction="sum")
+                            scored = int(dctx.total(mine))
+                            loss = torch.tensor(
+                                dctx.total(float(total.detach())) / max(scored, 1), device=device
+                            )
                         if not torch.isfinite(loss):
                             raise ctx.non_finite(
                                 f"training loss became {loss.item()}", state.epoch + 1, state.step + 1
                             )
                         optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                        if dctx is None:
+                            loss.backward()
+                        else:
+                            total.backward()
+                            dctx.reduce_gradients_(model, 1.0 / max(scored, 1))
                         for cb in hooks:
                             cb.on_after_backward(model, ctx)
                         if config.grad_clip is not None:

@@ -174,8 +174,10 @@ class RunFolder:
         folder is refused (:class:`RunFolderInUse`) instead of both writing it. Held by this process (taking it
         again is a no-op) until :func:`release_locks` or the process ends; the CLI releases it when a command
         returns. Where ``flock`` does not exist (Windows) the folder is not locked."""
+        from cortexnet.training.distributed import rank
+
         key = self.path.resolve()
-        if key in HELD_LOCKS:
+        if key in HELD_LOCKS or rank() != 0:  # data-parallel ranks: rank 0 holds the lock for all
             return self
         fh = _flock(key, f"run folder {self.path}")
         if fh is not None:
@@ -187,7 +189,14 @@ class RunFolder:
         """Use the fixed folder ``path`` (``--run-dir``) as a new run folder: made (with its parents) when it is
         absent, used as it is when it exists and is empty; ``config.json`` is written and the folder locked. The
         folders made are recorded, so a failing command removes them again when they hold no finished work.
-        Raises :class:`OutputError` when the folder cannot be made or written, or is not empty."""
+        Raises :class:`OutputError` when the folder cannot be made or written, or is not empty. In a
+        data-parallel run rank 0 makes it."""
+        from cortexnet.training.distributed import shared_from_rank0
+
+        return cls(shared_from_rank0(lambda: cls._create_at(path, experiment, config).path))
+
+    @classmethod
+    def _create_at(cls, path: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
         path = Path(path)
         missing = [p for p in (path, *path.parents) if not p.exists()]  # innermost first
         try:
@@ -225,8 +234,14 @@ class RunFolder:
 
         The name is claimed atomically (exclusive ``mkdir``): when another run of the same configuration took
         it in the same second, ``-2``, ``-3``, ... is appended. Raises :class:`OutputError` when the folder
-        cannot be created or written.
+        cannot be created or written. In a data-parallel run rank 0 makes it and every rank gets its path.
         """
+        from cortexnet.training.distributed import shared_from_rank0
+
+        return cls(shared_from_rank0(lambda: cls._create(out, experiment, config).path))
+
+    @classmethod
+    def _create(cls, out: str | os.PathLike, experiment: str, config: dict[str, Any]) -> RunFolder:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         parent = Path(out) / experiment
