@@ -357,3 +357,12 @@ def test_early_stopping_without_a_validation_split_is_refused_before_any_work(tm
     assert run_cli(dale.main, args) == 2
     assert "--early-stopping-patience needs a validation split" in capsys.readouterr().err
     assert not (out / "dale").exists()
+
+
+def test_mps_is_refused_in_one_line_where_it_does_not_exist(tmp_path, capsys):
+    if torch.backends.mps.is_available():  # pragma: no cover - an Apple machine
+        pytest.skip("MPS exists here")
+    out = tmp_path / "runs"
+    fails_with_one_line(
+        capsys, out, [*TINY, "--device", "mps", "--out", str(out)], "Apple's MPS is not available"
+    )

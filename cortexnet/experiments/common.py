@@ -191,7 +191,7 @@ class RunOptions:
         "key=value settings of --rewire (zeta=0.3 delta_t=100 end_fraction=0.75 grow_value=zero "
         "soft_removal=true sparsity_end=0.9 percolation=true early_stop=0.9 ...: cortexnet.rewiring.RewiringConfig)",
     )
-    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:K")
+    device: str = field("auto", "auto (CUDA when present), cpu, cuda, cuda:K or mps (Apple GPUs)")
     out: str = field("runs", "results root; the run is written to <out>/<experiment>/<timestamp>-<hash>/")
     resume: str | None = field(None, "continue the interrupted run in this folder")
     run_dir: str | None = field(

@@ -120,6 +120,6 @@ class TrainConfig:
         from cortexnet.training.loggers import check_loggers
 
         check_loggers(self.loggers)
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:K', got {self.device!r}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:K' or 'mps', got {self.device!r}")
         return self

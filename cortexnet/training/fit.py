@@ -85,7 +85,7 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean")
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" → CUDA when available, else CPU; otherwise ``torch.device(name)``, checked to exist (raises
+    """ "auto" → CUDA when available, else CPU; otherwise ``torch.device(name)`` (cpu, cuda, cuda:K, mps), checked to exist (raises
     ``ValueError`` naming the device and the fix). Cheap: it does not create a CUDA context."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,6 +93,10 @@ def resolve_device(name: str) -> torch.device:
         dev = torch.device(name)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:K") from exc
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(
+            f"device {name!r} requested but Apple's MPS is not available here; use --device cpu or auto"
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
