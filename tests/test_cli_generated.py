@@ -26,6 +26,7 @@ import cortexnet.training.runs as runs_mod
 from cortexnet.config import _unwrap
 from cortexnet.data import download
 from cortexnet.experiments import (
+    connectivity_sweep,
     dale,
     dst,
     g2g,
@@ -46,6 +47,11 @@ COMMANDS = {
         [*TINY_TRAINING, "--nodes", "16"],
     ),
     "g2g": (g2g.G2GExperimentConfig, g2g.main, TINY_TRAINING),
+    "connectivity_sweep": (
+        connectivity_sweep.ConnectivitySweepConfig,
+        connectivity_sweep.main,
+        [*TINY_TRAINING, "--nodes", "16"],
+    ),
     "topologies": (topologies.TopologiesConfig, topologies.main, TINY_TRAINING),
     "dst": (dst.DSTConfig, dst.main, TINY_TRAINING),
     "representations": (representations.ProbeConfig, representations.main, []),  # + --checkpoint (fixture)

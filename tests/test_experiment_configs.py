@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cortexnet.experiments.common import resolve_run_config
+from cortexnet.experiments.connectivity_sweep import ConnectivitySweepConfig
 from cortexnet.experiments.dale import DaleConfig
 from cortexnet.experiments.dst import DSTConfig
 from cortexnet.experiments.g2g import G2GExperimentConfig
@@ -16,13 +17,14 @@ from cortexnet.experiments.topologies import TopologiesConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "experiments"
 CLASSES = {
+    "connectivity_sweep": ConnectivitySweepConfig,
     "dale": DaleConfig,
     "dst": DSTConfig,
     "g2g": G2GExperimentConfig,
     "recurrent_vs_feedforward": RecurrentVsFeedforwardConfig,
     "topologies": TopologiesConfig,
 }
-PREFIX = re.compile(r"(dale|dst|g2g|recurrent_vs_feedforward|topologies)_")
+PREFIX = re.compile(r"(connectivity_sweep|dale|dst|g2g|recurrent_vs_feedforward|topologies)_")
 TOMLS = sorted(ROOT.glob("*.toml"))
 
 

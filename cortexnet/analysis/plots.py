@@ -1,153 +1,768 @@
-"""Figures (matplotlib, headless Agg backend): written as PNG files atomically."""
+"""Figures fit for a paper (matplotlib, headless): every plot function writes a PNG and an SVG atomically
+and returns the :class:`matplotlib.figure.Figure`, so that it can be restyled and saved again.
+
+Conventions shared by every figure:
+
+* curves are ``{label: (x, mean, sd)}`` or ``{label: (x, mean, sd, n)}``: ``n`` is how many runs (seeds) the
+  mean and SD are over; the SD is drawn as a shaded band and the legend says so ("band: ± SD over 3 seeds";
+  one seed: no band, "1 seed");
+* a label is a string, or a pair ``(colour_label, style_label)`` for two-factor designs (e.g. density ×
+  architecture): colour follows the first, line style the second, and the legend lists each factor once;
+* labels and panel titles pass through :func:`display_name`, so code names (``fc_same_params``,
+  ``feedforward``, ``p1``) appear as readable text;
+* many panels are laid out in a grid of at most three per row (:func:`grid_shape`), and panels showing the
+  same quantity share their y axis; epoch axes have integer ticks; accuracy plots can draw a dashed chance line;
+* histograms of several series in one panel use one set of bin edges for all of them;
+* p-values are printed with :func:`format_p` (``p < 1e-300`` rather than ``p = 0``).
+
+Figures are built as plain :class:`~matplotlib.figure.Figure` objects (no pyplot state: nothing to close, no
+display needed); in a notebook, ``display(fig)`` shows a returned figure.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from cortexnet.io import atomic_write_bytes
 
+#: Readable labels of the code names used by the experiments (models, architectures, topologies, rewiring
+#: rules, probe states). :func:`display_name` also reads member labels such as ``p0.1-inh0.115-seed0``.
+DISPLAY_NAMES: dict[str, str] = {
+    # architectures and models
+    "recurrent": "recurrent",
+    "feedforward": "feed-forward",
+    "feed_forward": "feed-forward",
+    "cortex_rnn": "cortex RNN",
+    "sparse_mlp": "sparse MLP",
+    "mlp": "MLP",
+    "g2gnet": "G2GNet",
+    # G2GNet's Table I
+    "g2g": "G2G",
+    "fc_same_params": "FC, same parameters",
+    "fc_same_width": "FC, same width",
+    "er_same_edges": "ER, same edges",
+    # topologies
+    "full": "FC",
+    "fc": "FC",
+    "er": "ER",
+    "erk": "ERK",
+    "bsw": "BSW",
+    "bsf": "BSF",
+    "brf": "BRF",
+    "dnm": "DNM",
+    "csti": "CSTI",
+    "snip": "SNIP",
+    "ramanujan": "Ramanujan",
+    # dynamic sparse training
+    "static": "static",
+    "dense": "dense",
+    "sparse": "sparse",
+    "sparse_to_dense": "sparse-to-dense",
+    "set": "SET",
+    "rigl": "RigL",
+    "hebbian": "Hebbian",
+    "cht": "CHT",
+    "chts": "CHTs",
+    "chtss": "CHTss",
+    "random": "random",
+    "magnitude": "magnitude",
+    "gradient": "gradient",
+    "ri": "RI",
+    "ch2_l3": "CH2-L3",
+    "ch2_l3n": "CH2-L3n",
+    "ch3_l3": "CH3-L3",
+    "ch3_l3n": "CH3-L3n",
+    # probes
+    "at_init": "at initialisation",
+    "after_training": "after training",
+    "daleon": "Dale on",
+    "daleoff": "Dale off",
+}
 
-def _figure(*args, **kwargs):
+_NUM = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
+_TOKENS: tuple[tuple[re.Pattern, Any], ...] = (
+    (re.compile(rf"^pinter{_NUM}$"), lambda v: f"p' = {v}"),
+    (re.compile(rf"^p{_NUM}$"), lambda v: f"p = {v}"),
+    (re.compile(r"^n(\d+)$"), lambda v: f"N = {int(v):,}"),
+    (re.compile(rf"^inh{_NUM}$"), lambda v: f"{100 * float(v):g} % inh."),
+    (re.compile(r"^seed(\d+)$"), lambda v: f"seed {v}"),
+)
+
+
+def _token(code: str) -> str | None:
+    if code in DISPLAY_NAMES:
+        return DISPLAY_NAMES[code]
+    for pattern, name in _TOKENS:
+        m = pattern.match(code)
+        if m:
+            return name(m.group(1))
+    if "+" in code:  # a removal+growth rewiring rule, e.g. magnitude+hebbian
+        parts = [_token(p) for p in code.split("+")]
+        if all(parts):
+            return " + ".join(parts)  # type: ignore[arg-type]
+    return None
+
+
+def display_name(code: Any) -> str:
+    """The readable label of a code name, for legends and titles.
+
+    Known names come from :data:`DISPLAY_NAMES` (``fc_same_params`` → "FC, same parameters", ``feedforward``
+    → "feed-forward", ``g2g`` → "G2G", ``sparse_to_dense`` → "sparse-to-dense", ``magnitude+hebbian`` →
+    "magnitude + Hebbian"); parameter tokens are spelled out (``p1`` → "p = 1", ``pinter0.5`` → "p' = 0.5",
+    ``n200`` → "N = 200", ``inh0.115`` → "11.5 % inh.", ``seed0`` → "seed 0"), and so are member labels made
+    of them (``p0.1-inh0.115-seed0`` → "p = 0.1, 11.5 % inh., seed 0"; a trailing `` @init`` becomes
+    " (at initialisation)"). Other text is returned unchanged (already readable), except that underscores
+    become spaces. A pair (two-factor label) is joined with ", ".
+    """
+    if isinstance(code, tuple):
+        return ", ".join(display_name(c) for c in code)
+    text = str(code)
+    suffix = ""
+    if text.endswith(" @init"):
+        text, suffix = text[: -len(" @init")], " (at initialisation)"
+    prefix = ""
+    m = re.match(r"^(\d+):(.+)$", text)  # "0:label", the representations probe's de-duplicated labels
+    if m:
+        prefix, text = f"{m.group(1)}: ", m.group(2)
+    name = _token(text)
+    if name is None and "-" in text:
+        parts = [_token(t) for t in text.split("-")]
+        if all(parts):
+            name = ", ".join(parts)  # type: ignore[arg-type]
+    if name is None:
+        name = text.replace("_", " ")
+    return prefix + name + suffix
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as printed in a figure: ``"p = 1.2e-05"``; ``"p < 1e-300"`` where it underflowed (a p-value of
+    exactly 0 is below what a float can hold, not zero); ``"p = n/a"`` for None or NaN."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p = n/a"
+    p = float(p)
+    if p < 1e-300:
+        return "p < 1e-300"
+    return f"p = {p:.2g}"
+
+
+def band_caption(counts: Sequence[int | None] | int | None, over: str = "seeds") -> str:
+    """What a figure's shaded band means: ``"band: ± SD over 3 seeds"``; ``"1 seed"`` when every curve has one
+    run (no band is drawn); ``"band: ± SD over 2–3 seeds"`` for mixed counts. ``over`` is the plural noun
+    (``"seeds"``, ``"dropout draws"``). Empty when no count is known."""
+    if isinstance(counts, int) or counts is None:
+        counts = [counts]
+    ns = sorted({int(n) for n in counts if n is not None})
+    singular = over[:-1] if over.endswith("s") else over
+    if not ns:
+        return ""
+    multi = [n for n in ns if n > 1]
+    if not multi:
+        return f"1 {singular}"
+    span = f"{multi[0]}" if multi[0] == multi[-1] else f"{multi[0]}–{multi[-1]}"
+    text = f"band: ± SD over {span} {over}"
+    if ns[0] == 1:
+        text += f" (1 {singular}: no band)"
+    return text
+
+
+def grid_shape(n_panels: int, max_cols: int = 3) -> tuple[int, int]:
+    """(rows, columns) of a grid for ``n_panels`` panels, at most ``max_cols`` per row (5 → (2, 3))."""
+    n = max(1, n_panels)
+    cols = min(n, max(1, max_cols))
+    return math.ceil(n / cols), cols
+
+
+# ---------------------------------------------------------------------------------------------- internals
+
+_LINESTYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # "--" is kept for the chance line
+_BAND_ALPHA = 0.2
+
+
+def _colours() -> list:
     import matplotlib
 
-    matplotlib.use("Agg", force=False)  # headless: no display needed
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(*args, **kwargs)
+    return list(matplotlib.colormaps["tab10"].colors)
 
 
-def _save(plt, fig, path: str | os.PathLike) -> None:
-    """Lay out, render to PNG in memory and write atomically (a figure on disk is complete or absent)."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+def _grid(n_panels: int, *, max_cols: int = 3, panel_size=(4.6, 3.5), sharey: bool = True, legend_rows: int = 0):
+    """A figure with ``n_panels`` axes in a grid (row-major; unused cells removed) and shared y when asked."""
+    from matplotlib.figure import Figure
+
+    rows, cols = grid_shape(n_panels, max_cols)
+    height = panel_size[1] * rows + 0.25 * legend_rows + 0.4
+    fig = Figure(figsize=(panel_size[0] * cols, height), layout="constrained")
+    grid = fig.subplots(rows, cols, sharey=sharey, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[max(1, n_panels) :]:
+        fig.delaxes(ax)
+    axes = axes[: max(1, n_panels)]
+    if sharey:  # label only the first column; the others show the same scale
+        for i, ax in enumerate(axes):
+            if i % cols:
+                ax.tick_params(labelleft=False)
+    return fig, axes, cols
+
+
+def _integer_ticks(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _save(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Render ``fig`` once per format and write each file atomically (a figure on disk is complete or absent):
+    ``path`` with its suffix replaced by each format (``accuracy.png`` → accuracy.png and accuracy.svg).
+    SVGs are reproducible (fixed id salt, no date)."""
+    import matplotlib
+
+    path = Path(path)
+    written = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        target = path.with_suffix(f".{fmt}")
+        with matplotlib.rc_context({"svg.hashsalt": "cortexnet"}):
+            fig.savefig(buf, format=fmt, dpi=150, metadata={"Date": None} if fmt in ("svg", "pdf") else None)
+        atomic_write_bytes(target, buf.getvalue())
+        written.append(target)
+    return written
+
+
+def _split(spec) -> tuple[Sequence, Sequence, Sequence, int | None]:
+    if len(spec) == 4:
+        x, mean, sd, n = spec
+    elif len(spec) == 3:
+        (x, mean, sd), n = spec, None
+    else:
+        raise ValueError(f"a curve is (x, mean, sd) or (x, mean, sd, n), got {len(spec)} items")
+    if sd is None:
+        sd = [None] * len(mean)
+    if not (len(x) == len(mean) == len(sd)):
+        raise ValueError(f"a curve's x, mean and sd need one value each, got {len(x)}, {len(mean)}, {len(sd)}")
+    return x, mean, sd, None if n is None else int(n)
+
+
+class _Styles:
+    """Colours and line styles assigned by label across the whole figure (the same label, the same look)."""
+
+    def __init__(self) -> None:
+        self.colour: dict[Any, Any] = {}
+        self.style: dict[Any, Any] = {}
+        self.two_factor = False
+        self._palette = _colours()
+
+    def of(self, label) -> tuple[Any, Any]:
+        if isinstance(label, tuple):
+            if len(label) != 2:
+                raise ValueError(f"a two-factor curve label is (colour_label, style_label), got {label!r}")
+            self.two_factor = True
+            c, s = label
+        else:
+            c, s = label, None
+        if c not in self.colour:
+            self.colour[c] = self._palette[len(self.colour) % len(self._palette)]
+        if s is not None and s not in self.style:
+            self.style[s] = _LINESTYLES[len(self.style) % len(_LINESTYLES)]
+        return self.colour[c], self.style.get(s, "-")
+
+    def legend_entries(self, labels) -> list[tuple[Any, str]]:
+        """(handle, text) pairs for ``labels``: one per curve, or one per factor level for pairs."""
+        from matplotlib.lines import Line2D
+
+        out = []
+        labels = list(labels)
+        if not any(isinstance(lab, tuple) for lab in labels):
+            for lab in labels:
+                colour, style = self.of(lab)
+                out.append((Line2D([], [], color=colour, linestyle=style, marker="o", ms=3), display_name(lab)))
+            return out
+        colours = list(dict.fromkeys(lab[0] for lab in labels))
+        styles = list(dict.fromkeys(lab[1] for lab in labels))
+        for c in colours:
+            out.append((Line2D([], [], color=self.colour[c], linewidth=2.5), display_name(c)))
+        for s in styles:
+            out.append((Line2D([], [], color="0.2", linestyle=self.style[s]), display_name(s)))
+        return out
+
+
+def _draw_curves(ax, curves: Mapping, styles: _Styles, *, scale: float = 1.0, log_y: bool = False) -> list:
+    """Lines with ±SD bands; returns the seed counts of the curves (for the band caption)."""
+    counts = []
+    for label, spec in curves.items():
+        x, mean, sd, n = _split(spec)
+        colour, style = styles.of(label)
+        pts = [(a, scale * m, None if s is None else scale * s) for a, m, s in zip(x, mean, sd, strict=True)
+               if m is not None]  # fmt: skip
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        ax.plot(xs, [p[1] for p in pts], color=colour, linestyle=style, marker="o", ms=3, linewidth=1.5)
+        band = [(a, m - s, m + s, m) for a, m, s in pts if s is not None and (n is None or n > 1)]
+        if band:
+            # a band reaching zero or below would vanish on a log axis: clip it at a tenth of the mean
+            lo = [max(b[1], 0.1 * b[3]) if log_y else b[1] for b in band]
+            ax.fill_between([b[0] for b in band], lo, [b[2] for b in band], color=colour, alpha=_BAND_ALPHA,
+                            linewidth=0)  # fmt: skip
+        counts.append(n if n is not None else (None if all(p[2] is None for p in pts) else -1))
+    return counts
+
+
+def _extra_entries(counts: Sequence, over: str, *, seeds: int | None, chance: bool) -> list[tuple[Any, str]]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    out = []
+    if chance:
+        out.append((Line2D([], [], color="0.4", linestyle="--", linewidth=1), "chance"))
+    known = [seeds if c == -1 or c is None else c for c in counts]
+    if any(c == -1 for c in counts) and seeds is None:
+        out.append((Patch(color="0.5", alpha=_BAND_ALPHA + 0.1), "band: ± SD"))
+        return out
+    text = band_caption(known, over)
+    if text.startswith("band"):
+        out.append((Patch(color="0.5", alpha=_BAND_ALPHA + 0.1), text))
+    elif text:
+        out.append((Line2D([], [], linestyle="none"), text))
+    return out
+
+
+def _legend(target, entries: list[tuple[Any, str]], *, below: bool, **kwargs):
+    if not entries:
+        return None
+    handles, texts = zip(*entries, strict=True)
+    if below:
+        return target.legend(handles, texts, loc="outside lower center", ncols=min(len(entries), 4),
+                             fontsize="small", frameon=False, **kwargs)  # fmt: skip
+    return target.legend(handles, texts, fontsize="small", **kwargs)
+
+
+def _chance_line(ax, chance: float | None, scale: float) -> None:
+    if chance is not None:
+        ax.axhline(scale * chance, color="0.4", linestyle="--", linewidth=1, zorder=0.5)
+
+
+# ----------------------------------------------------------------------------------------- curve figures
 
 
 def plot_accuracy_curves(
     path: str | os.PathLike,
-    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
+    panels: Mapping[str, Mapping[Any, Sequence]],
     *,
     chance: float | None = None,
     title: str = "",
-) -> None:
-    """Test accuracy against epoch: one panel per key of ``panels``, one line per curve label.
+    seeds: int | None = None,
+    band_over: str = "seeds",
+    max_cols: int = 3,
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """Test accuracy against epoch: one panel per key of ``panels`` (a grid, at most ``max_cols`` per row, all
+    sharing one y axis), one line per curve, integer epoch ticks.
 
     Args:
-        path: PNG file to write (atomically).
-        panels: ``{panel_title: {curve_label: (epochs, mean_accuracy, sd_accuracy)}}``, accuracies in [0, 1];
-            the SD is drawn as a shaded band (over seeds).
-        chance: draw a dashed chance line at this accuracy.
+        path: the figure file; written once per format of ``formats`` with the suffix replaced (``x.png`` →
+            ``x.png`` and ``x.svg``), each atomically.
+        panels: ``{panel_title: {curve_label: (epochs, mean, sd[, n])}}``, accuracies in [0, 1], ``n`` the
+            number of seeds behind mean and SD (drawn as a ± SD band; no band for one seed). A curve label is a
+            string or a pair ``(colour_label, style_label)`` (e.g. ``("p = 0.1", "recurrent")``: colour for
+            density, line style for architecture). Labels and titles go through :func:`display_name`.
+        chance: draw a dashed line labelled "chance" at this accuracy.
         title: figure title.
+        seeds: the seed count of curves given without ``n``.
+        band_over: what the band's SD is over (plural noun), for the legend.
+        max_cols: panels per row at most.
+        formats: file formats written (matplotlib names).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written; restyle it and save it again as you like
+        (``fig.savefig("x.pdf")``).
     """
-    plt, (fig, axes) = _figure(
-        1, max(1, len(panels)), figsize=(5.0 * max(1, len(panels)), 4.0), squeeze=False
-    )
-    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=False):
-        for label, (epochs, mean, sd) in curves.items():
-            pct = [100 * m for m in mean]
-            (line,) = ax.plot(epochs, pct, marker="o", ms=3, label=label)
-            lo = [
-                100 * (m - (s or 0.0)) for m, s in zip(mean, sd, strict=True)
-            ]  # SD None (one seed): no band
-            hi = [100 * (m + (s or 0.0)) for m, s in zip(mean, sd, strict=True)]
-            ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        if chance is not None:
-            ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    panels = dict(panels) or {"": {}}
+    labels = [tuple(curves) for curves in panels.values()]
+    shared_legend = len(panels) == 1 or all(set(lab) == set(labels[0]) for lab in labels)
+    styles = _Styles()
+    for curves in panels.values():  # colours in order of first appearance, identical in every panel
+        for label in curves:
+            styles.of(label)
+    all_labels = list(dict.fromkeys(lab for curves in panels.values() for lab in curves))
+    n_entries = len(styles.legend_entries(all_labels)) + 2
+    fig, axes, cols = _grid(len(panels), max_cols=max_cols, legend_rows=math.ceil(n_entries / 4) if shared_legend else 0)
+    counts: list = []
+    for i, (ax, (panel, curves)) in enumerate(zip(axes, panels.items(), strict=True)):
+        panel_counts = _draw_curves(ax, curves, styles, scale=100.0)
+        counts += panel_counts
+        _chance_line(ax, chance, 100.0)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(panel)
+        _integer_ticks(ax.xaxis)
+        if i % cols == 0:
+            ax.set_ylabel("test accuracy (%)")
+        ax.set_title(display_name(panel) if panel else "", fontsize="medium")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if not shared_legend:
+            entries = styles.legend_entries(curves) + _extra_entries(panel_counts, band_over, seeds=seeds,
+                                                                     chance=chance is not None)  # fmt: skip
+            _legend(ax, entries, below=False)
+    if shared_legend:
+        entries = styles.legend_entries(all_labels) + _extra_entries(counts, band_over, seeds=seeds,
+                                                                     chance=chance is not None)  # fmt: skip
+        _legend(fig, entries, below=True)
     if title:
         fig.suptitle(title)
-    _save(plt, fig, path)
+    _save(fig, path, formats)
+    return fig
 
 
-def _histograms_on(ax, samples, *, xlabel, title, bins, log_y, note) -> None:
+def plot_curves(
+    path: str | os.PathLike,
+    curves: Mapping[Any, Sequence],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    scale: float = 1.0,
+    chance: float | None = None,
+    seeds: int | None = None,
+    band_over: str = "seeds",
+    integer_x: bool = False,
+    log_x: bool = False,
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """One panel, one line per label with a ±SD band: ``{label: (x, mean, sd[, n])}`` (``n``: how many runs the
+    SD is over; labels as in :func:`plot_accuracy_curves`), values multiplied by ``scale``.
+
+    ``chance``: a dashed "chance" line at ``scale * chance`` (give it where y is an accuracy). ``integer_x``:
+    integer x ticks (epochs, node counts); ``log_x``: logarithmic x axis. ``seeds`` and ``band_over``: the
+    band's count and noun for curves without ``n``. Writes ``path`` once per format of ``formats`` (suffix
+    replaced), atomically.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
+    """
+    styles = _Styles()
+    n_entries = len(styles.legend_entries(list(curves))) + 2
+    fig, (ax,), _ = _grid(1, panel_size=(6.0, 4.0), legend_rows=math.ceil(n_entries / 4))
+    counts = _draw_curves(ax, curves, styles, scale=scale)
+    _chance_line(ax, chance, scale)
+    if log_x:
+        ax.set_xscale("log")
+    if integer_x and not log_x:
+        _integer_ticks(ax.xaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    entries = styles.legend_entries(list(curves)) + _extra_entries(counts, band_over, seeds=seeds,
+                                                                   chance=chance is not None)  # fmt: skip
+    _legend(fig, entries, below=True)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, formats)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- histograms
+
+
+def shared_bin_edges(samples: Mapping[Any, Sequence[float]] | Sequence, bins: int | Sequence[float] = 50):
+    """One set of bin edges for every series: ``bins`` edges as given, or ``bins`` equal bins spanning the
+    finite values of all series together. Returns a float64 array (length bins + 1)."""
+    import numpy as np
+
+    if not isinstance(bins, int):
+        return np.asarray(bins, dtype=float)
+    values = samples.values() if isinstance(samples, Mapping) else samples
+    arrays = [np.asarray(v, dtype=float).reshape(-1) for v in values]
+    pooled = np.concatenate(arrays) if arrays else np.zeros(0)
+    pooled = pooled[np.isfinite(pooled)]
+    if not pooled.size:
+        return np.linspace(0.0, 1.0, bins + 1)
+    return np.histogram_bin_edges(pooled, bins=bins)
+
+
+def _histograms_on(ax, samples, *, edges, stat: str, log_y: bool, styles: _Styles) -> None:
     import numpy as np
 
     for label, vals in samples.items():
-        arr = np.asarray(vals, dtype=float)
+        arr = np.asarray(vals, dtype=float).reshape(-1)
         arr = arr[np.isfinite(arr)]
-        if arr.size:
-            ax.hist(
-                arr,
-                bins=bins,
-                density=True,
-                histtype="stepfilled",
-                alpha=0.4,
-                label=f"{label} (n={arr.size})",
-            )
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
+        if not arr.size:
+            continue
+        colour, _ = styles.of(label)
+        text = f"{display_name(label)} (n = {arr.size:,})"
+        weights = None if stat != "fraction" else np.full(arr.size, 1.0 / arr.size)
+        density = stat == "density"
+        ax.hist(arr, bins=edges, weights=weights, density=density, histtype="bar", rwidth=1.0, alpha=0.35,
+                color=colour, label=text)  # fmt: skip
+        ax.hist(arr, bins=edges, weights=weights, density=density, histtype="step", color=colour, linewidth=1.2)
+    ax.set_ylabel({"density": "density", "fraction": "fraction", "count": "count"}[stat])
     if log_y:
         ax.set_yscale("log")
-    ax.set_title(title)
-    if note:
-        ax.text(0.98, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize="small")
-    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+
+
+def _check_stat(stat: str) -> None:
+    if stat not in ("density", "fraction", "count"):
+        raise ValueError(f"stat must be density, fraction or count, got {stat!r}")
 
 
 def plot_histograms(
     path: str | os.PathLike,
-    samples: dict[str, Sequence[float]],
+    samples: Mapping[Any, Sequence[float]],
     *,
     xlabel: str,
     title: str = "",
     bins: int | Sequence[float] = 50,
     log_y: bool = False,
     note: str = "",
-) -> None:
-    """Overlaid, density-normalised histograms, one per label (e.g. one per network); PNG written atomically."""
-    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
-    _histograms_on(ax, samples, xlabel=xlabel, title=title, bins=bins, log_y=log_y, note=note)
-    _save(plt, fig, path)
+    stat: str = "density",
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """Overlaid histograms, one per label (e.g. one per network), all on one set of bin edges
+    (:func:`shared_bin_edges`: ``bins`` edges, or that many equal bins over every series' finite values).
+
+    ``stat``: "density" (each integrates to 1), "fraction" (each sums to 1) or "count". ``note`` (e.g. a KS test
+    result, see :func:`format_p`) is printed under the title. Labels go through :func:`display_name`. Writes
+    ``path`` once per format of ``formats`` (suffix replaced), atomically.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
+    """
+    _check_stat(stat)
+    styles = _Styles()
+    fig, (ax,), _ = _grid(1, panel_size=(6.0, 4.0))
+    _histograms_on(ax, samples, edges=shared_bin_edges(samples, bins), stat=stat, log_y=log_y, styles=styles)
+    ax.set_xlabel(xlabel)
+    if note:
+        ax.set_title(note, fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, formats)
+    return fig
 
 
 def plot_histogram_panels(
     path: str | os.PathLike,
-    panels: dict[str, dict[str, Sequence[float]]],
+    panels: Mapping[str, Mapping[Any, Sequence[float]]],
     *,
     xlabel: str,
     title: str = "",
     bins: int | Sequence[float] = 50,
-) -> None:
-    """Side-by-side panels ``{panel_title: {label: values}}`` of overlaid histograms, each with its own x range
-    (e.g. E/I balance at initialisation and after training, whose scales differ by orders of magnitude)."""
-    n = max(1, len(panels))
-    plt, (fig, axes) = _figure(1, n, figsize=(5.5 * n, 4.0), squeeze=False)
-    for ax, (panel, samples) in zip(axes[0], panels.items(), strict=False):
-        _histograms_on(ax, samples, xlabel=xlabel, title=panel, bins=bins, log_y=False, note="")
+    stat: str = "fraction",
+    log_y: bool = False,
+    max_cols: int = 3,
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """Panels ``{panel_title: {label: values}}`` of overlaid histograms in a grid (at most ``max_cols`` per
+    row), each panel with its own x range (e.g. E/I balance at initialisation and after training, whose scales
+    differ by orders of magnitude) and one set of bin edges shared by all its series; the y axis is shared.
+
+    ``stat`` defaults to "fraction" (each series sums to 1), which stays comparable across panels of different
+    x ranges when they have the same number of bins. Writes ``path`` once per format of ``formats`` (suffix
+    replaced), atomically.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
+    """
+    _check_stat(stat)
+    panels = dict(panels) or {"": {}}
+    styles = _Styles()
+    fig, axes, cols = _grid(len(panels), max_cols=max_cols, panel_size=(5.0, 3.8))
+    for i, (ax, (panel, samples)) in enumerate(zip(axes, panels.items(), strict=True)):
+        _histograms_on(ax, samples, edges=shared_bin_edges(samples, bins), stat=stat, log_y=log_y, styles=styles)
+        ax.set_xlabel(xlabel)
+        ax.set_title(display_name(panel) if panel else "", fontsize="medium")
+        if i % cols:
+            ax.set_ylabel("")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    _save(plt, fig, path)
+    _save(fig, path, formats)
+    return fig
 
 
-def plot_curves(
+# ------------------------------------------------------------------------------------- training dynamics
+
+_GROUP_TITLES = {
+    "positive": "initially positive (excitatory) synapses",
+    "negative": "initially negative (inhibitory) synapses",
+    "zero": "initially zero synapses",
+}
+_TRANSITIONS = (
+    ("to_zero", "set to zero (net over the epoch)"),
+    ("from_zero", "regrown from zero (net)"),
+    ("weights_zeroed", "zeroed by the sign projection (≥ once)"),
+    ("flipped", "changed sign (net)"),
+)
+
+
+def _mean_sd(rows: Sequence[Sequence[float | None]]) -> tuple[list, list]:
+    import numpy as np
+
+    length = min(len(r) for r in rows)
+    mean, sd = [], []
+    for e in range(length):
+        vals = [r[e] for r in rows if r[e] is not None and np.isfinite(r[e])]
+        mean.append(float(np.mean(vals)) if vals else None)
+        sd.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+    return mean, sd
+
+
+def _transition(record: dict, group: str, key: str) -> float | None:
+    g = record.get(group) or {}
+    n = g.get("n") or 0
+    if not n:
+        return None
+    if key == "weights_zeroed":
+        v = (record.get("per_step") or {}).get(group, {}).get("weights_zeroed")
+    elif key == "flipped":
+        v = g.get("pos_to_neg", 0) + g.get("neg_to_pos", 0)
+    else:
+        v = g.get(key)
+    return None if v is None else 100.0 * v / n
+
+
+def plot_dynamics(
     path: str | os.PathLike,
-    curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    runs: Mapping[Any, Sequence[Mapping[str, Any]]],
     *,
-    xlabel: str,
-    ylabel: str,
     title: str = "",
-    scale: float = 1.0,
-) -> None:
-    """One line per label with a ±SD band: ``{label: (x, mean, sd)}``, values multiplied by ``scale``."""
-    plt, (fig, ax) = _figure(figsize=(6.0, 4.0))
-    for label, (x, mean, sd) in curves.items():
-        m = [scale * v for v in mean]
-        (line,) = ax.plot(x, m, marker="o", ms=3, label=label)
-        lo = [scale * (a - (b or 0.0)) for a, b in zip(mean, sd, strict=True)]  # SD None (one seed): no band
-        hi = [scale * (a + (b or 0.0)) for a, b in zip(mean, sd, strict=True)]
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """Training dynamics of the recurrent weights (paper Fig. 6E and S5A) from what
+    :class:`~cortexnet.analysis.GradientRecorder` and :class:`~cortexnet.analysis.SignTracker` record.
+
+    Args:
+        path: the figure file; written once per format of ``formats`` (suffix replaced), atomically.
+        runs: ``{configuration_label: [record, ...]}``, one record per seed, each the content of a member's
+            ``dynamics.json``: ``{"gradients": GradientRecorder.epochs, "sign_changes": SignTracker.epochs,
+            "log10_hist_edges": the histogram's bin edges}`` (edges missing: :data:`GRAD_BIN_EDGES`).
+        title: figure title.
+
+    Layout: top row — mean |∂L/∂W| per epoch (log scale, mean ± SD over seeds) and the distribution of log10
+    |∂L/∂W| in the first and the last recorded epoch (pooled over seeds, on the recorded bin edges; the share
+    of exact zeros, which a log axis cannot show, is in the legend; shared y); bottom row — per group of
+    synapses by sign at initialisation, the % of the group set to zero, regrown from zero, zeroed by the sign
+    (Dale) projection at least once, and (when any did) changed sign, per epoch (shared y). Colour is the
+    configuration, line style the transition.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    runs = {k: list(v) for k, v in runs.items() if v}
+    if not runs:
+        raise ValueError("plot_dynamics needs at least one configuration with a recorded run")
+    styles = _Styles()
+    for label in runs:
+        styles.of(label)
+    groups = [g for g in ("positive", "negative", "zero")
+              if any((r.get("sign_changes") or [{}])[0].get(g, {}).get("n") for rs in runs.values() for r in rs)]  # fmt: skip
+    fig = Figure(figsize=(14.0, 8.2), layout="constrained")
+    grid = fig.subplots(2, 3, squeeze=False)
+    # --- gradients
+    ax = grid[0][0]
+    counts = []
+    for label, rs in runs.items():
+        per_seed = [[e.get("mean_abs_grad") for e in r.get("gradients", [])] for r in rs]
+        epochs = [e["epoch"] for e in min((r.get("gradients", []) for r in rs), key=len)]
+        if not epochs:
+            continue
+        mean, sd = _mean_sd(per_seed)
+        counts += _draw_curves(ax, {label: (epochs, mean, sd, len(rs))}, styles, log_y=True)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    _integer_ticks(ax.xaxis)
+    ax.set_ylabel("mean |∂L/∂W| (recurrent)")
+    ax.set_title("gradient magnitude", fontsize="medium")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    _save(plt, fig, path)
+    n_epochs = min(len(r.get("gradients", [])) for rs in runs.values() for r in rs)
+    which = [0, n_epochs - 1] if n_epochs > 1 else [0] if n_epochs else []
+    hist_axes = [grid[0][1], grid[0][2]]
+    for ax, k in zip(hist_axes, which, strict=False):
+        for label, rs in runs.items():
+            first = rs[0]
+            edges = np.asarray(first.get("log10_hist_edges") or _default_edges(), dtype=float)
+            counts_k = np.sum([np.asarray(r["gradients"][k]["log10_hist_counts"], dtype=float) for r in rs], axis=0)
+            total = sum(r["gradients"][k].get("values_recorded", 0) for r in rs)
+            zeros = sum(r["gradients"][k].get("log10_hist_zeros", 0) for r in rs)
+            if not total:
+                continue
+            colour, _ = styles.of(label)
+            centres = 0.5 * (edges[:-1] + edges[1:])
+            frac = counts_k / total
+            text = f"{display_name(label)}: {100 * zeros / total:.0f} % exactly 0"
+            ax.hist(centres, bins=edges, weights=frac, histtype="bar", rwidth=1.0, alpha=0.35, color=colour,
+                    label=text)  # fmt: skip
+            ax.hist(centres, bins=edges, weights=frac, histtype="step", color=colour, linewidth=1.2)
+        epoch = runs[next(iter(runs))][0]["gradients"][k]["epoch"]
+        ax.set_title(f"|∂L/∂W| distribution, epoch {epoch}", fontsize="medium")
+        ax.set_xlabel("log10 |∂L/∂W|")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    hist_axes[0].set_ylabel("fraction of recorded gradients")
+    if len(which) > 1:
+        hist_axes[1].sharey(hist_axes[0])
+        hist_axes[1].tick_params(labelleft=False)
+    for ax in hist_axes[len(which) :]:
+        fig.delaxes(ax)
+    # --- sign changes
+    sign_axes = list(grid[1])
+    present = set()
+    for ax, group in zip(sign_axes, groups, strict=False):
+        for label, rs in runs.items():
+            records = [r.get("sign_changes", []) for r in rs]
+            epochs = [e["epoch"] for e in min(records, key=len)]
+            for key, _ in _TRANSITIONS:
+                per_seed = [[_transition(e, group, key) for e in rec] for rec in records]
+                if all(v is None for row in per_seed for v in row):
+                    continue
+                if key == "flipped" and not any(v for row in per_seed for v in row if v is not None):
+                    continue
+                present.add(key)
+                mean, sd = _mean_sd(per_seed)
+                counts += _draw_curves(ax, {(label, key): (epochs, mean, sd, len(rs))}, styles)
+        ax.set_title(_GROUP_TITLES[group], fontsize="medium")
+        ax.set_xlabel("epoch")
+        _integer_ticks(ax.xaxis)
+        ax.grid(alpha=0.3)
+    if groups:
+        sign_axes[0].set_ylabel("% of the group's synapses")
+        for ax in sign_axes[1 : len(groups)]:
+            ax.sharey(sign_axes[0])
+            ax.tick_params(labelleft=False)
+        from matplotlib.lines import Line2D
+
+        names = dict(_TRANSITIONS)
+        entries = [(Line2D([], [], color="0.2", linestyle=styles.style[k]), names[k]) for k, _ in _TRANSITIONS
+                   if k in present]  # fmt: skip
+        _legend(sign_axes[0], entries, below=False)
+    for ax in sign_axes[len(groups) :]:
+        fig.delaxes(ax)
+    colour_entries = [(_colour_handle(styles.colour[label]), display_name(label)) for label in runs]
+    _legend(fig, colour_entries + _extra_entries(counts, "seeds", seeds=None, chance=False), below=True)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, formats)
+    return fig
+
+
+def _colour_handle(colour):
+    """A legend handle: a thick line of one colour."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=colour, linewidth=2.5)
+
+
+def _default_edges():
+    from cortexnet.analysis.dynamics import GRAD_BIN_EDGES
+
+    return GRAD_BIN_EDGES
