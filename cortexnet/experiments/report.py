@@ -33,7 +33,15 @@ from cortexnet.experiments.paper import METRICS, PAPER, Direction, PaperEntry, S
 from cortexnet.io import atomic_write_bytes
 
 #: Experiments whose run folders the report can read.
-KNOWN_EXPERIMENTS = ("dale", "recurrent_vs_feedforward", "g2g", "topologies", "dst", "representations")
+KNOWN_EXPERIMENTS = (
+    "dale",
+    "recurrent_vs_feedforward",
+    "connectivity_sweep",
+    "g2g",
+    "topologies",
+    "dst",
+    "representations",
+)
 #: Digits shown per unit (ours; the paper's numbers are shown as written).
 DIGITS = {"%": 1, "nats": 3, "epochs": 1, "weights": 0}
 #: What the report's columns are (the Markdown legend).
@@ -476,13 +484,15 @@ def _density_rows(run: Run, sparse, dense, others, stat: Callable[[dict], Stat],
 
 def extract_rvf_single_epoch(run: Run, entry: PaperEntry) -> Comparison:
     """table_s1/s2/s3: the largest recurrent network, sparse vs dense, acc@1."""
-    confs = [c for c in run.summary["configurations"] if c["architecture"] == "recurrent"]
+    # recurrent_vs_feedforward: its recurrent rows; connectivity_sweep: its ReLU rows (the paper's Fig. 2 units)
+    confs = [c for c in run.summary["configurations"]
+             if c.get("architecture", "recurrent") == "recurrent" and c.get("activation", "relu") == "relu"]  # fmt: skip
     n = max(c["nodes"] for c in confs)
     sparse, dense, others = _by_density([c for c in confs if c["nodes"] == n])
     rows = _density_rows(run, sparse, dense, others, lambda c: accuracy(c["runs"], "acc@1"), "acc@1",
                          label=f"recurrent, N = {n:,}, ")  # fmt: skip
     actual = _setting(run, nodes=(n,), densities=tuple(c["density"] for c in (sparse, dense) if c), epochs=1,
-                      activation=run.config.get("activation"), dale=False)  # fmt: skip
+                      activation=run.config.get("activation", "relu"), dale=False)  # fmt: skip
     return finish(Comparison(entry, run, actual, rows, note=f"acc@1 ({METRICS['acc@1']})"))
 
 
@@ -786,6 +796,15 @@ def _rvf_recurrent(run: Run) -> bool:
     return "recurrent" in _cfg(run, "architectures", ()) and _has_sparse_and_dense(run)
 
 
+def _sweep_relu(run: Run) -> bool:
+    """A connectivity_sweep grid (not a weight budget) with ReLU units and both a sparse and the dense p."""
+    return (
+        "relu" in _cfg(run, "activations", ())
+        and _cfg(run, "weight_budget") is None
+        and _has_sparse_and_dense(run)
+    )
+
+
 def _limited(run: Run, cifar: bool) -> bool:
     return (
         _rvf_recurrent(run)
@@ -808,6 +827,10 @@ MATCHERS: tuple[Matcher, ...] = (
     Matcher("table_s3", "recurrent_vs_feedforward",
             lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s3" and _cfg(r, "n_per_class") is None,
             extract_rvf_single_epoch),
+    *(Matcher(table, "connectivity_sweep",
+              lambda r, t=table: _sweep_relu(r) and _rvf_dataset(r) == t and _cfg(r, "n_per_class") is None,
+              extract_rvf_single_epoch, ("heatmap.png", "accuracy.png"))
+      for table in ("table_s1", "table_s2", "table_s3")),
     Matcher("fig3a", "recurrent_vs_feedforward",
             lambda r: _has_sparse_and_dense(r) and _cfg(r, "n_per_class") is None, extract_rvf_fig3a),
     Matcher("fig4a", "recurrent_vs_feedforward", lambda r: _limited(r, cifar=False), extract_rvf_limited_data),
