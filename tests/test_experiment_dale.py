@@ -33,6 +33,7 @@ def test_writes_config_metrics_summary_plot_and_checkpoints(tmp_path, capsys):
         "metrics.jsonl",
         "summary.json",
         "accuracy.png",
+        "accuracy.svg",  # every figure also as SVG
         "members",
     }
     cfg = json.loads((run / "config.json").read_text())

@@ -37,7 +37,9 @@ def test_table_one_and_sweep_write_outputs_with_parameter_counts(tmp_path, capsy
         "metrics.jsonl",
         "summary.json",
         "accuracy.png",
+        "accuracy.svg",  # every figure also as SVG
         "sweep.png",
+        "sweep.svg",
         "members",
     }
     # 4 Table I rows + ER/G2G at p' = 0.05 (p' = 0.15 reuses the Table I members).

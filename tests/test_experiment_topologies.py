@@ -30,7 +30,7 @@ def test_writes_outputs_one_member_per_topology_and_recurrent_members(tmp_path, 
     assert run_cli(topo.main, args) == 0
     run = only_run(out)
     assert {p.name for p in run.iterdir()} == {
-        ".lock", "config.json", "metrics.jsonl", "summary.json", "accuracy.png", "members"}  # fmt: skip
+        ".lock", "config.json", "metrics.jsonl", "summary.json", "accuracy.png", "accuracy.svg", "members"}  # fmt: skip
     members = sorted(p.name for p in (run / "members").iterdir())
     assert members == [
         "mlp-dnm-seed0", "mlp-er-seed0", "mlp-full-seed0", "recurrent-dnm-daleon-seed0", "recurrent-er-daleon-seed0"

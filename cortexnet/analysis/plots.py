@@ -83,6 +83,9 @@ DISPLAY_NAMES: dict[str, str] = {
     "after_training": "after training",
     "daleon": "Dale on",
     "daleoff": "Dale off",
+    # activations
+    "relu": "ReLU",
+    "tanh": "tanh",
 }
 
 _NUM = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
@@ -184,13 +187,15 @@ _LINESTYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # "--" is 
 _BAND_ALPHA = 0.2
 
 
-def _colours() -> list:
+def _colours(n: int) -> list:
     import matplotlib
 
-    return list(matplotlib.colormaps["tab10"].colors)
+    return list(matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors)
 
 
-def _grid(n_panels: int, *, max_cols: int = 3, panel_size=(4.6, 3.5), sharey: bool = True, legend_rows: int = 0):
+def _grid(
+    n_panels: int, *, max_cols: int = 3, panel_size=(4.6, 3.5), sharey: bool = True, legend_rows: int = 0
+):
     """A figure with ``n_panels`` axes in a grid (row-major; unused cells removed) and shared y when asked."""
     from matplotlib.figure import Figure
 
@@ -233,18 +238,22 @@ def _save(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "svg"))
     return written
 
 
-def _split(spec) -> tuple[Sequence, Sequence, Sequence, int | None]:
+def _split(spec) -> tuple[list, list, list, list]:
+    """(x, mean, sd, n) of a curve, n per point (None where unknown)."""
     if len(spec) == 4:
         x, mean, sd, n = spec
     elif len(spec) == 3:
         (x, mean, sd), n = spec, None
     else:
         raise ValueError(f"a curve is (x, mean, sd) or (x, mean, sd, n), got {len(spec)} items")
-    if sd is None:
-        sd = [None] * len(mean)
-    if not (len(x) == len(mean) == len(sd)):
-        raise ValueError(f"a curve's x, mean and sd need one value each, got {len(x)}, {len(mean)}, {len(sd)}")
-    return x, mean, sd, None if n is None else int(n)
+    x, mean = list(x), list(mean)
+    sd = [None] * len(mean) if sd is None else list(sd)
+    ns = [n] * len(mean) if n is None or isinstance(n, int | float) else list(n)
+    if not (len(x) == len(mean) == len(sd) == len(ns)):
+        raise ValueError(
+            f"a curve's x, mean, sd (and n) need one value each, got {len(x)}, {len(mean)}, {len(sd)}, {len(ns)}"
+        )
+    return x, mean, sd, [None if v is None else int(v) for v in ns]
 
 
 class _Styles:
@@ -254,7 +263,7 @@ class _Styles:
         self.colour: dict[Any, Any] = {}
         self.style: dict[Any, Any] = {}
         self.two_factor = False
-        self._palette = _colours()
+        self._palette = _colours(10)
 
     def of(self, label) -> tuple[Any, Any]:
         if isinstance(label, tuple):
@@ -265,6 +274,9 @@ class _Styles:
         else:
             c, s = label, None
         if c not in self.colour:
+            if len(self.colour) == len(self._palette) == 10:  # an 11th colour: switch to 20 distinct ones
+                self._palette = _colours(20)
+                self.colour = {k: self._palette[i] for i, k in enumerate(self.colour)}
             self.colour[c] = self._palette[len(self.colour) % len(self._palette)]
         if s is not None and s not in self.style:
             self.style[s] = _LINESTYLES[len(self.style) % len(_LINESTYLES)]
@@ -279,7 +291,9 @@ class _Styles:
         if not any(isinstance(lab, tuple) for lab in labels):
             for lab in labels:
                 colour, style = self.of(lab)
-                out.append((Line2D([], [], color=colour, linestyle=style, marker="o", ms=3), display_name(lab)))
+                out.append(
+                    (Line2D([], [], color=colour, linestyle=style, marker="o", ms=3), display_name(lab))
+                )
             return out
         colours = list(dict.fromkeys(lab[0] for lab in labels))
         styles = list(dict.fromkeys(lab[1] for lab in labels))
@@ -291,24 +305,25 @@ class _Styles:
 
 
 def _draw_curves(ax, curves: Mapping, styles: _Styles, *, scale: float = 1.0, log_y: bool = False) -> list:
-    """Lines with ±SD bands; returns the seed counts of the curves (for the band caption)."""
+    """Lines with ±SD bands (where the SD is known and over more than one run); returns the run counts behind
+    the drawn points (-1: an SD over an unknown number of runs), for the band caption."""
     counts = []
     for label, spec in curves.items():
-        x, mean, sd, n = _split(spec)
+        x, mean, sd, ns = _split(spec)
         colour, style = styles.of(label)
-        pts = [(a, scale * m, None if s is None else scale * s) for a, m, s in zip(x, mean, sd, strict=True)
-               if m is not None]  # fmt: skip
+        pts = [(a, scale * m, None if s is None else scale * s, n)
+               for a, m, s, n in zip(x, mean, sd, ns, strict=True) if m is not None]  # fmt: skip
         if not pts:
             continue
-        xs = [p[0] for p in pts]
-        ax.plot(xs, [p[1] for p in pts], color=colour, linestyle=style, marker="o", ms=3, linewidth=1.5)
-        band = [(a, m - s, m + s, m) for a, m, s in pts if s is not None and (n is None or n > 1)]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, linestyle=style, marker="o", ms=3,
+                linewidth=1.5)  # fmt: skip
+        # a band reaching zero or below would vanish on a log axis: clip it there at a tenth of the mean
+        band = [(a, max(m - s, 0.1 * m) if log_y else m - s, m + s) for a, m, s, n in pts
+                if s is not None and (n is None or n > 1)]  # fmt: skip
         if band:
-            # a band reaching zero or below would vanish on a log axis: clip it at a tenth of the mean
-            lo = [max(b[1], 0.1 * b[3]) if log_y else b[1] for b in band]
-            ax.fill_between([b[0] for b in band], lo, [b[2] for b in band], color=colour, alpha=_BAND_ALPHA,
-                            linewidth=0)  # fmt: skip
-        counts.append(n if n is not None else (None if all(p[2] is None for p in pts) else -1))
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=colour,
+                            alpha=_BAND_ALPHA, linewidth=0)  # fmt: skip
+        counts += [n if n is not None else (-1 if s is not None else None) for _, _, s, n in pts]
     return counts
 
 
@@ -335,9 +350,12 @@ def _legend(target, entries: list[tuple[Any, str]], *, below: bool, **kwargs):
     if not entries:
         return None
     handles, texts = zip(*entries, strict=True)
-    if below:
-        return target.legend(handles, texts, loc="outside lower center", ncols=min(len(entries), 4),
-                             fontsize="small", frameon=False, **kwargs)  # fmt: skip
+    if below:  # as many columns as fit the figure's width (estimated from the longest text)
+        width = target.get_figwidth() * 0.95
+        per_entry = 0.55 + 0.068 * max(len(t) for t in texts)
+        ncols = max(1, min(len(entries), int(width // per_entry)))
+        return target.legend(handles, texts, loc="outside lower center", ncols=ncols, fontsize="small",
+                             frameon=False, **kwargs)  # fmt: skip
     return target.legend(handles, texts, fontsize="small", **kwargs)
 
 
@@ -382,15 +400,20 @@ def plot_accuracy_curves(
         (``fig.savefig("x.pdf")``).
     """
     panels = dict(panels) or {"": {}}
-    labels = [tuple(curves) for curves in panels.values()]
-    shared_legend = len(panels) == 1 or all(set(lab) == set(labels[0]) for lab in labels)
+    # One legend below the grid when every panel's curves are among those of its fullest panel (colours are
+    # assigned per label over the whole figure); otherwise a legend in each panel.
+    labels = [set(curves) for curves in panels.values()]
+    fullest = max(labels, key=len)
+    shared_legend = all(lab <= fullest for lab in labels)
     styles = _Styles()
     for curves in panels.values():  # colours in order of first appearance, identical in every panel
         for label in curves:
             styles.of(label)
     all_labels = list(dict.fromkeys(lab for curves in panels.values() for lab in curves))
     n_entries = len(styles.legend_entries(all_labels)) + 2
-    fig, axes, cols = _grid(len(panels), max_cols=max_cols, legend_rows=math.ceil(n_entries / 4) if shared_legend else 0)
+    fig, axes, cols = _grid(
+        len(panels), max_cols=max_cols, legend_rows=math.ceil(n_entries / 4) if shared_legend else 0
+    )
     counts: list = []
     for i, (ax, (panel, curves)) in enumerate(zip(axes, panels.items(), strict=True)):
         panel_counts = _draw_curves(ax, curves, styles, scale=100.0)
@@ -442,6 +465,8 @@ def plot_curves(
     Returns:
         The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
     """
+    import matplotlib.ticker
+
     styles = _Styles()
     n_entries = len(styles.legend_entries(list(curves))) + 2
     fig, (ax,), _ = _grid(1, panel_size=(6.0, 4.0), legend_rows=math.ceil(n_entries / 4))
@@ -449,6 +474,10 @@ def plot_curves(
     _chance_line(ax, chance, scale)
     if log_x:
         ax.set_xscale("log")
+        xs = sorted({float(v) for spec in curves.values() for v in _split(spec)[0]})
+        if 0 < len(xs) <= 10:  # label the values themselves, not only the decades
+            ax.set_xticks(xs, labels=[f"{v:,.0f}" if integer_x else f"{v:g}" for v in xs])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if integer_x and not log_x:
         _integer_ticks(ax.xaxis)
     ax.set_xlabel(xlabel)
@@ -468,7 +497,8 @@ def plot_curves(
 
 def shared_bin_edges(samples: Mapping[Any, Sequence[float]] | Sequence, bins: int | Sequence[float] = 50):
     """One set of bin edges for every series: ``bins`` edges as given, or ``bins`` equal bins spanning the
-    finite values of all series together. Returns a float64 array (length bins + 1)."""
+    finite values of all series together; values on a regular lattice of at most ``bins`` steps (fractions of a
+    small network's nodes) get one bin centred on each step instead. Returns a float64 array."""
     import numpy as np
 
     if not isinstance(bins, int):
@@ -479,6 +509,13 @@ def shared_bin_edges(samples: Mapping[Any, Sequence[float]] | Sequence, bins: in
     pooled = pooled[np.isfinite(pooled)]
     if not pooled.size:
         return np.linspace(0.0, 1.0, bins + 1)
+    unique = np.unique(pooled)
+    if 1 < unique.size <= bins:  # values on a lattice (e.g. % of 20 nodes): one bin centred on each step
+        step = float(np.min(np.diff(unique)))
+        ratios = (unique - unique[0]) / step
+        span = int(np.rint(ratios[-1]))
+        if span <= bins and np.allclose(ratios, np.round(ratios), atol=1e-6):
+            return unique[0] + step * (np.arange(span + 2) - 0.5)
     return np.histogram_bin_edges(pooled, bins=bins)
 
 
@@ -496,7 +533,9 @@ def _histograms_on(ax, samples, *, edges, stat: str, log_y: bool, styles: _Style
         density = stat == "density"
         ax.hist(arr, bins=edges, weights=weights, density=density, histtype="bar", rwidth=1.0, alpha=0.35,
                 color=colour, label=text)  # fmt: skip
-        ax.hist(arr, bins=edges, weights=weights, density=density, histtype="step", color=colour, linewidth=1.2)
+        ax.hist(
+            arr, bins=edges, weights=weights, density=density, histtype="step", color=colour, linewidth=1.2
+        )
     ax.set_ylabel({"density": "density", "fraction": "fraction", "count": "count"}[stat])
     if log_y:
         ax.set_yscale("log")
@@ -573,13 +612,86 @@ def plot_histogram_panels(
     styles = _Styles()
     fig, axes, cols = _grid(len(panels), max_cols=max_cols, panel_size=(5.0, 3.8))
     for i, (ax, (panel, samples)) in enumerate(zip(axes, panels.items(), strict=True)):
-        _histograms_on(ax, samples, edges=shared_bin_edges(samples, bins), stat=stat, log_y=log_y, styles=styles)
+        _histograms_on(
+            ax, samples, edges=shared_bin_edges(samples, bins), stat=stat, log_y=log_y, styles=styles
+        )
         ax.set_xlabel(xlabel)
         ax.set_title(display_name(panel) if panel else "", fontsize="medium")
         if i % cols:
             ax.set_ylabel("")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, formats)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- heat maps
+
+
+def plot_heatmap(
+    path: str | os.PathLike,
+    panels: Mapping[str, Any],
+    *,
+    x: Sequence[str],
+    y: Sequence[str],
+    xlabel: str,
+    ylabel: str,
+    value_label: str,
+    title: str = "",
+    value_format: str = "{:.1f}",
+    cmap: str = "viridis",
+    max_cols: int = 3,
+    formats: Sequence[str] = ("png", "svg"),
+):
+    """Heat maps ``{panel_title: values (len(y), len(x))}`` (e.g. accuracy over N × p, paper Fig. 2C) in a
+    grid of at most ``max_cols`` per row, on one colour scale with one colour bar (``value_label``); each cell
+    shows its value (``value_format``); NaN cells (not run, or no value) are grey and say "n/a". Rows follow
+    ``y`` top to bottom, columns ``x`` left to right; panels share both axes. Titles go through
+    :func:`display_name`. Writes ``path`` once per format of ``formats`` (suffix replaced), atomically.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`, already written, to restyle and save again.
+    """
+    import matplotlib
+    import numpy as np
+
+    arrays = {k: np.asarray(v, dtype=float) for k, v in panels.items()} or {
+        "": np.full((len(y), len(x)), np.nan)
+    }
+    for name, a in arrays.items():
+        if a.shape != (len(y), len(x)):
+            raise ValueError(
+                f"heat map {name!r} has shape {a.shape}, expected (len(y), len(x)) = {(len(y), len(x))}"
+            )
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays.values()])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="0.85")
+    norm = matplotlib.colors.Normalize(vmin, vmax)
+    fig, axes, cols = _grid(
+        len(arrays), max_cols=max_cols, panel_size=(0.9 * len(x) + 2.2, 0.6 * len(y) + 1.6)
+    )
+    image = None
+    for i, (ax, (name, a)) in enumerate(zip(axes, arrays.items(), strict=True)):
+        image = ax.imshow(np.ma.masked_invalid(a), cmap=colours, norm=norm, aspect="auto")
+        for r in range(a.shape[0]):
+            for c in range(a.shape[1]):
+                v = a[r, c]
+                text = "n/a" if not np.isfinite(v) else value_format.format(v)
+                dark = np.isfinite(v) and norm(v) < 0.5  # light text on the dark end of the colour map
+                ax.text(
+                    c, r, text, ha="center", va="center", fontsize="small", color="white" if dark else "black"
+                )
+        ax.set_xticks(range(len(x)), labels=list(x))
+        ax.set_yticks(range(len(y)), labels=list(y))
+        ax.set_xlabel(xlabel)
+        if i % cols == 0:
+            ax.set_ylabel(ylabel)
+        ax.set_title(display_name(name) if name else "", fontsize="medium")
+    fig.colorbar(image, ax=axes, label=value_label, shrink=0.9)
     if title:
         fig.suptitle(title)
     _save(fig, path, formats)
@@ -667,6 +779,14 @@ def plot_dynamics(
               if any((r.get("sign_changes") or [{}])[0].get(g, {}).get("n") for rs in runs.values() for r in rs)]  # fmt: skip
     fig = Figure(figsize=(14.0, 8.2), layout="constrained")
     grid = fig.subplots(2, 3, squeeze=False)
+    n_epochs = min(len(r.get("gradients", [])) for rs in runs.values() for r in rs)
+    which = [0, n_epochs - 1] if n_epochs > 1 else [0] if n_epochs else []
+    hist_axes, sign_axes = [grid[0][1], grid[0][2]], list(grid[1])
+    # panels of one quantity share y (set before drawing, so that the limits hold every panel's data)
+    for shared in (hist_axes[: len(which)], sign_axes[: len(groups)]):
+        for ax in shared[1:]:
+            ax.sharey(shared[0])
+            ax.tick_params(labelleft=False)
     # --- gradients
     ax = grid[0][0]
     counts = []
@@ -683,14 +803,15 @@ def plot_dynamics(
     ax.set_ylabel("mean |∂L/∂W| (recurrent)")
     ax.set_title("gradient magnitude", fontsize="medium")
     ax.grid(alpha=0.3)
-    n_epochs = min(len(r.get("gradients", [])) for rs in runs.values() for r in rs)
-    which = [0, n_epochs - 1] if n_epochs > 1 else [0] if n_epochs else []
-    hist_axes = [grid[0][1], grid[0][2]]
+    span: list[float] = []
     for ax, k in zip(hist_axes, which, strict=False):
         for label, rs in runs.items():
             first = rs[0]
-            edges = np.asarray(first.get("log10_hist_edges") or _default_edges(), dtype=float)
-            counts_k = np.sum([np.asarray(r["gradients"][k]["log10_hist_counts"], dtype=float) for r in rs], axis=0)
+            edges = first.get("log10_hist_edges")
+            edges = np.asarray(_default_edges() if edges is None else edges, dtype=float)
+            counts_k = np.sum(
+                [np.asarray(r["gradients"][k]["log10_hist_counts"], dtype=float) for r in rs], axis=0
+            )
             total = sum(r["gradients"][k].get("values_recorded", 0) for r in rs)
             zeros = sum(r["gradients"][k].get("log10_hist_zeros", 0) for r in rs)
             if not total:
@@ -698,6 +819,9 @@ def plot_dynamics(
             colour, _ = styles.of(label)
             centres = 0.5 * (edges[:-1] + edges[1:])
             frac = counts_k / total
+            nonzero = np.flatnonzero(counts_k)
+            if nonzero.size:
+                span += [float(edges[nonzero[0]]), float(edges[nonzero[-1] + 1])]
             text = f"{display_name(label)}: {100 * zeros / total:.0f} % exactly 0"
             ax.hist(centres, bins=edges, weights=frac, histtype="bar", rwidth=1.0, alpha=0.35, color=colour,
                     label=text)  # fmt: skip
@@ -709,13 +833,12 @@ def plot_dynamics(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     hist_axes[0].set_ylabel("fraction of recorded gradients")
-    if len(which) > 1:
-        hist_axes[1].sharey(hist_axes[0])
-        hist_axes[1].tick_params(labelleft=False)
+    if span:  # the recorded edges span 1e-14 ... 1: show the decades that hold gradients, and one more
+        for ax in hist_axes[: len(which)]:
+            ax.set_xlim(min(span) - 1.0, max(span) + 1.0)
     for ax in hist_axes[len(which) :]:
         fig.delaxes(ax)
     # --- sign changes
-    sign_axes = list(grid[1])
     present = set()
     for ax, group in zip(sign_axes, groups, strict=False):
         for label, rs in runs.items():
@@ -736,16 +859,18 @@ def plot_dynamics(
         ax.grid(alpha=0.3)
     if groups:
         sign_axes[0].set_ylabel("% of the group's synapses")
-        for ax in sign_axes[1 : len(groups)]:
-            ax.sharey(sign_axes[0])
-            ax.tick_params(labelleft=False)
         from matplotlib.lines import Line2D
 
         names = dict(_TRANSITIONS)
         entries = [(Line2D([], [], color="0.2", linestyle=styles.style[k]), names[k]) for k, _ in _TRANSITIONS
                    if k in present]  # fmt: skip
-        _legend(sign_axes[0], entries, below=False)
-    for ax in sign_axes[len(groups) :]:
+        if len(groups) < len(sign_axes):  # the legend of the line styles in the free cell
+            spare = sign_axes[len(groups)]
+            spare.axis("off")
+            _legend(spare, entries, below=False, loc="center left", title="line style")
+        else:
+            _legend(sign_axes[0], entries, below=False)
+    for ax in sign_axes[len(groups) + 1 if len(groups) else 0 :]:
         fig.delaxes(ax)
     colour_entries = [(_colour_handle(styles.colour[label]), display_name(label)) for label in runs]
     _legend(fig, colour_entries + _extra_entries(counts, "seeds", seeds=None, chance=False), below=True)

@@ -226,6 +226,7 @@ def _figures(
             list(range(len(agg["mean"]))),
             agg["mean"],
             agg["sd"],
+            c["aggregate"]["n_seeds"],
         )
     plot_accuracy_curves(folder.path / "accuracy.png", curves, chance=chance,
                          title=f"Learning curves ({config.dataset})")  # fmt: skip

@@ -12,8 +12,9 @@ a readout scored on the response period (``pip install "cortexnet[neurogym]"``):
     python -m cortexnet.experiments.dale --nodes 500 --dataset neurogym --dataset-options task=pdm \
         --dt 20 --tau 100 --noise-std 0.1
 
-Writes ``runs/dale/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png and one
-checkpoint per member; ``--resume <that folder>`` continues an interrupted run.
+Writes ``runs/dale/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png
+(every figure also as SVG), dynamics.png with ``--record-dynamics`` (and members/<label>/dynamics.json) and
+one checkpoint per member; ``--resume <that folder>`` continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from cortexnet.analysis import (
+    GRAD_BIN_EDGES,
     GradientRecorder,
     SignTracker,
     aggregate_runs,
     delay_vs_size,
-    plot_accuracy_curves,
-    plot_curves,
 )
+from cortexnet.analysis.plots import plot_accuracy_curves, plot_curves, plot_dynamics
 from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
@@ -200,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed in config.seeds
     ]
     results = run_members(config, folder, splits, dataset_spec, members, margin=config.delay_margin)
+    dynamics: dict[tuple, list[dict]] = {}
     if config.record_dynamics:
         for m in members:
-            results.runs[m.label]["dynamics"] = _dynamics(folder.member_dir(m.label), m.callbacks)
+            record = _dynamics_record(m.callbacks)
+            results.runs[m.label]["dynamics"] = _dynamics(folder.member_dir(m.label), record)
+            dynamics.setdefault(m.key, []).append(record)
     chance = chance_level(splits)
     configurations = [
         {"nodes": n, "density": p, "inhibitory_fraction": f, "runs": runs, "aggregate": aggregate_runs(runs)}
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         panel = (
             f"N = {c['nodes']:,}, " if sizes > 1 else ""
         ) + f"{100 * c['inhibitory_fraction']:g} % inhibitory"
-        panels.setdefault(panel, {})[f"p = {c['density']:g}"] = (epochs, agg["mean"], agg["sd"])
+        n_seeds = c["aggregate"]["n_seeds"]
+        panels.setdefault(panel, {})[f"p = {c['density']:g}"] = (epochs, agg["mean"], agg["sd"], n_seeds)
     sizes_text = ", ".join(f"{n:,}" for n in config.nodes)
     plot_accuracy_curves(
         folder.path / "accuracy.png",
@@ -244,17 +249,33 @@ def main(argv: list[str] | None = None) -> int:
         for row in summary["delay_vs_size"]:
             # sizes at which some seed learned (where none did there is no mean; summary.json counts them)
             points = [
-                (n, m, sd)
-                for n, m, sd in zip(row["nodes"], row["mean"], row["sd"], strict=True)
+                (n, m, sd, k - never)
+                for n, m, sd, k, never in zip(row["nodes"], row["mean"], row["sd"], row["seeds"],
+                                              row["never_learned"], strict=True)
                 if m is not None
-            ]
+            ]  # fmt: skip
             if points:
-                n, m, sd = (list(v) for v in zip(*points, strict=True))
-                curves[f"p = {row['density']:g}, {100 * row['inhibitory_fraction']:g} % inh."] = (n, m, sd)
+                n, m, sd, k = (list(v) for v in zip(*points, strict=True))
+                curves[f"p = {row['density']:g}, {100 * row['inhibitory_fraction']:g} % inh."] = (n, m, sd, k)
         plot_curves(folder.path / "delay_vs_size.png", curves, xlabel="nodes N", ylabel="learning delay (epochs)",
-                    title=f"Learning delay against size (Fig. 6C), {config.dataset}")  # fmt: skip
+                    title=f"Learning delay against size (Fig. 6C), {config.dataset}", integer_x=True,
+                    log_x=max(config.nodes) >= 10 * min(config.nodes))  # fmt: skip
+    if dynamics:
+        names = {key: _configuration_name(key, config) for key in dynamics}
+        plot_dynamics(folder.path / "dynamics.png", {names[key]: recs for key, recs in dynamics.items()},
+                      title=f"Recurrent weights during training (Fig. 6E, S5A), {config.dataset}")  # fmt: skip
     _print_table(summary)
     return 0
+
+
+def _configuration_name(key: tuple[int, float, float], config: DaleConfig) -> str:
+    """A readable label of a (nodes, density, inhibitory fraction) configuration, naming what varies."""
+    n, p, f = key
+    parts = [f"N = {n:,}"] if len(config.nodes) > 1 else []
+    parts.append(f"p = {p:g}")
+    if len(config.inhibitory_fractions) > 1:
+        parts.append(f"{100 * f:g} % inh.")
+    return ", ".join(parts)
 
 
 def _delay_vs_size(members: list[Member], results, chance: float, margin: float) -> list[dict]:
@@ -279,14 +300,25 @@ def _delay_vs_size(members: list[Member], results, chance: float, margin: float)
     return rows
 
 
-def _dynamics(member: Path, recorders: Sequence) -> dict:
-    """Per-epoch gradient and sign statistics of one member, written to ``dynamics.json`` beside its
-    checkpoint (a member finished before a resume has its recorders restored from that checkpoint)."""
+def _dynamics_record(recorders: Sequence) -> dict:
+    """Per-epoch gradient and sign statistics of one member (a member finished before a resume has its
+    recorders restored from its checkpoint), with the bin edges of the gradient histograms: the log10 |g|
+    histogram of epoch k is ``gradients[k]["log10_hist_counts"]`` on ``log10_hist_edges``."""
     grad = next(r for r in recorders if isinstance(r, GradientRecorder))
     sign = next(r for r in recorders if isinstance(r, SignTracker))  # (a rewiring callback may follow them)
-    out = {"gradients": grad.epochs, "sign_changes": sign.epochs}
-    atomic_write_json(member / "dynamics.json", out)
-    return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in grad.epochs], "sign_changes": sign.epochs}
+    return {
+        "gradients": grad.epochs,
+        "sign_changes": sign.epochs,
+        "log10_hist_edges": GRAD_BIN_EDGES.tolist(),
+    }
+
+
+def _dynamics(member: Path, record: dict) -> dict:
+    """Write one member's :func:`_dynamics_record` to ``dynamics.json`` beside its checkpoint; returns the
+    summary's part of it."""
+    atomic_write_json(member / "dynamics.json", record)
+    return {"mean_abs_grad_per_epoch": [e["mean_abs_grad"] for e in record["gradients"]],
+            "sign_changes": record["sign_changes"]}  # fmt: skip
 
 
 def _print_table(summary: dict) -> None:

@@ -19,8 +19,8 @@ Each rule of ``--rules`` trains the model of ``--model`` over ``--seeds``:
 
 Writes ``runs/dst/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json (per rule: final / best
 test accuracy mean ± SD, learning delay, the rewiring's updates, overlap and final synapse counts, and the
-paper's number where the setting matches), accuracy.png and one checkpoint per member; ``--resume`` continues
-(rewiring resumes identically).
+paper's number where the setting matches), accuracy.png (and .svg) and one checkpoint per member; ``--resume``
+continues (rewiring resumes identically).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
+from cortexnet.analysis import MeanSD, aggregate_runs
+from cortexnet.analysis.plots import display_name, plot_accuracy_curves
 from cortexnet.config import UsageError, field, parse_key_values
 from cortexnet.connectivity.g2g import GROUPINGS
 from cortexnet.data import chance_level
@@ -243,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         "paper": PAPER[config.model],
     }
     folder.write_summary(summary)
-    panels = {f"{config.model}, density {config.density:g}": {}}
+    panels = {f"{display_name(config.model)}, density {config.density:g}": {}}
     for (rule,), runs in results.groups.items():
         agg = aggregate_runs(runs)["test_acc_per_epoch"]
-        panels[next(iter(panels))][rule] = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"])
+        panels[next(iter(panels))][rule] = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"], len(runs))
     plot_accuracy_curves(folder.path / "accuracy.png", panels, chance=chance, title=f"DST, {config.dataset}")
     _print_table(summary)
     return 0

@@ -10,7 +10,8 @@ edge-matched ER at every value (Fig. 4A)::
     python -m cortexnet.experiments.g2g --config experiments/g2g_fig4a.toml --download   # the p' sweep
 
 Writes ``runs/g2g/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json (parameter counts beside
-Table I's), accuracy.png, sweep.png (with a sweep) and one checkpoint per member; ``--resume <folder>`` continues.
+Table I's), accuracy.png, sweep.png (with a sweep; each figure also as SVG) and one checkpoint per member;
+``--resume <folder>`` continues.
 The summary's ``parameters`` are the built models' :meth:`G2GNet.parameter_counts` (per seed in every run; mean
 and ``parameters_sd`` per row: with ``--no-exact-edges`` the masks' counts differ by seed), ``parameter_budget``
 the same counts computed from the configuration (expectations for Bernoulli masks).
@@ -23,7 +24,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves, plot_curves
+from cortexnet.analysis import MeanSD, aggregate_runs
+from cortexnet.analysis.plots import display_name, plot_accuracy_curves, plot_curves
 from cortexnet.config import UsageError, field
 from cortexnet.connectivity.g2g import GROUPINGS
 from cortexnet.data import chance_level
@@ -294,11 +296,11 @@ def _plots(folder: RunFolder, config: G2GExperimentConfig, groups: dict, chance:
     panels: dict[str, dict] = {}
     for (kind, q), runs in groups.items():
         agg = aggregate_runs(runs)["test_acc_per_epoch"]
-        curve = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"])
+        curve = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"], len(runs))
         if kind in config.models and q == config.p_inter:
             panels.setdefault(f"Table I (p' = {config.p_inter:g})", {})[kind] = curve
         if q in config.p_inter_sweep:
-            panels.setdefault(f"p' sweep: {kind}", {})[f"p' = {q:g}"] = curve
+            panels.setdefault(f"p' sweep: {display_name(kind)}", {})[f"p' = {q:g}"] = curve
     plot_accuracy_curves(
         folder.path / "accuracy.png", panels, chance=chance, title=f"G2GNet, {config.dataset}"
     )
@@ -307,7 +309,8 @@ def _plots(folder: RunFolder, config: G2GExperimentConfig, groups: dict, chance:
         curves = {}
         for kind in SWEEP_KINDS:
             final = [MeanSD.of(r["final_test_acc"] for r in groups[(kind, q)]) for q in qs]
-            curves[kind] = (qs, [m.mean for m in final], [m.sd for m in final])
+            seeds = [len(groups[(kind, q)]) for q in qs]
+            curves[kind] = (qs, [m.mean for m in final], [m.sd for m in final], seeds)
         plot_curves(
             folder.path / "sweep.png",
             curves,
@@ -315,6 +318,7 @@ def _plots(folder: RunFolder, config: G2GExperimentConfig, groups: dict, chance:
             ylabel="final test accuracy (%)",
             title=f"G2G vs edge-matched ER (Fig. 4A), {config.dataset}",
             scale=100.0,
+            chance=chance,
         )
 
 

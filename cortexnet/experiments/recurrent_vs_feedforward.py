@@ -9,8 +9,8 @@ epoch and the sparse − dense difference per architecture::
     python -m cortexnet.experiments.recurrent_vs_feedforward --dataset digits --nodes 200 --epochs 3  # minutes, CPU
 
 Writes ``runs/recurrent_vs_feedforward/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json,
-accuracy.png and one checkpoint per member; ``--resume <that folder>`` continues an interrupted run. The summary's
-synapse and parameter counts are those of the built models (per seed in each run, mean ± SD per configuration:
+accuracy.png (and .svg) and one checkpoint per member; ``--resume <that folder>`` continues an interrupted run.
+The summary's synapse and parameter counts are those of the built models (per seed in each run, mean ± SD per configuration:
 Bernoulli masks differ from seed to seed), beside the expected synapse count p · possible pairs.
 """
 
@@ -21,7 +21,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
+from cortexnet.analysis import MeanSD, aggregate_runs
+from cortexnet.analysis.plots import plot_accuracy_curves
 from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
@@ -207,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     for (arch, nodes, p), runs in groups.items():
         agg = aggregate_runs(runs)["test_acc_per_epoch"]
         epochs = list(range(len(agg["mean"])))
-        panels.setdefault(f"N = {nodes}", {})[f"{arch}, p = {p:g}"] = (epochs, agg["mean"], agg["sd"])
+        # 2 x 2 design: colour for density, line style for architecture
+        curve = (epochs, agg["mean"], agg["sd"], len(runs))
+        panels.setdefault(f"N = {nodes:,}", {})[(f"p = {p:g}", arch)] = curve
     plot_accuracy_curves(
         folder.path / "accuracy.png",
         panels,

@@ -8,7 +8,7 @@ n_per_class, val_fraction and split seed), measures activation sparsity, mutual 
 node pairs, Pearson correlations, dropout robustness and E/I balance (for a trained network both as trained
 and as initialised: the saved seeds rebuild the initial network exactly), compares the networks (two-sample KS
 tests against the first), and writes ``runs/representations/<timestamp>-<hash>/`` with summary.json and one
-PNG per measure. E/I identities are looked up on whichever layer carries them (the recurrent layer of
+PNG (and SVG) per measure. E/I identities are looked up on whichever layer carries them (the recurrent layer of
 CortexRNN, the sparse layer of the Dale feed-forward control); networks without them (G2GNet, non-Dale) get
 "not applicable" for the E/I measures.
 """
@@ -35,6 +35,10 @@ from cortexnet.analysis import (
     ks_compare,
     pairwise_correlations,
     pairwise_mutual_information,
+)
+from cortexnet.analysis.plots import (
+    display_name,
+    format_p,
     plot_curves,
     plot_histogram_panels,
     plot_histograms,
@@ -317,18 +321,28 @@ def main(argv: list[str] | None = None) -> int:
         comparisons.append(comp)
     folder.write_summary({"experiment": "representations", "split": config.split, "networks": networks,
                           "comparisons": comparisons, "paper": PAPER})  # fmt: skip
-    _figures(folder.path, labels, raws, comparisons)
+    classes = {ckpt["meta"].get("n_classes") for _, ckpt in loaded}
+    chance = 1.0 / classes.pop() if len(classes) == 1 and None not in classes else None
+    _figures(folder.path, labels, raws, comparisons, chance=chance, draws=config.dropout_draws)
     _print_table(networks, comparisons)
     return 0
 
 
-def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[dict]) -> None:
+def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[dict], *,
+             chance: float | None = None, draws: int | None = None) -> None:  # fmt: skip
+    """One figure per measure (PNG + SVG). ``chance``: 1 / classes, drawn on the dropout curves (the accuracy of
+    uniform guessing; None when the networks' class counts differ); ``draws``: dropout draws per point (the
+    band's SD is over them)."""
+
     def pick(key):
         return {lab: r[key] for lab, r in zip(labels, raws, strict=True) if key in r}
 
     def ks_note(name):
-        ps = [f"KS p({c['b']}) = {c[name]['pvalue']:.2g}" for c in comparisons if name in c]
-        return "\n".join(ps)
+        done = [c for c in comparisons if name in c]
+        if len(done) == 1:
+            return f"two-sample KS test: {format_p(done[0][name]['pvalue'])}"
+        return "\n".join(f"KS test, {display_name(c['b'])} vs {display_name(c['a'])}: "
+                         f"{format_p(c[name]['pvalue'])}" for c in done)  # fmt: skip
 
     if pick("active_fraction"):
         plot_histograms(path / "activation_sparsity.png", {k: 100 * v for k, v in pick("active_fraction").items()},
@@ -342,9 +356,12 @@ def _figures(path: Path, labels: list[str], raws: list[dict], comparisons: list[
         plot_histograms(path / "correlations.png", pick("r"), xlabel="Pearson r", bins=np.linspace(-1, 1, 41),
                         title="Correlations between node pairs", note=ks_note("correlations_ks"))  # fmt: skip
     if pick("dropout"):
-        curves = {lab: (list(100 * c.qs), list(c.mean), list(c.sd)) for lab, c in pick("dropout").items()}
+        curves = {
+            lab: (list(100 * c.qs), list(c.mean), list(c.sd), draws) for lab, c in pick("dropout").items()
+        }
         plot_curves(path / "dropout.png", curves, xlabel="nodes dropped at test time (%)",
-                    ylabel="test accuracy (%)", title="Dropout robustness", scale=100.0)  # fmt: skip
+                    ylabel="test accuracy (%)", title="Dropout robustness", scale=100.0, chance=chance,
+                    band_over="dropout draws")  # fmt: skip
     if pick("ei_net"):
         panels: dict[str, dict[str, np.ndarray]] = {}
         for when, name in (("at_init", "at initialisation"), ("after_training", "after training")):

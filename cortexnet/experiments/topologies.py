@@ -25,8 +25,8 @@ the CHTs MLP recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.025, batch 32, 1
 0.01x by 90 % of the steps is ``--lr-schedule linear`` (the MNIST config sets it; the default is constant).
 All members of a run (MLP and recurrent) share one optimiser setting.
 
-Writes ``runs/topologies/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png and
-one checkpoint per member; ``--resume <folder>`` continues. The summary gives, per model and topology, final
+Writes ``runs/topologies/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json, accuracy.png (and
+.svg) and one checkpoint per member; ``--resume <folder>`` continues. The summary gives, per model and topology, final
 and best test accuracy as mean ± SD and standard error (SE = SD / sqrt(seeds), as DNM reports), the learning
 delay, and the built models' parameter counts (active synapses only).
 """
@@ -39,7 +39,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cortexnet.analysis import MeanSD, aggregate_runs, plot_accuracy_curves
+from cortexnet.analysis import MeanSD, aggregate_runs
+from cortexnet.analysis.plots import plot_accuracy_curves
 from cortexnet.config import UsageError, field
 from cortexnet.connectivity import TOPOLOGIES, data_params
 from cortexnet.data import chance_level
@@ -337,11 +338,13 @@ def _plot(folder: RunFolder, config: TopologiesConfig, groups: dict, chance: flo
     panels: dict[str, dict] = {}
     for key, runs in groups.items():
         agg = aggregate_runs(runs)["test_acc_per_epoch"]
-        curve = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"])
+        curve = (list(range(len(agg["mean"]))), agg["mean"], agg["sd"], len(runs))
         if key[0] == "mlp":
             panels.setdefault(f"sparse MLP, density {config.density:g}", {})[key[1]] = curve
         else:
-            title = f"recurrent N = {config.recurrent_nodes}, p = {config.recurrent_density:g}, Dale {key[2]}"
+            title = (
+                f"recurrent, N = {config.recurrent_nodes:,}, p = {config.recurrent_density:g}, Dale {key[2]}"
+            )
             panels.setdefault(title, {})[key[1]] = curve
     plot_accuracy_curves(
         folder.path / "accuracy.png", panels, chance=chance, title=f"topologies, {config.dataset}"
