@@ -48,6 +48,8 @@ PAPER_CONFIGS = {
     "connectivity_sweep_fig2d.toml": "table_s2",
     "connectivity_sweep_fig2e.toml": "table_s3",
     "recurrent_vs_feedforward_fig3a.toml": "fig3a",
+    "recurrent_vs_feedforward_fig4a.toml": "fig4a",
+    "recurrent_vs_feedforward_fig4b.toml": "fig4b",
     "dale_fig6b.toml": "fig6b",
     "dale_fig6c.toml": "fig6c",
     "dale_fig6f_balanced.toml": "fig6f",

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The reduced (embedded digits, no download) version of every figure configuration, then the reproduction
+# report comparing them with the papers: python -m cortexnet.experiments.report writes experiments/report/.
+# Usage: bash experiments/reproduce_digits.sh [--quick]   (--quick: skips the N = 10,000 Dale runs, ~50 min each)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=runs/digits
+run() { python -m "cortexnet.experiments.$1" --config "experiments/$2" --no-progress --out "$out"; }
+run connectivity_sweep connectivity_sweep_digits.toml       # Fig. 2B/2C/3B, Tables S1
+run connectivity_sweep connectivity_sweep_figS2_digits.toml # Fig. S2
+run recurrent_vs_feedforward recurrent_vs_feedforward_digits.toml  # Fig. 3A
+run recurrent_vs_feedforward recurrent_vs_feedforward_fig4a_digits.toml  # Fig. 4A (limited data)
+run dale dale_fig6c_digits.toml                             # Fig. 6C
+if [[ "${1:-}" != "--quick" ]]; then
+  run dale dale_digits_10k.toml                             # Fig. 6B
+  run dale dale_digits_10k_balanced.toml                    # Fig. 6F
+fi
+run g2g g2g_digits.toml                                     # G2GNet Table I, Fig. 4A
+run topologies topologies_digits.toml                       # DNM static table
+run dst dst_g2g_digits.toml                                 # G2GNet Table II
+run dst dst_mlp_digits.toml                                 # CHTs MLP comparison
+python -m cortexnet.experiments.report "$out" --out experiments/report
