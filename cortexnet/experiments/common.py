@@ -416,6 +416,19 @@ class SparseMLPRecipe(RunOptions):
         )
 
 
+def check_distinct(**options: Sequence[Any]) -> None:
+    """Refuse an option list that names a value twice (``check_distinct(densities=(1.0, 0.1, 0.1))``): each value
+    is one configuration of the experiment, and repetitions are what ``--seeds`` is for."""
+    for name, values in options.items():
+        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        if repeated:
+            show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+            raise ValueError(
+                f"{_flag(name)} repeats {', '.join(map(show, repeated))} (got {', '.join(map(show, values))}); "
+                "give each value once (use --seeds for repetitions)"
+            )
+
+
 R = TypeVar("R", bound=RunOptions)
 
 

@@ -34,6 +34,7 @@ from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
     RunOptions,
+    check_distinct,
     load_run_data,
     readout_for,
     resolve_run_config,
@@ -74,10 +75,7 @@ class ConnectivitySweepConfig(RunOptions):
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
         if not self.nodes or min(self.nodes) < 1:
             raise ValueError(f"--nodes needs sizes >= 1, got {list(self.nodes)}")
-        for flag, values in (("--nodes", self.nodes), ("--densities", self.densities),
-                             ("--activations", self.activations)):  # fmt: skip
-            if len(set(values)) != len(values):
-                raise ValueError(f"{flag} repeats a value (got {list(values)}); give each once")
+        check_distinct(nodes=self.nodes, densities=self.densities, activations=self.activations)
         for a in self.activations:
             if a not in ACTIVATIONS:
                 raise ValueError(f"--activations: unknown activation {a!r}; known: {', '.join(ACTIVATIONS)}")

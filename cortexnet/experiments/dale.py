@@ -38,6 +38,7 @@ from cortexnet.config import field
 from cortexnet.data import chance_level, sequence_cost
 from cortexnet.experiments.common import (
     RunOptions,
+    check_distinct,
     load_run_data,
     readout_for,
     resolve_run_config,
@@ -119,17 +120,9 @@ class DaleConfig(RunOptions):
         for f in self.inhibitory_fractions:
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"--inhibitory-fractions: fraction must be in [0, 1], got {f}")
-        for flag, values in (
-            ("--nodes", self.nodes),
-            ("--densities", self.densities),
-            ("--inhibitory-fractions", self.inhibitory_fractions),
-        ):
-            repeated = sorted({v for v in values if values.count(v) > 1})
-            if repeated:
-                raise ValueError(
-                    f"{flag} repeats {', '.join(f'{v:g}' for v in repeated)} (got {', '.join(f'{v:g}' for v in values)}); "
-                    "give each value once (use --seeds for repetitions)"
-                )
+        check_distinct(
+            nodes=self.nodes, densities=self.densities, inhibitory_fractions=self.inhibitory_fractions
+        )
         if not 0.0 <= self.delay_margin < 1.0:
             raise ValueError(f"--delay-margin must be in [0, 1), got {self.delay_margin}")
         self.validate_run_options()
