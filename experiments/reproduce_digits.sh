@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The reduced (embedded digits, no download) version of every figure configuration, then the reproduction
-# report comparing them with the papers: python -m cortexnet.experiments.report writes experiments/report/.
+# report comparing them with the papers: python -m cortexnet.experiments.report writes experiments/README.md
+# (the hand-written experiments/NOTES.md first) and experiments/figures/.
 # Usage: bash experiments/reproduce_digits.sh [--quick]   (--quick: skips the N = 10,000 Dale runs, ~50 min each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,12 @@ run() { python -m "cortexnet.experiments.$1" --config "experiments/$2" --no-prog
 run connectivity_sweep connectivity_sweep_digits.toml       # Fig. 2B/2C/3B, Tables S1
 run connectivity_sweep connectivity_sweep_figS2_digits.toml # Fig. S2
 run recurrent_vs_feedforward recurrent_vs_feedforward_digits.toml  # Fig. 3A
-run recurrent_vs_feedforward recurrent_vs_feedforward_fig4a_digits.toml  # Fig. 4A (limited data)
+run recurrent_vs_feedforward recurrent_vs_feedforward_fig4a_digits.toml  # Fig. 4A / S4 (limited data)
+run recurrent_vs_feedforward recurrent_vs_feedforward_figS3_digits.toml  # Fig. S3 (feed-forward N x p)
+# Fig. 5: train, then probe every member of that run (--run-dir: a second call resumes, or reuses, it)
+python -m cortexnet.experiments.recurrent_vs_feedforward --config experiments/recurrent_vs_feedforward_fig5_digits.toml \
+  --no-progress --run-dir "$out/fig5"
+python -m cortexnet.experiments.representations --run "$out/fig5" --out "$out"
 run dale dale_fig6c_digits.toml                             # Fig. 6C
 if [[ "${1:-}" != "--quick" ]]; then
   run dale dale_digits_10k.toml                             # Fig. 6B
@@ -19,4 +25,4 @@ run g2g g2g_digits.toml                                     # G2GNet Table I, Fi
 run topologies topologies_digits.toml                       # DNM static table
 run dst dst_g2g_digits.toml                                 # G2GNet Table II
 run dst dst_mlp_digits.toml                                 # CHTs MLP comparison
-python -m cortexnet.experiments.report "$out" --out experiments/report
+python -m cortexnet.experiments.report "$out" --out experiments --notes experiments/NOTES.md

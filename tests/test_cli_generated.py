@@ -58,7 +58,7 @@ COMMANDS = {
     "report": (report.ReportConfig, report.main, []),  # + the fixture's run folder
 }
 #: Fields whose values are paths or free text: any string is a legal value, so no string is "bad" there.
-FREE_TEXT = {"out", "data_root", "resume", "label", "checkpoint", "runs", "title"}
+FREE_TEXT = {"out", "data_root", "resume", "label", "checkpoint", "run", "runs", "title"}
 #: Commands with positional arguments: a stray word after a flag is one of them, not an error.
 POSITIONAL = {"report"}
 

@@ -50,6 +50,7 @@ PAPER_CONFIGS = {
     "recurrent_vs_feedforward_fig3a.toml": "fig3a",
     "recurrent_vs_feedforward_fig4a.toml": "fig4a",
     "recurrent_vs_feedforward_fig4b.toml": "fig4b",
+    "recurrent_vs_feedforward_fig5.toml": "fig5b",
     "dale_fig6b.toml": "fig6b",
     "dale_fig6c.toml": "fig6c",
     "dale_fig6f_balanced.toml": "fig6f",
@@ -93,6 +94,7 @@ def test_every_paper_scale_config_is_checked_against_the_paper():
             "connectivity_sweep_fig2b.toml",  # curves of Fig. 2B: no number in REFERENCE.md beyond table_s1's
             "connectivity_sweep_figS2.toml",  # Fig. S2: no number in REFERENCE.md
             "connectivity_sweep_fig3b.toml",  # Fig. 3B: gradient magnitudes, not in paper.py's accuracy entries
+            "recurrent_vs_feedforward_figS3.toml",  # Fig. S3: no number in REFERENCE.md
             "dst_cortex_mnist.toml",  # new here: no paper
         }
     )

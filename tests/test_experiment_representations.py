@@ -243,3 +243,119 @@ def test_finite_weights_whose_activity_overflows_are_refused_in_one_line(trained
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hidden activations are non-finite" in err and "Traceback" not in err
     assert not any((tmp_path / "o").rglob("*.json"))
+
+
+# --run RUN_DIR: every member of an experiment's run folder --------------------------------------------------
+
+#: The members of the tiny recurrent-vs-feed-forward run, in the run's member order (not sorted by name).
+RVF_MEMBERS = ["recurrent-n20-p0.1-seed0", "feedforward-n20-p0.1-seed0"]
+CHEAP = ["--analyses", "sparsity", "mi", "correlations", "--mi-pairs", "50", "--corr-pairs", "50",
+         "--max-samples", "100"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rvf_run(tmp_path_factory):
+    """A finished two-member run folder of another experiment (seconds: 20 nodes, one epoch)."""
+    from cortexnet.experiments import recurrent_vs_feedforward
+
+    out = tmp_path_factory.mktemp("rvf")
+    args = ["--dataset", "digits", "--nodes", "20", "--densities", "0.1", "--architectures", "recurrent",
+            "feedforward", "--epochs", "1", "--seeds", "0", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert run_cli(recurrent_vs_feedforward.main, args) == 0
+    (run,) = list((out / "recurrent_vs_feedforward").iterdir())
+    assert sorted(p.name for p in (run / "members").iterdir()) == sorted(RVF_MEMBERS)
+    return run
+
+
+def _summary(out):
+    (run,) = list((out / "representations").iterdir())
+    return json.loads((run / "summary.json").read_text())
+
+
+def _copy_run(run, dst, *, metrics=True):
+    import shutil
+
+    shutil.copytree(
+        run, dst, ignore=shutil.ignore_patterns(".lock", *(() if metrics else ("metrics.jsonl",)))
+    )
+    return dst
+
+
+def test_run_probes_every_member_in_run_order_as_the_checkpoints_would(rvf_run, tmp_path):
+    assert run_cli(representations.main, ["--run", str(rvf_run), *CHEAP, "--out", str(tmp_path / "r")]) == 0
+    explicit = []
+    for m in RVF_MEMBERS:
+        explicit += ["--checkpoint", str(rvf_run / "members" / m / "checkpoint.pt")]
+    assert run_cli(representations.main, [*explicit, *CHEAP, "--out", str(tmp_path / "c")]) == 0
+    by_run, by_checkpoint = _summary(tmp_path / "r"), _summary(tmp_path / "c")
+    assert [n["label"] for n in by_run["networks"]] == RVF_MEMBERS  # the run's order, labelled by member
+    assert by_run == by_checkpoint  # same networks, same numbers, same comparisons
+
+
+def test_run_without_metrics_probes_its_members_sorted_by_name(rvf_run, tmp_path):
+    run = _copy_run(rvf_run, tmp_path / "run", metrics=False)
+    args = ["--run", str(run), "--analyses", "sparsity", "--max-samples", "50", "--out", str(tmp_path / "o")]
+    assert run_cli(representations.main, args) == 0
+    assert [n["label"] for n in _summary(tmp_path / "o")["networks"]] == sorted(RVF_MEMBERS)
+
+
+def test_checkpoints_come_first_then_each_runs_members(trained, rvf_run, tmp_path):
+    a, _ = ckpts(trained)
+    args = ["--run", str(rvf_run), "--checkpoint", a, "--analyses", "sparsity", "--max-samples", "50",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert run_cli(representations.main, args) == 0
+    networks = _summary(tmp_path / "o")["networks"]
+    assert [n["label"] for n in networks] == ["p0.1-inh0.115-seed0", *RVF_MEMBERS]
+    assert networks[0]["checkpoint"] == a
+    assert networks[1]["checkpoint"] == str(rvf_run / "members" / RVF_MEMBERS[0] / "checkpoint.pt")
+    # --label names every probed network, counted after the runs' members are expanded.
+    named = [*args[:-2], "--label", "x", "y", "z", "--out", str(tmp_path / "n")]
+    assert run_cli(representations.main, named) == 0
+    assert [n["label"] for n in _summary(tmp_path / "n")["networks"]] == ["x", "y", "z"]
+
+
+def _refused(args, out, capsys) -> str:
+    code = run_cli(representations.main, [*args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("cortexnet: error: "), err
+    assert not out.exists()  # refused before any work: no results folder
+    return err
+
+
+def test_run_error_paths_are_one_line_usage_errors(rvf_run, tmp_path, capsys):
+    out = tmp_path / "o"
+    err = _refused(["--run", str(tmp_path / "nope")], out, capsys)
+    assert (
+        str(tmp_path / "nope") in err
+        and "does not exist" in err
+        and "run folder written by an experiment" in err
+    )
+    (tmp_path / "file").write_text("x")
+    assert "is not a folder" in _refused(["--run", str(tmp_path / "file")], out, capsys)
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    err = _refused(["--run", str(bare)], out, capsys)
+    assert str(bare / "members") in err and "run folder written by an experiment" in err
+
+    (bare / "members").mkdir()
+    err = _refused(["--run", str(bare)], out, capsys)
+    assert "no member checkpoints" in err and str(bare / "members") in err and "train it first" in err
+
+    unfinished = _copy_run(rvf_run, tmp_path / "unfinished")
+    (unfinished / "members" / "recurrent-n20-p1-seed0").mkdir()  # a member that never wrote its checkpoint
+    err = _refused(["--run", str(unfinished)], out, capsys)
+    assert "member recurrent-n20-p1-seed0" in err and "checkpoint.pt" in err
+    assert f"--resume {unfinished}" in err
+
+    err = _refused([], out, capsys)
+    assert "give at least one --checkpoint FILE or --run RUN_DIR" in err
+
+
+def test_label_count_is_checked_after_the_runs_are_expanded(trained, rvf_run, tmp_path, capsys):
+    err = _refused(["--run", str(rvf_run), "--label", "only-one"], tmp_path / "o", capsys)
+    assert "--label needs one name per probed network (2" in err and "got 1" in err
+    a, _ = ckpts(trained)
+    err = _refused(["--checkpoint", a, "--run", str(rvf_run), "--label", "x", "y"], tmp_path / "o", capsys)
+    assert "(3: 1 --checkpoint, 2 members of --run), got 2" in err

@@ -224,3 +224,56 @@ def test_prints_the_recurrent_cost_before_training_and_not_for_feedforward_only(
     assert "cost of the largest recurrent network: 8 steps x 40 nodes x 1,438 samples" in out
     assert run_cli(rvf.main, [*args, "--architectures", "feedforward"]) == 0
     assert "cost of" not in capsys.readouterr().out
+
+
+def test_training_set_sweep_trains_every_size_and_plots_accuracy_against_it(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [*BASE, "--architectures", "recurrent", "--densities", "1", "0.3", "--epochs", "1", "--seeds", "0", "1",
+            "--n-per-class-sweep", "5", "0", "--out", str(out)]  # fmt: skip
+    assert run_cli(rvf.main, args) == 0
+    run = only_run(out)
+    summary = json.loads((run / "summary.json").read_text())
+    sizes = {(c["n_per_class"], c["density"]): c for c in summary["configurations"]}
+    assert set(sizes) == {(5, 1.0), (5, 0.3), (None, 1.0), (None, 0.3)}
+    # 5 per class of 10 digit classes; None: the whole training split (1,438 images at val_fraction 0)
+    assert sizes[(5, 1.0)]["train_examples"] == 50 and sizes[(None, 1.0)]["train_examples"] == 1438
+    assert {(d["n_per_class"], d["sparse_density"]) for d in summary["sparse_minus_dense"]} == {
+        (5, 0.3),
+        (None, 0.3),
+    }
+    members = sorted(p.name for p in (run / "members").iterdir())
+    assert members == sorted(f"recurrent-n40-p{p}-pc{k}-seed{s}" for p in ("1", "0.3") for k in ("5", "all")
+                             for s in (0, 1))  # fmt: skip
+    # Every size's records are in metrics.jsonl (each size trains on other data: none may overwrite another's).
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert {m["n_per_class"] for m in metrics} == {5, None} and len(metrics) == 8 * 2
+    # Each member's checkpoint records the data it was trained on (the probe reloads exactly that subset).
+    ckpt = load_checkpoint(run / "members" / "recurrent-n40-p1-pc5-seed0" / "checkpoint.pt")
+    assert ckpt["meta"]["dataset"]["n_per_class"] == 5
+    ckpt = load_checkpoint(run / "members" / "recurrent-n40-p1-pcall-seed0" / "checkpoint.pt")
+    assert ckpt["meta"]["dataset"]["n_per_class"] is None
+    assert (run / "limited_data.png").read_bytes()[:4] == b"\x89PNG" and (run / "limited_data.svg").exists()
+    printed = capsys.readouterr().out
+    assert "(5 per class)" in printed and "(full training set)" in printed
+
+
+def test_a_size_by_density_grid_writes_a_heat_map_per_architecture(tmp_path):
+    out = tmp_path / "runs"
+    args = [*BASE, "--nodes", "20", "30", "--densities", "1", "0.3", "--epochs", "1", "--out", str(out)]
+    assert run_cli(rvf.main, args) == 0
+    assert {"heatmap.png", "heatmap.svg"} <= {p.name for p in only_run(out).iterdir()}
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--n-per-class-sweep", "50", "50"], "repeats 50"),
+        (["--n-per-class-sweep", "-1", "5"], "0 for the full training set"),
+        (["--n-per-class-sweep", "5", "--n-per-class", "10"], "give one"),
+    ],
+)
+def test_bad_training_set_sweeps_exit_2(tmp_path, capsys, args, msg):
+    out = tmp_path / "runs"
+    assert run_cli(rvf.main, ["--dataset", "digits", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1 and not out.exists()

@@ -295,6 +295,8 @@ class _Styles:
                     (Line2D([], [], color=colour, linestyle=style, marker="o", ms=3), display_name(lab))
                 )
             return out
+        for lab in labels:  # assign before reading: the legend may be laid out before any curve is drawn
+            self.of(lab)
         colours = list(dict.fromkeys(lab[0] for lab in labels))
         styles = list(dict.fromkeys(lab[1] for lab in labels))
         for c in colours:
@@ -451,6 +453,7 @@ def plot_curves(
     seeds: int | None = None,
     band_over: str = "seeds",
     integer_x: bool = False,
+    integer_y: bool = False,
     log_x: bool = False,
     formats: Sequence[str] = ("png", "svg"),
 ):
@@ -458,7 +461,8 @@ def plot_curves(
     SD is over; labels as in :func:`plot_accuracy_curves`), values multiplied by ``scale``.
 
     ``chance``: a dashed "chance" line at ``scale * chance`` (give it where y is an accuracy). ``integer_x``:
-    integer x ticks (epochs, node counts); ``log_x``: logarithmic x axis. ``seeds`` and ``band_over``: the
+    integer x ticks (epochs, node counts); ``integer_y``: integer y ticks (epochs of learning delay);
+    ``log_x``: logarithmic x axis. ``seeds`` and ``band_over``: the
     band's count and noun for curves without ``n``. Writes ``path`` once per format of ``formats`` (suffix
     replaced), atomically.
 
@@ -480,6 +484,8 @@ def plot_curves(
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if integer_x and not log_x:
         _integer_ticks(ax.xaxis)
+    if integer_y:
+        _integer_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -650,12 +650,14 @@ def run_members(
     members: Sequence[Member],
     *,
     margin: float = 0.05,
+    results: RunResults | None = None,
 ) -> RunResults:
     """Train (or, on resume, finish) every member with the run's options and its ``--launcher``
     (:func:`cortexnet.training.launch.launch_members`; local: :func:`cortexnet.training.runs.train_members`),
     its data-derived topology parameters wired first (:func:`wire_data_params`, written into
     ``member.model_config``), and summarise each with :func:`cortexnet.analysis.summarize_run` (accuracy per
-    epoch, best, final, learning delay with ``margin``). Every launcher gives the same results."""
+    epoch, best, final, learning delay with ``margin``). Every launcher gives the same results. ``results``: the
+    results of members of the same run trained earlier on other data (``splits``), to add to."""
     from cortexnet.analysis import summarize_run
     from cortexnet.data import chance_level
     from cortexnet.training.launch import LaunchOptions, launch_members
@@ -682,6 +684,7 @@ def run_members(
         summarize=lambda history: summarize_run(history, chance=chance, margin=margin),
         resume=config.resume is not None,
         progress=config.progress,
+        results=results,
     )
     for m in members:
         for cb in m.callbacks:

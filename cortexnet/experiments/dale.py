@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 n, m, sd, k = (list(v) for v in zip(*points, strict=True))
                 curves[f"p = {row['density']:g}, {100 * row['inhibitory_fraction']:g} % inh."] = (n, m, sd, k)
         plot_curves(folder.path / "delay_vs_size.png", curves, xlabel="nodes N", ylabel="learning delay (epochs)",
-                    title=f"Learning delay against size (Fig. 6C), {config.dataset}", integer_x=True,
+                    title=f"Learning delay against size (Fig. 6C), {config.dataset}", integer_x=True, integer_y=True,
                     log_x=max(config.nodes) >= 10 * min(config.nodes))  # fmt: skip
     if dynamics:
         names = {key: _configuration_name(key, config) for key in dynamics}

@@ -2,9 +2,11 @@
 
     python -m cortexnet.experiments.report runs/dale/<run> runs/recurrent_vs_feedforward/<run> --out report/
     python -m cortexnet.experiments.report runs/ --out report/     # every run folder below runs/
+    python -m cortexnet.experiments.report runs/digits --out experiments --notes experiments/NOTES.md
 
-Reads each run folder (config.json, summary.json; the figures *.png beside them) and writes ``<out>/README.md``
-(Markdown) and ``<out>/figures/`` (the runs' figures, copied, linked relatively). For every figure or table of
+Reads each run folder (config.json, summary.json; the figures *.png and *.svg beside them) and writes
+``<out>/README.md`` (Markdown, the ``--notes`` files first) and ``<out>/figures/`` (the runs' figures, copied,
+linked relatively). For every figure or table of
 the papers that a run addresses (:data:`MATCHERS` decides from the run's experiment and configuration; the
 papers' numbers are :data:`cortexnet.experiments.paper.PAPER`) it gives our value (mean ± SD over seeds, n
 seeds) beside the paper's, the setting the run actually used against the paper's, the difference in SD units
@@ -518,22 +520,42 @@ def extract_rvf_fig3a(run: Run, entry: PaperEntry) -> Comparison:
     return finish(Comparison(entry, run, actual, rows, note=f"acc@1 ({METRICS['acc@1']})"))
 
 
+def _data_sizes(run: Run) -> list[int | None]:
+    """The training-set sizes (examples per class, None: all) of a recurrent_vs_feedforward run."""
+    sweep = _cfg(run, "n_per_class_sweep") or ()
+    return [k or None for k in sweep] if sweep else [_cfg(run, "n_per_class")]
+
+
 def extract_rvf_limited_data(run: Run, entry: PaperEntry) -> Comparison:
-    """fig4a/fig4b: recurrent networks on limited data, best* (test-selected, as the paper), small and large."""
+    """fig4a/fig4b: recurrent networks on limited data, best* (test-selected, as the paper), small and large; with
+    a training-set sweep (Fig. S4) every size, the paper's restricted size and the full set compared."""
     confs = [c for c in run.summary["configurations"] if c["architecture"] == "recurrent"]
     classes = _size_class([c["nodes"] for c in confs], entry.setting.nodes)
+    sizes = _data_sizes(run)
+    wanted = entry.setting.extra.get("n_per_class")
+    restricted = [k for k in sizes if k is not None]
+    # The rows the paper's restricted-data numbers are compared with: its size if run, else our smallest.
+    main = wanted if wanted in restricted else (min(restricted) if restricted else None)
     rows, used_n, used_p = [], set(), set()
-    for n, cls in classes.items():
-        sparse, dense, _ = _by_density([c for c in confs if c["nodes"] == n])
-        for conf, which in ((sparse, "sparse"), (dense, "dense")):
-            if conf is not None:
-                used_n.add(n)
-                used_p.add(conf["density"])
-                rows.append(Row(f"{cls}/{which}", f"recurrent, N = {n:,} ({cls}), p = {conf['density']:g}",
-                                accuracy(conf["runs"], "best"), columns=accuracy_columns(run, conf["runs"], "best")))  # fmt: skip
+    for k in sorted(sizes, key=lambda v: (v is None, v or 0)):
+        suffix = "" if k == main else ("/full data" if k is None else f"/{k} per class")
+        data = "" if len(sizes) == 1 else (", full training set" if k is None else f", {k:,} per class")
+        for n, cls in classes.items():
+            sparse, dense, _ = _by_density(
+                [c for c in confs if c["nodes"] == n and c.get("n_per_class", sizes[0]) == k]
+            )
+            for conf, which in ((sparse, "sparse"), (dense, "dense")):
+                if conf is not None:
+                    used_n.add(n)
+                    used_p.add(conf["density"])
+                    rows.append(Row(f"{cls}/{which}{suffix}", f"recurrent, N = {n:,} ({cls}), p = {conf['density']:g}{data}",
+                                    accuracy(conf["runs"], "best"), columns=accuracy_columns(run, conf["runs"], "best")))  # fmt: skip
     actual = _setting(run, nodes=tuple(sorted(used_n)), densities=tuple(sorted(used_p)), epochs=run.config["epochs"],
-                      activation=run.config.get("activation"), dale=False, n_per_class=run.config.get("n_per_class"))  # fmt: skip
-    return finish(Comparison(entry, run, actual, rows, note=f"best* ({METRICS['best']})"))
+                      activation=run.config.get("activation"), dale=False, n_per_class=main)  # fmt: skip
+    note = f"best* ({METRICS['best']})"
+    if len(sizes) > 1:
+        note += "; n_per_class above is the size compared with the paper's restricted-data numbers"
+    return finish(Comparison(entry, run, actual, rows, note=note))
 
 
 def _dale_confs(run: Run, entry: PaperEntry) -> list[dict]:
@@ -806,11 +828,12 @@ def _sweep_relu(run: Run) -> bool:
 
 
 def _limited(run: Run, cifar: bool) -> bool:
-    return (
-        _rvf_recurrent(run)
-        and _cfg(run, "n_per_class") is not None
-        and (_cfg(run, "dataset") == "cifar10") == cifar
-    )
+    return _rvf_recurrent(run) and _data_sizes(run) != [None] and (_cfg(run, "dataset") == "cifar10") == cifar
+
+
+def _full_data(run: Run) -> bool:
+    """Trained on the whole training set only (not a limited-data run)."""
+    return _data_sizes(run) == [None]
 
 
 def _probes(run: Run, key: str) -> bool:
@@ -819,22 +842,25 @@ def _probes(run: Run, key: str) -> bool:
 
 MATCHERS: tuple[Matcher, ...] = (
     Matcher("table_s1", "recurrent_vs_feedforward",
-            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s1" and _cfg(r, "n_per_class") is None,
+            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s1" and _full_data(r),
             extract_rvf_single_epoch),
     Matcher("table_s2", "recurrent_vs_feedforward",
-            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s2" and _cfg(r, "n_per_class") is None,
+            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s2" and _full_data(r),
             extract_rvf_single_epoch),
     Matcher("table_s3", "recurrent_vs_feedforward",
-            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s3" and _cfg(r, "n_per_class") is None,
+            lambda r: _rvf_recurrent(r) and _rvf_dataset(r) == "table_s3" and _full_data(r),
             extract_rvf_single_epoch),
     *(Matcher(table, "connectivity_sweep",
               lambda r, t=table: _sweep_relu(r) and _rvf_dataset(r) == t and _cfg(r, "n_per_class") is None,
               extract_rvf_single_epoch, ("heatmap.png", "accuracy.png"))
       for table in ("table_s1", "table_s2", "table_s3")),
     Matcher("fig3a", "recurrent_vs_feedforward",
-            lambda r: _has_sparse_and_dense(r) and _cfg(r, "n_per_class") is None, extract_rvf_fig3a),
-    Matcher("fig4a", "recurrent_vs_feedforward", lambda r: _limited(r, cifar=False), extract_rvf_limited_data),
-    Matcher("fig4b", "recurrent_vs_feedforward", lambda r: _limited(r, cifar=True), extract_rvf_limited_data),
+            lambda r: _has_sparse_and_dense(r) and _full_data(r), extract_rvf_fig3a,
+            ("accuracy.png", "heatmap.png")),
+    Matcher("fig4a", "recurrent_vs_feedforward", lambda r: _limited(r, cifar=False), extract_rvf_limited_data,
+            ("limited_data.png", "accuracy.png")),
+    Matcher("fig4b", "recurrent_vs_feedforward", lambda r: _limited(r, cifar=True), extract_rvf_limited_data,
+            ("limited_data.png", "accuracy.png")),
     Matcher("fig5b", "representations", lambda r: _probes(r, "sparsity"), extract_probe,
             ("activation_sparsity.png", "activation_magnitudes.png")),
     Matcher("fig5_mi", "representations", lambda r: _probes(r, "mutual_information"), extract_probe,
@@ -878,7 +904,14 @@ class ReportConfig:
     )
     out: str = field("report", "output folder: README.md and figures/ are written there")
     title: str = field("Reproduction report: cortexnet beside the papers", "title of README.md")
-    figures: bool = field(True, "copy the runs' figures into <out>/figures/ and embed them")
+    figures: bool = field(
+        True, "copy the runs' figures (PNG, and the SVG beside each) into <out>/figures/ and embed them"
+    )
+    notes: tuple[str, ...] = field(
+        (),
+        "Markdown files included after the title, in order (the hand-written part: what was run where, the "
+        "deviations explained); experiments/README.md is this command's output with experiments/NOTES.md",
+    )
 
     def validate(self) -> ReportConfig:
         """Check every value before any work; raise ``ValueError`` naming the value and the fix."""
@@ -890,6 +923,13 @@ class ReportConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {self.out} exists and is not a folder; choose another --out")
+        for note in self.notes:
+            if not Path(note).is_file():
+                raise ValueError(f"--notes {note}: no such file; give Markdown files that exist")
+            if Path(note).resolve() == (out / "README.md").resolve():
+                raise ValueError(
+                    f"--notes {note} is the README.md this command writes; keep the notes in another file"
+                )
         return self
 
 
@@ -1005,7 +1045,7 @@ def _section(entry: PaperEntry, comparisons: list[Comparison], links: dict[Path,
         lines += [f"**Verdict: {comparison_verdict(c)}**", ""]
         for fig in c.figures:
             if fig in links:
-                lines += [f"![{c.run.id}: {fig.name}]({links[fig]})", ""]
+                lines += [f"![{c.run.id}: {fig.name}]({links[fig]})" + _svg_link(fig, links), ""]
     return lines
 
 
@@ -1054,10 +1094,22 @@ def compose(config: ReportConfig) -> Report:
                 except OSError:
                     continue
                 links[fig] = f"figures/{name}"
+                svg = fig.with_suffix(".svg")  # the vector version every cortexnet figure is also written as
+                if svg.is_file():
+                    try:
+                        figures[str(Path(name).with_suffix(".svg"))] = svg.read_bytes()
+                        links[svg] = f"figures/{Path(name).with_suffix('.svg')}"
+                    except OSError:
+                        pass
 
     ordered = [e for e in PAPER if e in comparisons]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {config.title}", ""]
+    for note in config.notes:
+        try:
+            lines += [Path(note).read_text(encoding="utf-8").strip(), ""]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--notes {note}: cannot read it ({exc}); give a UTF-8 Markdown file") from exc
     lines += [
         f"Generated by `python -m cortexnet.experiments.report` on {now} from {len(runs)} run folder(s)"
         + (f" ({len(skipped)} skipped)" if skipped else "")
@@ -1101,9 +1153,18 @@ def compose(config: ReportConfig) -> Report:
         for run in unaddressed:
             lines += [f"### Run `{run.id}`", "", f"{run.experiment} on {run.config.get('dataset')}: beyond the papers' "
                       "figures (see its summary.json).", ""]  # fmt: skip
-            lines += [f"![{run.id}: {fig.name}]({links[fig]})\n" for fig in run.figures if fig in links]
+            lines += [
+                f"![{run.id}: {fig.name}]({links[fig]}){_svg_link(fig, links)}\n"
+                for fig in run.figures
+                if fig in links
+            ]
     text = "\n".join(lines).rstrip() + "\n"
     return Report(text, figures, sum(len(v) for v in comparisons.values()), len(runs), skipped)
+
+
+def _svg_link(fig: Path, links: dict[Path, str]) -> str:
+    svg = fig.with_suffix(".svg")
+    return f" ([SVG]({links[svg]}))" if svg in links else ""
 
 
 def _anchor(entry: PaperEntry) -> str:

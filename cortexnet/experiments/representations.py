@@ -2,6 +2,11 @@
 
     python -m cortexnet.experiments.representations --checkpoint runs/dale/<run>/members/p0.1-inh0.115-seed0/checkpoint.pt \\
         --checkpoint runs/dale/<run>/members/p1-inh0.115-seed0/checkpoint.pt
+    python -m cortexnet.experiments.representations --run runs/recurrent_vs_feedforward/<run>
+
+``--run`` probes every member of an experiment's run folder (``<run>/members/<label>/checkpoint.pt``), in the
+run's member order, each labelled by its member folder name; ``--checkpoint`` and ``--run`` may be combined
+(the checkpoints first, then the runs' members, in the order given).
 
 Loads each checkpoint (the dataset comes from the checkpoint's saved configuration: name, dataset options,
 n_per_class, val_fraction and split seed), measures activation sparsity, mutual information between random
@@ -53,7 +58,8 @@ from cortexnet.training import (
     model_from_checkpoint,
     resolve_device,
 )
-from cortexnet.training.runs import RunFolder, check_output_writable
+from cortexnet.training.fit import CHECKPOINT_NAME
+from cortexnet.training.runs import MEMBERS_NAME, METRICS_NAME, RunFolder, check_output_writable
 
 ANALYSES = ("sparsity", "mi", "correlations", "dropout", "ei_balance")
 
@@ -73,7 +79,16 @@ class ProbeConfig:
     """Options of ``python -m cortexnet.experiments.representations``."""
 
     checkpoint: tuple[str, ...] = field((), "checkpoint files to probe (repeat the option for several)")
-    label: tuple[str, ...] = field((), "a name per checkpoint (default: its member folder name)")
+    run: tuple[str, ...] = field(
+        (),
+        "experiment run folders: probe every member's checkpoint (<run>/members/<label>/checkpoint.pt), in the "
+        "run's member order, after the --checkpoint files (repeat the option for several)",
+    )
+    label: tuple[str, ...] = field(
+        (),
+        "a name per probed network, --checkpoint files first, then the --run members (default: its member "
+        "folder name)",
+    )
     analyses: tuple[str, ...] = field(ANALYSES, f"measures to run, any of {', '.join(ANALYSES)}")
     at_init: bool = field(
         False, "probe each network as initialised (rebuilt from its saved seeds), not trained"
@@ -108,11 +123,17 @@ class ProbeConfig:
     def validate(self) -> ProbeConfig:
         """Check every value before any work; raise ``ValueError`` naming the value, the range and the fix."""
         check_fields(self)  # types, integral ints, finite floats: before any range check
-        if not self.checkpoint:
-            raise ValueError("give at least one --checkpoint FILE")
-        if self.label and len(self.label) != len(self.checkpoint):
+        if not self.checkpoint and not self.run:
+            raise ValueError("give at least one --checkpoint FILE or --run RUN_DIR")
+        n_members = sum(len(run_members(r)) for r in self.run)  # every run folder checked here
+        if self.label and len(self.label) != len(self.checkpoint) + n_members:
+            if not self.run:
+                raise ValueError(
+                    f"--label needs one name per checkpoint ({len(self.checkpoint)}), got {len(self.label)}"
+                )
             raise ValueError(
-                f"--label needs one name per checkpoint ({len(self.checkpoint)}), got {len(self.label)}"
+                f"--label needs one name per probed network ({len(self.checkpoint) + n_members}: "
+                f"{len(self.checkpoint)} --checkpoint, {n_members} members of --run), got {len(self.label)}"
             )
         bad = [a for a in self.analyses if a not in ANALYSES]
         if bad:
@@ -135,6 +156,61 @@ class ProbeConfig:
         return self
 
 
+def run_members(run: str) -> list[tuple[str, Path]]:
+    """(member name, checkpoint path) of every member of the experiment run folder ``run``, sorted by name.
+
+    Raises ``ValueError`` (one line, with the fix) when ``run`` is not a folder, has no members folder or no
+    member checkpoints, or a member has no checkpoint (it did not finish: the run is to be resumed first)."""
+    path = Path(run)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise ValueError(f"--run {run} {what}; pass the run folder written by an experiment")
+    members = path / MEMBERS_NAME
+    if not members.is_dir():
+        raise ValueError(
+            f"--run {run} has no {MEMBERS_NAME} folder ({members}); pass the run folder written by an "
+            "experiment, or train it first"
+        )
+    names = sorted(p.name for p in members.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = [(name, members / name / CHECKPOINT_NAME) for name in names]
+    if not any(ckpt.is_file() for _, ckpt in found):
+        raise ValueError(
+            f"--run {run} has no member checkpoints in {members}; train it first (or finish an interrupted "
+            f"run with --resume {run})"
+        )
+    unfinished = [name for name, ckpt in found if not ckpt.is_file()]
+    if unfinished:
+        more = f" (and {len(unfinished) - 1} more)" if len(unfinished) > 1 else ""
+        raise ValueError(
+            f"--run {run}: member {unfinished[0]}{more} has no {CHECKPOINT_NAME} (it did not finish); finish "
+            f"the run with --resume {run}, then probe it"
+        )
+    return found
+
+
+def _run_order(run: str, members: list[tuple[str, dict[str, Any] | None]]) -> list[int]:
+    """The positions of ``members`` ((name, tags saved in its checkpoint), sorted by name) in the run's member
+    order: the order their tags first appear in the run's metrics.jsonl (written member after member); members
+    not found there (no metrics, no tags) follow, by name."""
+    keys = sorted({k for _, tags in members if isinstance(tags, dict) for k in tags})
+
+    def key(tags: dict[str, Any]) -> str:
+        return json.dumps({k: tags.get(k) for k in keys}, sort_keys=True, default=str)
+
+    first: dict[str, int] = {}
+    try:
+        with open(Path(run) / METRICS_NAME) as fh:
+            for i, line in enumerate(fh):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    first.setdefault(key(record), i)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass  # no or damaged metrics (records read so far still count): the rest by name
+    big = float("inf")
+    rank = [first.get(key(tags), big) if isinstance(tags, dict) and keys else big for _, tags in members]
+    return sorted(range(len(members)), key=lambda i: (rank[i], members[i][0]))
+
+
 def _load(path: str, at_init: bool, strict: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """The trained network of a checkpoint (or, with ``at_init``, the same network as initialised); any
     problem with the file or its saved configuration is a one-line usage error (exit status 2). Masks and
@@ -153,6 +229,26 @@ def _load(path: str, at_init: bool, strict: bool = False) -> tuple[nn.Module, di
             "written before training diverged"
         )
     return model, ckpt
+
+
+def _load_all(config: ProbeConfig) -> tuple[list[str], list[str], list[tuple[nn.Module, dict[str, Any]]]]:
+    """The networks to probe, in order (the --checkpoint files, then each --run's members in the run's member
+    order): their checkpoint paths, default labels (member folder names) and loaded (model, checkpoint)."""
+    paths = list(config.checkpoint)
+    names = [Path(c).parent.name or Path(c).stem for c in config.checkpoint]
+    loaded = [_load(c, config.at_init, config.strict) for c in config.checkpoint]
+    for run in config.run:
+        try:
+            members = run_members(run)  # checked by validate(); again, in case the folder changed since
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        group = [_load(str(ckpt), config.at_init, config.strict) for _, ckpt in members]
+        tags = [(ckpt.get("meta") or {}).get("tags") for _, ckpt in group]
+        for i in _run_order(run, [(name, t) for (name, _), t in zip(members, tags, strict=True)]):
+            paths.append(str(members[i][1]))
+            names.append(members[i][0])
+            loaded.append(group[i])
+    return paths, names, loaded
 
 
 def _initial_model(meta: dict[str, Any]) -> nn.Module:
@@ -280,7 +376,8 @@ def probe_network(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Probe the checkpoints; returns the exit status (2 for bad options or unusable checkpoints)."""
+    """Probe the checkpoints and the runs' members; returns the exit status (2 for bad options or unusable
+    checkpoints)."""
     parser = build_parser(ProbeConfig, prog="python -m cortexnet.experiments.representations",
                           description=__doc__.split("\n")[0])  # fmt: skip
     try:
@@ -288,20 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     device = resolve_device(config.device)
-    labels = list(config.label) or [Path(c).parent.name or Path(c).stem for c in config.checkpoint]
+    paths, names, loaded = _load_all(config)  # all checked before any work
+    labels = list(config.label) or names
     if len(set(labels)) != len(labels):
         labels = [f"{i}:{lab}" for i, lab in enumerate(labels)]
     if config.at_init:
         labels = [f"{lab} @init" for lab in labels]
-    loaded = [
-        _load(c, config.at_init, config.strict) for c in config.checkpoint
-    ]  # all checked before any work
     cache: dict = {}
     datasets = [_dataset(ckpt["meta"], config.split, config.data_root, cache) for _, ckpt in loaded]
     folder = RunFolder.create(config.out, "representations", dataclasses.asdict(config))
     print(f"representations: writing {folder.path}")
     networks, raws = [], []
-    for label, path, (model, ckpt), ds in zip(labels, config.checkpoint, loaded, datasets, strict=True):
+    for label, path, (model, ckpt), ds in zip(labels, paths, loaded, datasets, strict=True):
         initial = None
         if "ei_balance" in config.analyses and not config.at_init and ei_layer(model) is not None:
             initial = _initial_model(ckpt["meta"])  # same config _load built: cannot fail

@@ -353,14 +353,16 @@ def launch_members(
     summarize: Callable[[list[dict[str, Any]]], dict[str, Any]],
     resume: bool = False,
     progress: bool = True,
+    results: runs.RunResults | None = None,
 ) -> runs.RunResults:
     """Train (or, on resume, finish) every member with ``launch``'s launcher and return the same
     :class:`~cortexnet.training.runs.RunResults` as :func:`~cortexnet.training.runs.train_members` (which the
     local launcher is). Only members whose checkpoint does not show them finished are started. Raises
-    :class:`MembersFailed` after collecting the others when some failed."""
+    :class:`MembersFailed` after collecting the others when some failed. ``results``: earlier results of the
+    same run folder to add to (see :func:`~cortexnet.training.runs.train_members`)."""
     if launch.launcher == "local":
         return runs.train_members(folder, splits, dataset_spec, members, train_config=train_config,
-                                  summarize=summarize, resume=resume, progress=progress)  # fmt: skip
+                                  summarize=summarize, resume=resume, progress=progress, results=results)  # fmt: skip
     configs = {m.label: train_config(m.seed) for m in members}
     todo = [m for m in members if not runs.member_finished(folder, m.label, configs[m.label])]
     name = launch.experiment or "cortexnet"
@@ -396,7 +398,7 @@ def launch_members(
                 failures = _run_slurm(tasks, launch, folder)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
-    results = runs.RunResults([], {}, {})
+    results = runs.RunResults([], {}, {}) if results is None else results
     for m in members:
         if m.label in failures:
             continue

@@ -38,6 +38,8 @@ CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
+#: The folder of a run holding one sub-folder per member (``<run>/members/<label>/checkpoint.pt``).
+MEMBERS_NAME = "members"
 
 
 def derive_seeds(seed: int) -> dict[str, int]:
@@ -290,7 +292,7 @@ class RunFolder:
         return cls(path).lock(), saved["config"]
 
     def member_dir(self, label: str) -> Path:
-        return self.path / "members" / label
+        return self.path / MEMBERS_NAME / label
 
     def write_metrics(self, records: Sequence[dict[str, Any]]) -> None:
         atomic_write_jsonl(self.path / METRICS_NAME, records)
@@ -501,11 +503,13 @@ def train_members(
     summarize: Callable[[list[dict[str, Any]]], dict[str, Any]],
     resume: bool = False,
     progress: bool = True,
+    results: RunResults | None = None,
 ) -> RunResults:
     """Train (or, on resume, finish) every member in ``folder`` one after another, keeping ``metrics.jsonl``
     current; ``train_config(seed)`` gives a member's training settings and ``summarize(history)`` its summary
-    (e.g. :func:`cortexnet.analysis.summarize_run`)."""
-    results = RunResults([], {}, {})
+    (e.g. :func:`cortexnet.analysis.summarize_run`). ``results``: earlier results of the same run folder (members
+    trained on other data, e.g. another training-set size) to add to; they stay in ``metrics.jsonl``."""
+    results = RunResults([], {}, {}) if results is None else results
     for m in members:
         state = train_member(
             folder,
