@@ -217,20 +217,21 @@ def _median(xs: list[float]) -> float:
     return s[k // 2] if k % 2 else 0.5 * (s[k // 2 - 1] + s[k // 2])
 
 
-def measure_ceilings(threads: int = 2) -> dict:
-    """Dense fp32 GEMM (4096³) GFLOP/s and copy bandwidth (read + write, GB/s) of this machine."""
+def measure_ceilings(threads: int = 2, size: int = 4096, copy_mib: int = 256) -> dict:
+    """Dense fp32 GEMM (``size``³, 4096³ by default) GFLOP/s and copy bandwidth (read + write of ``copy_mib``
+    MiB, GB/s) of this machine."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
     gemm = []
     for _ in range(3):
         t0 = time.perf_counter()
         a @ b
-        gemm.append(2 * 4096**3 / (time.perf_counter() - t0) / 1e9)
+        gemm.append(2 * size**3 / (time.perf_counter() - t0) / 1e9)
     del a, b
-    src = torch.randn(64 * 2**20)  # 256 MB
+    src = torch.randn(copy_mib * 2**18)  # copy_mib MiB of float32
     dst = torch.empty_like(src)
     dst.copy_(src)
     bw = []
@@ -353,9 +354,14 @@ def build_cases(args) -> list[tuple]:
     return [(m, n, p, b) for _, _, m, n, p, b in cases]
 
 
-def run_subprocess(kind: str, payload: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(payload)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_subprocess(
+    kind: str, payload: dict, timeout: float, *, script: Path | None = None, env: dict | None = None
+) -> dict:
+    """Run ``script --worker KIND JSON`` (this file by default) and return its last JSON line with the status,
+    wall time and the CPU share other processes took meanwhile. ``env``: extra environment variables."""
+    cmd = [sys.executable, str(Path(script or __file__).resolve()), "--worker", kind, json.dumps(payload)]
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
     t0 = time.perf_counter()
     busy0 = _cpu_busy_s()
     own0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -25,4 +25,5 @@ run g2g g2g_digits.toml                                     # G2GNet Table I, Fi
 run topologies topologies_digits.toml                       # DNM static table
 run dst dst_g2g_digits.toml                                 # G2GNet Table II
 run dst dst_mlp_digits.toml                                 # CHTs MLP comparison
-python -m cortexnet.experiments.report "$out" --out experiments --notes experiments/NOTES.md
+python -m cortexnet.experiments.report "$out" --out experiments --notes experiments/NOTES.md \
+  --title "Experiments: the configurations and the reproduction report"

@@ -259,7 +259,7 @@ def test_training_set_sweep_trains_every_size_and_plots_accuracy_against_it(tmp_
 
 def test_a_size_by_density_grid_writes_a_heat_map_per_architecture(tmp_path):
     out = tmp_path / "runs"
-    args = [*BASE, "--nodes", "20", "30", "--densities", "1", "0.3", "--epochs", "1", "--out", str(out)]
+    args = [*BASE, "--nodes", "20", "24", "30", "--densities", "1", "0.3", "--epochs", "1", "--out", str(out)]
     assert run_cli(rvf.main, args) == 0
     assert {"heatmap.png", "heatmap.svg"} <= {p.name for p in only_run(out).iterdir()}
 

@@ -192,6 +192,13 @@ def test_plot_curves_returns_the_figure_with_chance_and_readable_labels(tmp_path
     fig = plot_curves(tmp_path / "n.png", {"a": ([20, 40, 80], [1.0, 2.0, 3.0], None, 1)}, xlabel="N",
                       ylabel="delay", integer_x=True)  # fmt: skip
     assert_integer_ticks(fig.axes[0])
+    # Delays in whole epochs: integer y ticks, even when every delay is 0 (a flat line has no integer in ±5 %).
+    fig = plot_curves(tmp_path / "d.png", {"a": ([20, 40], [0.0, 0.0], [0.0, 0.0], 2)}, xlabel="N",
+                      ylabel="delay (epochs)", integer_y=True)  # fmt: skip
+    ticks = [
+        t for t in fig.axes[0].get_yticks() if fig.axes[0].get_ylim()[0] <= t <= fig.axes[0].get_ylim()[1]
+    ]
+    assert 0.0 in ticks and len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
 
 
 # --------------------------------------------------------------------------------------- histograms

@@ -484,7 +484,11 @@ def plot_curves(
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if integer_x and not log_x:
         _integer_ticks(ax.xaxis)
-    if integer_y:
+    if (
+        integer_y
+    ):  # a span of at least two units, or every value the same (e.g. no delay) leaves no integer tick
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(min(lo, -0.5), max(hi, min(lo, -0.5) + 2.5))
         _integer_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -10,8 +10,8 @@ epoch and the sparse − dense difference per architecture::
     python -m cortexnet.experiments.recurrent_vs_feedforward --n-per-class-sweep 50 100 500 1000 0  # Fig. 4A / S4
 
 Writes ``runs/recurrent_vs_feedforward/<timestamp>-<hash>/`` with config.json, metrics.jsonl, summary.json,
-accuracy.png (and .svg), heatmap.png (one-epoch accuracy over N × p per architecture, with two or more sizes and
-densities: Fig. S3), limited_data.png (best test accuracy against the training-set size, with
+accuracy.png (and .svg), heatmap.png (one-epoch accuracy over N × p per architecture, for three or more sizes:
+Fig. S3), limited_data.png (best test accuracy against the training-set size, with
 ``--n-per-class-sweep``: Fig. 4A / S4) and one checkpoint per member; ``--resume <that folder>`` continues an
 interrupted run.
 The summary's synapse and parameter counts are those of the built models (per seed in each run, mean ± SD per configuration:
@@ -276,7 +276,7 @@ def _figures(folder: RunFolder, config: RecurrentVsFeedforwardConfig, groups: di
     plot_accuracy_curves(folder.path / "accuracy.png", panels, chance=chance,
                          title=f"recurrent vs feed-forward, {config.dataset}")  # fmt: skip
     sizes, densities = sorted(config.nodes), sorted(config.densities, reverse=True)
-    if len(sizes) > 1 and len(densities) > 1:
+    if len(sizes) > 2 and len(densities) > 1:  # a grid (Fig. 2C / S3); two sizes are read off accuracy.png
         for k in config.data_sizes():
             grids = {}
             for arch in config.architectures:
@@ -303,7 +303,8 @@ def _figures(folder: RunFolder, config: RecurrentVsFeedforwardConfig, groups: di
                     name = f"N = {nodes:,}" + (f", {arch}" if len(config.architectures) > 1 else "")
                     curves[(f"p = {p:g}", name)] = ([x for x, _ in stats], [m.mean for _, m in stats],
                                                     [m.sd or 0.0 for _, m in stats], len(config.seeds))  # fmt: skip
-        plot_curves(folder.path / "limited_data.png", curves, xlabel="training examples per class",
+        full = " (the largest: the full training set)" if None in config.data_sizes() else ""
+        plot_curves(folder.path / "limited_data.png", curves, xlabel=f"training examples per class{full}",
                     ylabel="best test accuracy (%, selected on the test set)", scale=100.0, chance=chance,
                     log_x=True, integer_x=True, title=f"Limited data ({config.dataset})")  # fmt: skip
 
