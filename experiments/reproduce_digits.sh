@@ -2,7 +2,7 @@
 # The reduced (embedded digits, no download) version of every figure configuration, then the reproduction
 # report comparing them with the papers: python -m cortexnet.experiments.report writes experiments/README.md
 # (the hand-written experiments/NOTES.md first) and experiments/figures/.
-# Usage: bash experiments/reproduce_digits.sh [--quick]   (--quick: skips the N = 10,000 Dale runs, ~50 min each)
+# Usage: bash experiments/reproduce_digits.sh [--quick]   (--quick: skips the four N = 10,000 Dale runs, 20-50 min each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=runs/digits
@@ -20,6 +20,8 @@ run dale dale_fig6c_digits.toml                             # Fig. 6C
 if [[ "${1:-}" != "--quick" ]]; then
   run dale dale_digits_10k.toml                             # Fig. 6B
   run dale dale_digits_10k_balanced.toml                    # Fig. 6F
+  run dale dale_figS5b_digits.toml                          # Fig. S5B (sparse-to-dense)
+  run dale dale_figS5c_digits.toml                          # Fig. S5C (10x inhibitory weights)
 fi
 run g2g g2g_digits.toml                                     # G2GNet Table I, Fig. 4A
 run topologies topologies_digits.toml                       # DNM static table

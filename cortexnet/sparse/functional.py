@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cortexnet.sparse.gemm import addmm_nt, nt
+
 ACTIVATIONS = ("relu", "tanh")
 
 
@@ -68,13 +70,12 @@ class DenseRecurrence(torch.autograd.Function):
         steps = u.shape[0]
         states = torch.empty_like(u)
         rates = states if alpha is None else torch.empty_like(u)
-        wt = weight.t()
         for t in range(steps):
             prev = states[t - 1] if t > 0 else h0
             if prev is None:
                 rates[0] = u[0]
             else:
-                torch.addmm(u[t], prev, wt, out=rates[t])
+                addmm_nt(u[t], prev, weight, out=rates[t])
             activate_(rates[t], activation)
             if alpha is not None:  # h_t = (1 - α) h_{t-1} + α r_t
                 torch.mul(rates[t], alpha, out=states[t])
@@ -101,16 +102,18 @@ class DenseRecurrence(torch.autograd.Function):
                 torch.mul(total, alpha, out=g)
             activation_grad_(g, rates[t], ctx.activation)
             if t > 0 or h0 is not None:
-                carry = g @ weight
+                carry = nt(g, weight.t())  # g @ W
                 if alpha is not None:
                     carry.addcmul_(total, 1.0 - alpha)
         grad_weight = None
         if ctx.needs_input_grad[1]:
             # One GEMM over all steps (K = (T-1) * B); step 0 adds h0's term (nothing when h_{-1} = 0).
-            grad_weight = grad_pre[1:].reshape(-1, n).t() @ states[:-1].reshape(-1, n)
-            if h0 is not None:
+            grad_weight = nt(grad_pre[1:].reshape(-1, n).t(), states[:-1].reshape(-1, n).t())
+            if h0 is not None:  # + grad_pre[0]ᵀ h0, in place (K = B is small; no (N, N) temporary)
                 grad_weight.addmm_(grad_pre[0].t(), h0)
             if mask is not None:
-                grad_weight.mul_(mask)
+                # masked_fill_ with the bool mask's complement: mul_ by a bool mask would first cast it to a
+                # float copy of the whole (N, N) matrix (a 400 MB pass at N = 10,000)
+                grad_weight.masked_fill_(~mask, 0.0)
         grad_h0 = carry if h0 is not None and ctx.needs_input_grad[5] else None
         return grad_pre, grad_weight, None, None, None, grad_h0

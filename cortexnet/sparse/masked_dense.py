@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cortexnet.connectivity import Connectivity
+from cortexnet.sparse import gemm
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 from cortexnet.sparse.constraints import ensure_constrained
 from cortexnet.sparse.functional import DenseRecurrence, check_activation, leak_operands
@@ -39,9 +40,10 @@ class MaskedDenseWeight(SparseWeight):
 
     def linear(self, x: Tensor) -> Tensor:
         ensure_constrained(self)
-        # Multiplying by the mask under autograd keeps the off-mask gradient exactly zero.
+        # Masking under autograd keeps the off-mask gradient exactly zero; masked_fill (not ``weight * mask``)
+        # because a product with a bool mask casts it to a float copy of the whole matrix, forward and back.
         weight, mask = self._operands()
-        return x @ (weight * mask).t()
+        return gemm.linear(x, weight.masked_fill(~mask, 0.0))  # x (W ⊙ M)ᵀ
 
     def recurrent(
         self, drive: Tensor, activation: str, *, alpha: Tensor | None = None, h0: Tensor | None = None
@@ -95,11 +97,11 @@ class MaskedDenseWeight(SparseWeight):
 
     @torch.no_grad()
     def apply_constraints_(self) -> None:
-        self.weight.mul_(self.mask)
+        self.weight.masked_fill_(~self.mask, 0.0)  # not mul_: no float cast of the bool mask
         if self.dale == "clip":
             # The paper's rule on the parameter the forward pass uses: a weight whose sign would reverse is
             # set to zero instead (the authors' notebook clamped a recomputed copy, so it never held).
-            self.weight.mul_(self.weight * self.column_sign >= 0)
+            self.weight.masked_fill_(self.weight * self.column_sign < 0, 0.0)
         elif self.dale == "abs":
             self.weight.abs_()
 

@@ -27,15 +27,15 @@ commit c2d2e08):
   copies the time-major input (T·B·F, ``RecurrentLayer.forward``, recurrent.py:217, kept for W_in's gradient);
   the fused masked-dense recurrence keeps the states (T, B, N) (``DenseRecurrence.forward``, functional.py:67-85)
   and its backward adds the incoming gradient and ``grad_pre`` (``DenseRecurrence.backward``, 88-116):
-  **3 × T·B·N** at the peak, plus the float cast of the bool mask in ``grad_weight.mul_(mask)``; the csr
+  **3 × T·B·N** at the peak, plus the bool complement of the mask in ``grad_weight.masked_fill_``; the csr
   recurrence keeps feature-major states plus the returned (T, B, N) copy, which the readout holds through
   ``states[-1]`` (``CSRRecurrence.forward``, csr_functional.py:42-63), and its backward holds the states,
   the incoming gradient and two transposed copies (``CSRRecurrence.backward``, 67-101): **4 × T·B·N**. A
   leaky recurrence (α ≠ 1) keeps the rates too (+1 forward, +2 csr / +1 masked dense backward). Feed-forward
   stages keep their outputs (and csr its transposed input copy, ``CSRLinear``, csr_functional.py:111-136);
-  masked dense multiplies by ``weight * mask`` (a float cast of the mask, then the product, kept for the input
-  gradient; ``MaskedDenseWeight.linear``, masked_dense.py:40-44) and its backward forms a dense
-  ``(n_in, n_out)`` product before masking.
+  masked dense masks with ``weight.masked_fill(~mask, 0)`` (the bool complement, kept for the backward, and the
+  masked weight, kept for the input gradient; ``MaskedDenseWeight.linear``, masked_dense.py:40-46) and its
+  backward forms a dense ``(n_in, n_out)`` product before masking.
 * **batch** — the inputs ``(B, T, F)`` and int64 labels; evaluation runs batches of ``max(B, 100)``
   (fit.py:197) without gradients but with the last step's gradients still allocated.
 * **build peak** — constructing the model (host memory): every weight's storage plus the largest transient
@@ -65,7 +65,7 @@ from typing import Any
 import torch
 
 from cortexnet.models.memory import ModelLayout, SparseWeightLayout, Stage, model_layout
-from cortexnet.sparse import choose_backend
+from cortexnet.sparse import choose_backend, gemm
 from cortexnet.sparse._csr_index import SDDMM_K_CHUNK, default_panel_cols
 from cortexnet.training.config import TrainConfig
 
@@ -335,9 +335,11 @@ def _stage_cost(
     f: int,
     *,
     sequence_read: bool = False,
+    cpu: bool = True,
 ) -> _StageCost:
     """One stage's costs; ``sequence_read``: the next stage reads every step of this one's output (a per-step
-    readout copies the states, so the csr recurrence's returned tensor is not kept beyond the copy)."""
+    readout copies the states, so the csr recurrence's returned tensor is not kept beyond the copy); ``cpu``:
+    the stage runs on the CPU (where large float32 dense products go through oneDNN, cortexnet.sparse.gemm)."""
     i, o = stage.n_in, stage.n_out
     if stage.kind in ("recurrent", "sparse"):
         layout, wb = weights[stage.weight]
@@ -365,14 +367,15 @@ def _stage_cost(
             fwd = max(x + 3 * s + lk + gathered + extra, noise)
             held = 0 if sequence_read else s  # the output, kept by the readout's ``states[-1]``
             return _StageCost(x + s + held + lk + extra, fwd, x + back, x + 3 * s + lk + gathered, grads)
-        # masked dense (functional.py:67-116): the states (+ rates); the backward adds the incoming gradient
-        # and grad_pre, and ``grad_weight.mul_(mask)`` casts the bool mask to a float copy; with "abs" the
-        # effective |W| · sign is kept and the raw gradient is one more dense temporary.
+        # masked dense (functional.py:67-118): the states (+ rates); the backward adds the incoming gradient
+        # and grad_pre, and ``grad_weight.masked_fill_`` the mask's bool complement; with "abs" the
+        # effective |W| · sign is kept and the raw gradient is one more dense temporary. oneDNN's weight
+        # gradient reads its transposed (T-1)·B × N operand through a contiguous copy.
         extra = p if abs_dale else 0
+        staged = s if gemm.onednn_for(o, i, max(t - 1, 1) * b, dtype_bytes=f, cpu=cpu) else 0
         fwd = max(x + 2 * s + lk + 2 * extra, noise)
-        return _StageCost(
-            x + s + lk + extra, fwd, x + 3 * s + lk + p + extra, x + 2 * s + lk + 2 * extra, grads
-        )
+        back = x + 3 * s + lk + layout.possible + extra + staged
+        return _StageCost(x + s + lk + extra, fwd, back, x + 2 * s + lk + 2 * extra, grads)
     out = b * o * f
     if stage.kind == "sparse":
         grads = (wb.param_numel + o) * f  # the sparse weight and the bias
@@ -386,14 +389,17 @@ def _stage_cost(
             # and its scatter to canonical order
             back = saved + out + grad_x + max(v if stage.input_grad else 0, v + scatter) + sddmm + extra
             return _StageCost(saved, xt + 3 * out + gathered + extra, back, xt + 3 * out + gathered, grads)
-        # masked dense: ``weight * mask`` casts the bool mask to a float copy, then the product (kept when the
-        # input needs a gradient); the backward's (n_in, n_out) product, then ``grad * mask`` casts it again.
+        # masked dense: ``weight.masked_fill(~mask, 0)``: the mask's bool complement (kept for the backward) and
+        # the masked weight (kept when the input needs a gradient); the backward's (n_out, n_in) product (its
+        # masked copy is the weight's gradient, counted with the gradients).
         extra = p if abs_dale else 0
-        saved = (p if stage.input_grad else 0) + out
+        keep = layout.possible
+        saved = (p if stage.input_grad else 0) + out + keep
         grad_x = b * i * f if stage.input_grad else 0
         return _StageCost(
-            saved, 2 * p + 2 * out + extra, out + 2 * p + out + grad_x + extra, 2 * p + 2 * out + extra, grads
-        )
+            saved, p + keep + 2 * out + extra, out + p + keep + out + grad_x + extra,
+            p + keep + 2 * out + extra, grads,
+        )  # fmt: skip
     if stage.kind == "patch":  # conv input copy, conv output, patch-major copy; its gradients: the remainder
         saved = b * (i + 2 * o) * f
         return _StageCost(saved, saved, saved + 2 * out, saved, 0)
@@ -417,6 +423,7 @@ def activation_bytes(
     n_steps: int,
     gradients: int,
     dtype_bytes: int = 4,
+    cpu: bool = True,
 ) -> tuple[int, int]:
     """``(training, evaluation)`` activation peaks for batches of ``batch``, beyond the ``gradients`` (bytes of
     all parameter gradients).
@@ -434,6 +441,7 @@ def activation_bytes(
             n_steps,
             dtype_bytes,
             sequence_read=k + 1 < len(stages) and stages[k + 1].per_step,
+            cpu=cpu,
         )
         for k, s in enumerate(stages)
     ]
@@ -511,8 +519,8 @@ def build_bytes(w: SparseWeightLayout, wb: WeightBytes, *, dtype_bytes: int = 4)
             init += 9 * min(synapses, CSR_CONSTRAINT_CHUNK)
         return max(gen, storage + conn + init)
     # masked dense: Connectivity.to_dense's rows (int64, twice at once), then the initialisation and the
-    # constraints' projection (the float cast of the mask; with "clip" the sign test)
-    projection = dtype_bytes * w.possible + (w.possible if w.dale == "clip" else 0)
+    # constraints' projection (the mask's bool complement; with "clip" the product with the signs and its test)
+    projection = (dtype_bytes + 1) * w.possible if w.dale == "clip" else w.possible
     return max(gen, storage + conn + max(init + projection, 16 * synapses))
 
 
@@ -575,11 +583,11 @@ def estimate_training_memory(
     index = sum(wb.index for _, wb in weights.values())
     index_build = max((wb.index_build for _, wb in weights.values()), default=0)
     act_train, _ = activation_bytes(
-        layout.stages, weights, batch=b, n_steps=t, gradients=gradients, dtype_bytes=f
+        layout.stages, weights, batch=b, n_steps=t, gradients=gradients, dtype_bytes=f, cpu=kind == "cpu"
     )
     b_eval = max(b, EVAL_BATCH_MIN)
     _, act_eval = activation_bytes(
-        layout.stages, weights, batch=b_eval, n_steps=t, gradients=gradients, dtype_bytes=f
+        layout.stages, weights, batch=b_eval, n_steps=t, gradients=gradients, dtype_bytes=f, cpu=kind == "cpu"
     )
     labels = 8 * (t if layout.stages and layout.stages[-1].per_step else 1)  # int64, (B,) or per step (B, T)
     batch = b * (t * n_inputs * f + labels)
@@ -671,9 +679,9 @@ def _projection_bytes(w: SparseWeightLayout, wb: WeightBytes, f: int) -> int:
     measured at N = 1,500 masked dense "clip": 1.25 x the 9.0 MB weight."""
     if wb.backend == "csr":
         return 9 * min(wb.nnz, CSR_CONSTRAINT_CHUNK) if w.dale == "clip" else 0
-    # ``weight.mul_(mask)`` casts the bool mask to a float copy; "clip" then forms weight * column_sign and its
-    # bool sign test (whose own cast follows the product's release).
-    return f * w.possible + (w.possible if w.dale == "clip" else 0)
+    # ``weight.masked_fill_(~mask, 0)``: the mask's bool complement; "clip" then forms weight * column_sign
+    # and its bool sign test.
+    return (f + 1) * w.possible if w.dale == "clip" else w.possible
 
 
 # -- the machine ----------------------------------------------------------------------------------------------
