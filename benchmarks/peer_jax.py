@@ -70,6 +70,7 @@ from recurrent_step import (  # noqa: E402  (benchmarks/ is on sys.path)
     _rss_mb,
     _trim_heap,
     estimate_gb,
+    finish_run,
     machine,
     measure_ceilings,
     run_subprocess,
@@ -578,8 +579,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return run_check(50, args.p[0], 4, 5, args.seed, args.check_tol)
 
-    from cortexnet.io import atomic_write_json
-
     t_run = time.perf_counter()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or RESULTS / f"peer_jax-{stamp}.json"
@@ -679,15 +678,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["note"] = (r.get("note", "") + " CONNECTIVITY DIFFERS between workers").strip()
         records.extend(group)
 
-    result["records"] = records
-    result["loadavg_end"] = os.getloadavg()
-    result["wall_s"] = round(time.perf_counter() - t_run, 1)
-    table = fmt_table(records)
-    result["table"] = table.splitlines()
-    atomic_write_json(out, result)
-    print(table)
-    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} ({result['wall_s']:.0f}s)")
-    return 0
+    return finish_run(result, records, out, t_run, fmt_table)
 
 
 if __name__ == "__main__":

@@ -449,7 +449,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from cortexnet.io import atomic_write_json
     from cortexnet.sparse import choose_backend
 
     t_sweep = time.perf_counter()
@@ -570,9 +569,18 @@ def main(argv: list[str] | None = None) -> int:
                                         rec["peak_mb"] / other["peak_mb"], 3
                                     )
                     records.append(rec)
+    return finish_run(result, records, out, t_sweep, fmt_table)
+
+
+def finish_run(result: dict, records: list[dict], out: Path, t0: float, fmt_table) -> int:
+    """Add the records, the end load and the wall time to ``result``, write it to ``out`` (atomically) and print
+    the table (``fmt_table(records)``); returns the exit status 0."""
+    sys.path.insert(0, str(ROOT))
+    from cortexnet.io import atomic_write_json
+
     result["records"] = records
     result["loadavg_end"] = os.getloadavg()
-    result["wall_s"] = round(time.perf_counter() - t_sweep, 1)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
     table = fmt_table(records)
     result["table"] = table.splitlines()
     atomic_write_json(out, result)

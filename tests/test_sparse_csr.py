@@ -272,9 +272,22 @@ def test_auto_prefers_the_leaner_backend_when_the_faster_does_not_fit():
     assert choose_backend(30_000, 30_000, int(0.2 * 30_000**2), batch_hint=256) == "csr"
 
 
-def test_crossover_interpolation():
-    assert crossover_density(32, n=1000) == pytest.approx(0.33)
-    assert crossover_density(32, n=100_000) == pytest.approx(0.41)  # clamped at the largest measured N
-    mid = crossover_density(90, n=1000)
-    assert 0.15 < mid < 0.33
-    assert crossover_density(10_000, n=1000) == pytest.approx(0.15)
+@pytest.mark.parametrize("dense_gemm", ["blas", "onednn"])
+def test_crossover_interpolation(dense_gemm):
+    """The table measured with the dense products masked dense will run: oneDNN's, or the BLAS one."""
+    from cortexnet.sparse import auto, gemm
+
+    if dense_gemm == "onednn" and not gemm.onednn_available():
+        pytest.skip("this PyTorch build has no oneDNN matmul")
+    saved = gemm.set_dense_gemm(dense_gemm)
+    try:
+        table = auto.CPU_CROSSOVER if dense_gemm == "onednn" else auto.CPU_CROSSOVER_BLAS
+        (n0, p0), *_, (_, p_last) = table[32]
+        assert crossover_density(32, n=n0) == pytest.approx(p0)
+        assert crossover_density(32, n=100_000) == pytest.approx(p_last)  # clamped at the largest measured N
+        p256 = table[256][0][1]
+        mid = crossover_density(90, n=n0)
+        assert min(p0, p256) < mid < max(p0, p256)  # between the two batch rows, in log B
+        assert crossover_density(10_000, n=n0) == pytest.approx(p256)
+    finally:
+        gemm.set_dense_gemm(saved)

@@ -4,7 +4,8 @@ Rules (see benchmarks/README.md for the measurements):
 
 1. Speed: tiny matrices (fewer than ``SMALL_DENSE`` possible synapses) use ``"masked_dense"`` (one GEMM beats
    the sparse kernels' per-call overhead); otherwise ``"csr"`` when the density is below the crossover density
-   for the size, batch and device, ``"masked_dense"`` above it. CPU crossovers (:data:`CPU_CROSSOVER`) were
+   for the size, batch and device, ``"masked_dense"`` above it. CPU crossovers (:data:`CPU_CROSSOVER`, and
+   :data:`CPU_CROSSOVER_BLAS` where masked dense's products run on PyTorch's BLAS instead of oneDNN) were
    measured with ``benchmarks/crossover.py`` on the 2-core EPYC development machine: the training step
    (forward+backward of the 28-step recurrence and the fused Adam step) of masked dense (the fused
    :class:`~cortexnet.sparse.DenseRecurrence`) against csr, each case in its own process. CUDA
@@ -35,13 +36,22 @@ import torch
 from torch import Tensor
 
 from cortexnet.connectivity import Connectivity
+from cortexnet.sparse import gemm
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 
-#: Measured on CPU (benchmarks/results/crossover-20261122T053731Z.json: 2-core AMD EPYC, torch 2.13, training
-#: step = forward+backward over 28 steps + fused Adam, other processes < 1 % CPU): batch -> ((N, density above
-#: which masked dense is faster than csr), ...). Interpolated in log N within a batch row (clamped at its ends),
-#: then in log B between rows. PERFORMANCE.md's earlier probe found 0.25-0.39 at B = 32, 0.13-0.28 at B = 256.
+#: Measured on CPU with masked dense's products through oneDNN (cortexnet.sparse.gemm, the default where the
+#: PyTorch build has it; benchmarks/results/crossover-20261202T080003Z.json: 2-core AMD EPYC, torch 2.13,
+#: training step = forward+backward over 28 steps + fused Adam): batch -> ((N, density above which masked
+#: dense is faster than csr), ...). Interpolated in log N within a batch row (clamped at its ends), then in
+#: log B between rows.
 CPU_CROSSOVER: dict[int, tuple[tuple[int, float], ...]] = {
+    32: ((1000, 0.18), (3000, 0.19), (10000, 0.29)),
+    256: ((1000, 0.12), (3000, 0.18)),
+}
+#: The same with masked dense's products through PyTorch's BLAS (MKL; ``CORTEXNET_DENSE_GEMM=blas`` or a build
+#: without oneDNN), 1.5-2x slower on that CPU (benchmarks/results/crossover-20261122T053731Z.json).
+#: PERFORMANCE.md's earlier probe found 0.25-0.39 at B = 32, 0.13-0.28 at B = 256.
+CPU_CROSSOVER_BLAS: dict[int, tuple[tuple[int, float], ...]] = {
     32: ((1000, 0.33), (3000, 0.42), (10000, 0.41)),
     256: ((1000, 0.15), (3000, 0.16)),
 }
@@ -94,7 +104,10 @@ def _interp(points: tuple[tuple[int, float], ...], x: float) -> float:
 def crossover_density(batch: int, device: str | torch.device = "cpu", n: int = 10_000) -> float:
     """Density above which masked dense is faster than csr, for ``batch`` rows per product, ``n`` nodes
     (``max(n_out, n_in)``) on ``device``."""
-    table = CUDA_CROSSOVER if torch.device(device).type == "cuda" else CPU_CROSSOVER
+    if torch.device(device).type == "cuda":
+        table = CUDA_CROSSOVER
+    else:  # the table measured with the dense products masked dense will use here
+        table = CPU_CROSSOVER if gemm.onednn_for(n, n, batch) else CPU_CROSSOVER_BLAS
     rows = sorted(table.items())
     per_batch = tuple((b, _interp(points, max(n, 1))) for b, points in rows)
     return _interp(per_batch, max(batch, 1))
