@@ -13,7 +13,7 @@ recurrent_step = pytest.importorskip("recurrent_step")
 peer_jax = pytest.importorskip("peer_jax")  # imports no JAX itself; the JAX test skips without it
 
 
-@pytest.mark.parametrize("method", ["authors", "best_dense", "masked_dense", "csr", "auto"])
+@pytest.mark.parametrize("method", ["authors", "best_dense", "masked_dense", "csr_torch", "csr", "auto"])
 def test_recurrent_step_case_record(method):
     rec = recurrent_step.run_case(method, 40, 0.2, 3, steps=4, repeats=1, optimizer_step=True)
     assert rec["method"] == method and rec["nnz"] > 0

@@ -21,12 +21,15 @@ the products read one index per synapse and step).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from cortexnet.sparse import native
 
 _INT32_MAX = 2**31 - 1
 
@@ -83,15 +86,49 @@ class Panels:
     crow: Tensor
     col: Tensor
     perm: Tensor | None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def bounds_tensor(self) -> Tensor:
+        """``bounds`` as a (n_panels, 4) int64 CPU tensor (what the compiled kernels read)."""
+        if "bounds" not in self._cache:
+            self._cache["bounds"] = torch.tensor(self.bounds, dtype=torch.int64).reshape(-1, 4)
+        return self._cache["bounds"]
+
+    def row_splits(self, parts: int) -> Tensor:
+        """Row bounds ``(parts + 1,)`` int64 splitting the rows into ``parts`` runs of about equal synapse
+        counts over all panels (one run per thread of the compiled kernels; degree-skewed graphs stay balanced).
+        """
+        key = ("splits", parts)
+        if key not in self._cache:
+            per_row = (self.crow[:, 1:] - self.crow[:, :-1]).to("cpu", torch.int64).sum(
+                0
+            ) + 1  # +1: row overhead
+            cum = per_row.cumsum(0)
+            targets = torch.arange(1, parts, dtype=torch.float64) * (float(cum[-1]) / parts)
+            inner = torch.searchsorted(cum.to(torch.float64), targets)
+            self._cache[key] = torch.cat([torch.tensor([0]), inner, torch.tensor([self.n_out])]).to(
+                torch.int64
+            )
+        return self._cache[key]
+
+    def bind(self, panel_values: Tensor) -> PanelMatrix:
+        """The matrix these panels index with ``panel_values`` (panel order): what :func:`spmm_` takes."""
+        return PanelMatrix(self, panel_values)
 
     def gather(self, values: Tensor) -> Tensor:
         """Canonical-order values ``(nnz,)`` -> panel order."""
-        return values if self.perm is None else values.index_select(0, self.perm)
+        if self.perm is None:
+            return values
+        if native_for(values) and not (torch.is_grad_enabled() and values.requires_grad):
+            return native.permute(values, self.perm, scatter=False)
+        return values.index_select(0, self.perm)
 
     def scatter(self, panel_values: Tensor) -> Tensor:
         """Panel-order values ``(nnz,)`` -> canonical order (the inverse of :meth:`gather`)."""
         if self.perm is None:
             return panel_values
+        if native_for(panel_values) and not (torch.is_grad_enabled() and panel_values.requires_grad):
+            return native.permute(panel_values, self.perm, scatter=True)
         out = torch.empty_like(panel_values)
         for a in range(0, panel_values.numel(), _CHUNK):  # int64 index only per chunk (memory)
             b = min(panel_values.numel(), a + _CHUNK)
@@ -106,6 +143,19 @@ class Panels:
                 csr = make_csr(self.crow[p], self.col[e0:e1], panel_values[e0:e1], (self.n_out, c1 - c0))
                 out.append((c0, c1, csr))
         return out
+
+
+@dataclass
+class PanelMatrix:
+    """A sparse matrix as column panels plus its values in panel order (``values`` (nnz,))."""
+
+    panels: Panels
+    values: Tensor
+
+    @functools.cached_property
+    def mats(self) -> list[tuple[int, int, Tensor]]:
+        """The panels as PyTorch CSR tensors (the PyTorch-kernel path), built once per matrix."""
+        return self.panels.matrices(self.values)
 
 
 #: Synapses per chunk of the index build (bounds its temporaries to ~100 MB at any nnz).
@@ -216,33 +266,67 @@ def build_index(
 
 
 # -- kernels ----------------------------------------------------------------------------------------------
-def spmm_(out: Tensor, mats: list[tuple[int, int, Tensor]], x: Tensor) -> Tensor:
+# Each product runs the compiled kernels (cortexnet.sparse.native) where they are built and the tensors are CPU
+# float32/float64 of one dtype, else PyTorch's sparse kernels over the panels' CSR tensors.
+def native_for(*tensors: Tensor) -> bool:
+    """Whether the compiled kernels serve products of these tensors (CPU, one float dtype, kernels built)."""
+    return len({t.dtype for t in tensors}) == 1 and native.uses_native(*tensors)
+
+
+def spmm_(out: Tensor, w: PanelMatrix, x: Tensor) -> Tensor:
     """``out += W @ x`` in place, W given as column panels; ``x`` is ``(n_in, K)`` contiguous, ``out``
     ``(n_out, K)`` contiguous."""
-    for c0, c1, csr in mats:
+    if native_for(out, w.values, x):
+        p = w.panels
+        return native.spmm_(out, p.bounds_tensor(), p.crow, p.col, w.values, x, p.row_splits)
+    for c0, c1, csr in w.mats:
         torch.addmm(out, csr, x[c0:c1], out=out)
     return out
 
 
-def spmm(mats: list[tuple[int, int, Tensor]], x: Tensor, n_out: int) -> Tensor:
-    """``W @ x`` for column panels ``mats``: ``(n_in, K) -> (n_out, K)``."""
+def spmm(w: PanelMatrix, x: Tensor, n_out: int) -> Tensor:
+    """``W @ x`` for column panels ``w``: ``(n_in, K) -> (n_out, K)``."""
     out = torch.zeros(n_out, x.shape[1], dtype=x.dtype, device=x.device)
-    return spmm_(out, mats, x)
+    return spmm_(out, w, x)
 
 
 def sddmm_acc_(acc: Tensor, panels: Panels, g: Tensor, x: Tensor) -> Tensor:
-    """Accumulate the sampled product ``acc[e] += Σ_k g[row_e, k] · x[col_e, k]`` over stored synapses only.
+    """Accumulate the sampled product ``acc[e] += Σ_s Σ_k g[s, row_e, k] · x[s, col_e, k]`` over stored
+    synapses only.
 
-    ``acc`` is ``(nnz,)`` in ``panels`` order; ``g`` ``(n_out, K)`` and ``x`` ``(n_in, K)`` contiguous. This is
-    ``(g xᵀ) ∘ mask`` without the dense ``n_out x n_in`` product (``torch.sparse.sampled_addmm``, which works on
-    CPU and CUDA). Callers chunk K (``SDDMM_K_CHUNK``) so that a panel's slice of ``x`` stays in cache.
+    ``acc`` is ``(nnz,)`` in ``panels`` order; ``g`` ``(n_out, K)`` and ``x`` ``(n_in, K)``, or ``(S, n_out, K)``
+    and ``(S, n_in, K)`` summed over the S steps too (the recurrence's ``g_t`` and ``h_{t-1}``, read in place by
+    the compiled kernels). This is ``(g xᵀ) ∘ mask`` without the dense ``n_out x n_in`` product; PyTorch's path
+    (``torch.sparse.sampled_addmm``, CPU and CUDA) stacks the steps into chunks of about ``SDDMM_K_CHUNK``
+    columns so that a panel's slice of ``x`` stays in cache.
     """
+    if native_for(acc, g, x):
+        g3, x3 = (g, x) if g.dim() == 3 else (g.unsqueeze(0), x.unsqueeze(0))
+        return native.sddmm_acc_(
+            acc, panels.bounds_tensor(), panels.crow, panels.col, g3, x3, panels.row_splits
+        )
+    if g.dim() == 3:
+        steps, k = g.shape[0], g.shape[2]
+        for s0, s1 in k_chunks(steps, 1, target=max(1, round(SDDMM_K_CHUNK / max(k, 1)))):
+            gs = g[s0:s1].permute(1, 0, 2).reshape(g.shape[1], -1)
+            xs = x[s0:s1].permute(1, 0, 2).reshape(x.shape[1], -1)
+            _sampled_addmm_(acc, panels, gs, xs)
+        return acc
+    k = g.shape[1]
+    for k0, k1 in k_chunks(k, 1):
+        if k0 == 0 and k1 == k:
+            _sampled_addmm_(acc, panels, g, x)
+        else:
+            _sampled_addmm_(acc, panels, g[:, k0:k1].contiguous(), x[:, k0:k1].contiguous())
+    return acc
+
+
+def _sampled_addmm_(acc: Tensor, panels: Panels, g: Tensor, x: Tensor) -> None:
     for p, (c0, c1, e0, e1) in enumerate(panels.bounds):
         if e1 == e0:
             continue
         target = make_csr(panels.crow[p], panels.col[e0:e1], acc[e0:e1], (panels.n_out, c1 - c0))
         torch.sparse.sampled_addmm(target, g, x[c0:c1].t(), out=target)
-    return acc
 
 
 def k_chunks(k_total: int, row_block: int, target: int = SDDMM_K_CHUNK) -> list[tuple[int, int]]:

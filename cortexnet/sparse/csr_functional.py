@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from cortexnet.sparse._csr_index import SDDMM_K_CHUNK, CSRIndex, k_chunks, sddmm_acc_, spmm, spmm_
+from cortexnet.sparse._csr_index import CSRIndex, sddmm_acc_, spmm, spmm_
 from cortexnet.sparse.functional import activate_, activation_grad_
 
 
@@ -47,11 +47,11 @@ class CSRRecurrence(torch.autograd.Function):
         states = rates if alpha is None else torch.empty_like(rates)
         a = None if alpha is None else alpha.view(-1, 1)
         h0t = None if h0 is None else h0.t().contiguous()
-        mats = index.fwd.matrices(index.fwd.gather(values))
+        w = index.fwd.bind(index.fwd.gather(values))
         for t in range(steps):
             prev = states[t - 1] if t > 0 else h0t
             if prev is not None:
-                spmm_(rates[t], mats, prev)
+                spmm_(rates[t], w, prev)
             activate_(rates[t], activation)
             if a is not None:
                 torch.mul(rates[t], a, out=states[t])
@@ -68,10 +68,10 @@ class CSRRecurrence(torch.autograd.Function):
         states, values, alpha, h0t, rates = ctx.saved_tensors
         rates = states if rates is None else rates
         index: CSRIndex = ctx.index
-        steps, n, batch = states.shape
+        steps = states.shape[0]
         # dL/dh_t, feature-major, in a copy of grad_out; the carry through h_{t-1} is added into it in place.
         grad = _swap_last(grad_out)
-        mats_t = index.bwd.matrices(index.bwd.gather(values)) if steps > 1 or h0t is not None else []
+        wt = index.bwd.bind(index.bwd.gather(values)) if steps > 1 or h0t is not None else None
         a = None if alpha is None else alpha.view(-1, 1)
         # dL/dpre_t: the same buffer when α = 1 (in place), else its own.
         grad_pre = grad if a is None else torch.empty_like(grad)
@@ -82,17 +82,15 @@ class CSRRecurrence(torch.autograd.Function):
             activation_grad_(grad_pre[t], rates[t], ctx.activation)
             target = grad[t - 1] if t > 0 else grad_h0t
             if target is not None:
-                spmm_(target, mats_t, grad_pre[t])  # += Wᵀ g_t (carry through h_{t-1})
+                spmm_(target, wt, grad_pre[t])  # += Wᵀ g_t (carry through h_{t-1})
                 if a is not None:
                     target.addcmul_(grad[t], 1.0 - a)
         grad_values = None
         if ctx.needs_input_grad[1]:
             acc = torch.zeros(index.nnz, dtype=values.dtype, device=values.device)
             # dW[i, j] = Σ_{t>=1, b} g_t[i, b] h_{t-1}[j, b]; step 0 adds h0's term (nothing when h_{-1} = 0).
-            for k0, k1 in k_chunks(steps - 1, 1, target=max(1, round(SDDMM_K_CHUNK / batch))):
-                g = grad_pre[1 + k0 : 1 + k1].permute(1, 0, 2).reshape(n, -1)
-                h = states[k0:k1].permute(1, 0, 2).reshape(n, -1)
-                sddmm_acc_(acc, index.fwd, g, h)
+            if steps > 1:
+                sddmm_acc_(acc, index.fwd, grad_pre[1:], states[:-1])
             if h0t is not None:
                 sddmm_acc_(acc, index.fwd, grad_pre[0], h0t)
             grad_values = index.to_canonical(acc)
@@ -110,7 +108,7 @@ class CSRLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, values: Tensor, index: CSRIndex) -> Tensor:  # type: ignore[override]
         xt = x.t().contiguous()  # (n_in, M)
-        yt = spmm(index.fwd.matrices(index.fwd.gather(values)), xt, index.n_out)
+        yt = spmm(index.fwd.bind(index.fwd.gather(values)), xt, index.n_out)
         ctx.index = index
         ctx.save_for_backward(xt, values)
         return yt.t().contiguous()
@@ -123,14 +121,9 @@ class CSRLinear(torch.autograd.Function):
         gt = grad_y.t().contiguous()  # (n_out, M)
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_x = spmm(index.bwd.matrices(index.bwd.gather(values)), gt, index.n_in).t()
+            grad_x = spmm(index.bwd.bind(index.bwd.gather(values)), gt, index.n_in).t()
         if ctx.needs_input_grad[1]:
             acc = torch.zeros(index.nnz, dtype=values.dtype, device=values.device)
-            m = xt.shape[1]
-            for k0, k1 in k_chunks(m, 1):
-                if k0 == 0 and k1 == m:
-                    sddmm_acc_(acc, index.fwd, gt, xt)
-                else:
-                    sddmm_acc_(acc, index.fwd, gt[:, k0:k1].contiguous(), xt[:, k0:k1].contiguous())
+            sddmm_acc_(acc, index.fwd, gt, xt)
             grad_values = index.to_canonical(acc)
         return grad_x, grad_values, None
