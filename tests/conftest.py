@@ -83,3 +83,17 @@ def network_guard(monkeypatch):
     yield attempts
     if attempts:
         pytest.fail(f"test attempted network access: {attempts}", pytrace=False)
+
+
+@pytest.fixture(params=["torch", "native"])
+def csr_kernel(request):
+    """Run a test once on PyTorch's sparse kernels and once on the compiled ones (cortexnet.sparse.native);
+    modules opt in with ``pytestmark = pytest.mark.usefixtures("csr_kernel")``. Where no compiler exists the
+    native run is skipped (test_sparse_native checks that a present compiler does build them)."""
+    from cortexnet.sparse import native
+
+    if request.param == "native" and not native.native_available():
+        pytest.skip(f"compiled CSR kernels unavailable: {native.native_status()}")
+    previous = native.set_csr_kernel(request.param)
+    yield request.param
+    native.set_csr_kernel(previous)

@@ -286,6 +286,7 @@ def _measured_train_activations(name, config, n_inputs, n_classes, n_steps, batc
     return _forward_backward_peak(model, opt, x, y)
 
 
+@pytest.mark.usefixtures("csr_kernel")  # on PyTorch's sparse kernels and on the compiled ones
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", MODELS.names())
 def test_activation_term_matches_the_measured_forward_backward_peak(name, backend):

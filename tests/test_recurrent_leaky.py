@@ -12,6 +12,9 @@ from cortexnet.connectivity import erdos_renyi
 from cortexnet.sparse import DenseRecurrence, make_sparse_weight
 from cortexnet.sparse.base import SparseWeight
 
+# Every test here runs on PyTorch's sparse kernels and on the compiled ones (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("csr_kernel")
+
 N, B, T = 9, 4, 6
 
 

@@ -12,6 +12,9 @@ import torch
 from cortexnet.connectivity import Connectivity, assign_inhibitory, dale_signs, make_connectivity
 from cortexnet.sparse import BACKENDS, make_sparse_weight
 
+# Every test here runs on PyTorch's sparse kernels and on the compiled ones (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("csr_kernel")
+
 OTHER_BACKENDS = ["csr"]
 DENSITIES = [0.001, 0.01, 0.1, 0.5, 1.0]
 DALE = ["none", "clip", "abs"]

@@ -22,6 +22,9 @@ from cortexnet.sparse import (
     make_sparse_weight,
 )
 
+# Every test here runs on PyTorch's sparse kernels and on the compiled ones (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("csr_kernel")
+
 
 def _conn(n=40, p=0.2, seed=0, n_in=None):
     g = torch.Generator().manual_seed(seed)

@@ -11,6 +11,9 @@ from cortexnet.connectivity import assign_inhibitory, make_connectivity
 from cortexnet.layers import SparseLinear, apply_constraints
 from cortexnet.sparse import BACKENDS
 
+# Every test here runs on PyTorch's sparse kernels and on the compiled ones (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("csr_kernel")
+
 BACKEND_NAMES = ["masked_dense", "csr", "auto"]
 
 

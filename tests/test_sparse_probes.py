@@ -10,6 +10,9 @@ import torch
 from cortexnet.connectivity import Connectivity, assign_inhibitory, dale_signs, make_connectivity
 from cortexnet.sparse import ActivityAccumulator, CSRWeight, make_sparse_weight
 
+# Every test here runs on PyTorch's sparse kernels and on the compiled ones (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("csr_kernel")
+
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 
 

@@ -40,21 +40,28 @@ SDDMM_K_CHUNK = 128
 #: Column panel width on CPU: h-slices of ``panel x B`` floats stay in L2 (1 MB here) for B <= 256; 256-1024
 #: measured equally good at B = 32, 512 best at B = 256 (single-thread CPU time, N = 10,000, p = 0.1).
 CPU_PANEL_COLS = 512
+#: The same for the compiled kernels (cortexnet.sparse.native): a panel's slice of a K = 32 chunk of the dense
+#: operand, 192 x 32 floats = 24 KB, stays in L1. At N = 10,000, p = 0.1, B = 32 on the 2-core dev CPU
+#: (Zen 3): value gradient 300 ms at 192 columns, 295-320 at 128, 400-530 at 512; the products 8.8 ms at 192,
+#: ~10 at 128 and 512, ~14 at 64.
+NATIVE_PANEL_COLS = 192
 #: Fewest stored synapses per row per panel before panels get wider (per-row loop overhead dominates below;
 #: at N = 10,000, p = 0.01 panels of 1,000 columns (10 per row) were still as fast as any wider).
 MIN_ROW_NNZ_PER_PANEL = 10
 
 
 def default_panel_cols(n_out: int, n_in: int, nnz: int, device: torch.device) -> int:
-    """Column-panel width for a weight on ``device``: one panel on CUDA; on CPU ~512 columns, widened at low
-    density so that each row of a panel still holds ~10 synapses on average."""
+    """Column-panel width for a weight on ``device``: one panel on CUDA; on CPU ~512 columns for PyTorch's
+    kernels and ~192 for the compiled ones, widened at low density so that each row of a panel still holds ~10
+    synapses on average."""
     if device.type != "cpu" or nnz == 0:
         return max(n_in, 1)
+    compiled = native.csr_kernel() != "torch" and native.native_available()
     density = nnz / (n_out * n_in)
-    width = max(CPU_PANEL_COLS, math.ceil(MIN_ROW_NNZ_PER_PANEL / density))
-    # Balanced panels: same count, widths differing by at most one 64-column block.
+    width = max(NATIVE_PANEL_COLS if compiled else CPU_PANEL_COLS, math.ceil(MIN_ROW_NNZ_PER_PANEL / density))
+    # Balanced panels: same count, widths differing by at most one 16-column block.
     n_panels = max(1, round(n_in / width))
-    return min(n_in, math.ceil(n_in / n_panels / 64) * 64)
+    return min(n_in, math.ceil(n_in / n_panels / 16) * 16)
 
 
 def make_csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:

@@ -15,12 +15,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from cortexnet.sparse._csr_index import CSRIndex, sddmm_acc_, spmm, spmm_
+from cortexnet.sparse import native
+from cortexnet.sparse._csr_index import CSRIndex, native_for, sddmm_acc_, spmm, spmm_
 from cortexnet.sparse.functional import activate_, activation_grad_
 
 
 def _swap_last(x: Tensor) -> Tensor:
     """A fresh contiguous copy of ``x`` (A, B, C) as (A, C, B) (never a view: callers write into it)."""
+    if native_for(x):
+        return native.swap_last(x)
     out = torch.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=x.dtype, device=x.device)
     return out.copy_(x.permute(0, 2, 1))
 

@@ -195,6 +195,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.cn_sddmm.restype = i32
     lib.cn_permute.argtypes = [i32, i32, i32, i64, ptr, ptr, ptr, i32]
     lib.cn_permute.restype = i32
+    lib.cn_swap_last.argtypes = [i32, i64, i64, i64, ptr, i64, i64, ptr, i32]
+    lib.cn_swap_last.restype = i32
 
 
 def uses_native(*tensors: Tensor) -> bool:
@@ -268,4 +270,26 @@ def permute(values: Tensor, perm: Tensor, *, scatter: bool) -> Tensor:
     )  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"cn_permute failed ({rc}) for {values.dtype} values and {perm.dtype} indices")
+    return out
+
+
+def swap_last(x: Tensor) -> Tensor:
+    """A new contiguous (A, C, B) copy of ``x`` (A, B, C) with unit stride along C (blocked transpose)."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    a, r, c = x.shape
+    out = torch.empty((a, c, r), dtype=x.dtype, device=x.device)
+    rc = _library().cn_swap_last(
+        _DTYPES[x.dtype],
+        a,
+        r,
+        c,
+        x.data_ptr(),
+        x.stride(0),
+        x.stride(1),
+        out.data_ptr(),
+        _parts(x.numel() * 4, a * c),
+    )
+    if rc != 0:
+        raise RuntimeError(f"cn_swap_last failed ({rc}) for {x.dtype}")
     return out

@@ -65,7 +65,7 @@ from typing import Any
 import torch
 
 from cortexnet.models.memory import ModelLayout, SparseWeightLayout, Stage, model_layout
-from cortexnet.sparse import choose_backend, gemm
+from cortexnet.sparse import choose_backend, gemm, native
 from cortexnet.sparse._csr_index import SDDMM_K_CHUNK, default_panel_cols
 from cortexnet.training.config import TrainConfig
 
@@ -323,6 +323,11 @@ class _StageCost:
     grads: int  # gradients of the stage's parameters, allocated during its backward
 
 
+#: oneDNN's packing scratchpad in a masked-dense layer's backward products, per thread: measured on the 2-core
+#: Zen 3 dev CPU (AVX2) as 180-350 KB per thread above the BLAS path's peak, varying between runs (sparse MLP
+#: 800 -> 600, the feed-forward control), ~0 on Zen 4 (AVX-512); 512 KB per thread keeps both within the test's
+#: tolerance.
+ONEDNN_SCRATCH_PER_THREAD = 512 * 1024
 #: Synapses per chunk of the csr index scatter (``Panels.scatter``: an int64 copy of the permutation).
 SCATTER_CHUNK = 1 << 22
 
@@ -347,7 +352,12 @@ def _stage_cost(
         v = wb.nnz * f  # an (nnz,) float temporary
         permuted = wb.index_panels_fwd > 1  # W in several panels: gathers copy, scatters take an int64 index
         gathered = v if permuted else 0
-        scatter = 8 * min(wb.nnz, SCATTER_CHUNK) if permuted else 0
+        # The compiled kernels (cortexnet.sparse.native) read the steps in place and permute with int32 indices:
+        # no stacked copies for the value gradient, no int64 index chunk for the scatter.
+        compiled = (
+            cpu and wb.backend == "csr" and native.csr_kernel() != "torch" and native.native_available()
+        )
+        scatter = 8 * min(wb.nnz, SCATTER_CHUNK) if permuted and not compiled else 0
         abs_dale = layout.dale == "abs"
     if stage.kind == "recurrent":
         x, s = t * b * i * f, t * b * o * f
@@ -359,9 +369,10 @@ def _stage_cost(
             # csr_functional.py:42-63 / 67-101: feature-major states (+ rates) and the returned copy, which the
             # readout keeps through ``states[-1]``; the backward holds the states, the incoming gradient, its
             # transposed copy (+ grad_pre), the input gradient's copy; the value gradient reads (N, k·B) copies
-            # of k ~ 128 / B steps, then scatters to canonical order.
+            # of k ~ 128 / B steps (PyTorch's kernels; the compiled ones read in place), then scatters to
+            # canonical order.
             k = min(max(t - 1, 1), max(1, round(SDDMM_K_CHUNK / b)))
-            sddmm = 2 * k * b * o * f
+            sddmm = 0 if compiled else 2 * k * b * o * f
             extra = 2 * v if abs_dale else 0  # |values| · sign: the signs and the effective values are kept
             back = max(4 * s + 2 * lk, 3 * s + 2 * lk + scatter) + 2 * v + sddmm + 2 * extra
             fwd = max(x + 3 * s + lk + gathered + extra, noise)
@@ -384,7 +395,7 @@ def _stage_cost(
             extra = 2 * v if abs_dale else 0
             saved = xt + out + extra
             grad_x = b * i * f if stage.input_grad else 0
-            sddmm = (i + o) * SDDMM_K_CHUNK * f if b > SDDMM_K_CHUNK else 0
+            sddmm = (i + o) * SDDMM_K_CHUNK * f if b > SDDMM_K_CHUNK and not compiled else 0
             # csr_functional.py:120-136: grad_x through the gathered transposed values, then the accumulator
             # and its scatter to canonical order
             back = saved + out + grad_x + max(v if stage.input_grad else 0, v + scatter) + sddmm + extra
@@ -396,8 +407,11 @@ def _stage_cost(
         keep = layout.possible
         saved = (p if stage.input_grad else 0) + out + keep
         grad_x = b * i * f if stage.input_grad else 0
+        scratch = (
+            ONEDNN_SCRATCH_PER_THREAD * torch.get_num_threads() if gemm.onednn_for(b, o, i, cpu=cpu) else 0
+        )
         return _StageCost(
-            saved, p + keep + 2 * out + extra, out + p + keep + out + grad_x + extra,
+            saved, p + keep + 2 * out + extra, out + p + keep + out + grad_x + extra + scratch,
             p + keep + 2 * out + extra, grads,
         )  # fmt: skip
     if stage.kind == "patch":  # conv input copy, conv output, patch-major copy; its gradients: the remainder

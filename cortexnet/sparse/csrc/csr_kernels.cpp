@@ -269,14 +269,16 @@ void sddmm_rows(int64_t r0, int64_t r1, int64_t n_panels, int64_t n_rows, int64_
                 const int64_t* bounds, const I* crow, const I* col, const T* g, int64_t gs, int64_t ldg,
                 const T* x, int64_t xs, int64_t ldx, T* acc) {
   constexpr int L = V<T>::L;
-  for (int64_t p = 0; p < n_panels; ++p) {
-    const int64_t c0 = bounds[4 * p], e0 = bounds[4 * p + 2], e1 = bounds[4 * p + 3];
-    if (e1 == e0) continue;
-    const I* cp = crow + p * (n_rows + 1);
-    const I* colp = col + e0;
-    T* accp = acc + e0;
-    for (int64_t s0 = 0; s0 < S; s0 += SDDMM_STEP_BLOCK) {
-      const int64_t sn = S - s0 < SDDMM_STEP_BLOCK ? S - s0 : SDDMM_STEP_BLOCK;
+  // Steps outermost: a block's rows of g (4 steps x this thread's rows) stay in L3 while every panel reads them;
+  // with panels outermost all of g came from memory once per panel (~90 ms of 415 at N = 10,000, p = 0.1).
+  for (int64_t s0 = 0; s0 < S; s0 += SDDMM_STEP_BLOCK) {
+    const int64_t sn = S - s0 < SDDMM_STEP_BLOCK ? S - s0 : SDDMM_STEP_BLOCK;
+    for (int64_t p = 0; p < n_panels; ++p) {
+      const int64_t c0 = bounds[4 * p], e0 = bounds[4 * p + 2], e1 = bounds[4 * p + 3];
+      if (e1 == e0) continue;
+      const I* cp = crow + p * (n_rows + 1);
+      const I* colp = col + e0;
+      T* accp = acc + e0;
       for (int64_t k = 0; k < K;) {
         const int64_t left = K - k;
         const int nv = left >= 4 * L ? 4 : left >= 2 * L ? 2 : left >= L ? 1 : 0;
@@ -319,6 +321,30 @@ void permute(bool scatter, int64_t n, const void* src, const void* perm, void* d
       for (int64_t i = a; i < b; ++i) d[p[i]] = s[i];
     else
       for (int64_t i = a; i < b; ++i) d[i] = s[p[i]];
+  });
+}
+
+// ---- layout ---------------------------------------------------------------------------------------------
+// dst (A, C, R) = src (A, R, C) with src rows of stride ld (unit stride along C), in 16 x 16 tiles that stay in
+// L1: the recurrence's (T, B, N) <-> (T, N, B) copies, four per batch, ~3x faster than PyTorch's strided copy.
+template <typename T>
+void swap_last(int64_t A, int64_t R, int64_t C, const void* src, int64_t sa, int64_t ld, void* dst, int parts) {
+  constexpr int64_t TB = 16;
+  const T* s = static_cast<const T*>(src);
+  T* d = static_cast<T*>(dst);
+  const int64_t tiles_c = (C + TB - 1) / TB;
+  const int64_t jobs = A * tiles_c;
+  run_parts(parts, [&](int t) {
+    for (int64_t job = jobs * t / parts; job < jobs * (t + 1) / parts; ++job) {
+      const int64_t a = job / tiles_c, c0 = (job % tiles_c) * TB, c1 = c0 + TB < C ? c0 + TB : C;
+      const T* sa_ = s + a * sa;
+      T* da = d + a * C * R;
+      for (int64_t r0 = 0; r0 < R; r0 += TB) {
+        const int64_t r1 = r0 + TB < R ? r0 + TB : R;
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) da[c * R + r] = sa_[r * ld + c];
+      }
+    }
   });
 }
 
@@ -392,6 +418,17 @@ int cn_permute(int dtype, int itype, int scatter, int64_t n, const void* src, co
     permute<double, int32_t>(scatter != 0, n, src, perm, dst, parts);
   else if (dtype == 1 && itype == 1)
     permute<double, int64_t>(scatter != 0, n, src, perm, dst, parts);
+  else
+    return -1;
+  return 0;
+}
+
+int cn_swap_last(int dtype, int64_t A, int64_t R, int64_t C, const void* src, int64_t sa, int64_t ld, void* dst,
+                 int parts) {
+  if (dtype == 0)
+    swap_last<float>(A, R, C, src, sa, ld, dst, parts);
+  else if (dtype == 1)
+    swap_last<double>(A, R, C, src, sa, ld, dst, parts);
   else
     return -1;
   return 0;
