@@ -32,10 +32,10 @@ def fresh_build(tmp_path, monkeypatch):
     """A clean build state (and cache folder) for this test; the normal one is restored afterwards."""
     monkeypatch.setenv("CORTEXNET_CACHE_DIR", str(tmp_path))
     native._library.cache_clear()
-    previous = native._mode
-    native._mode = None
+    previous = native._choice._mode
+    native._choice._mode = None
     yield tmp_path
-    native._mode = previous
+    native._choice._mode = previous
     monkeypatch.undo()
     native._library.cache_clear()
 
@@ -197,6 +197,12 @@ def test_a_failing_build_is_reported_and_left_out(monkeypatch, tmp_path):
     assert not native.native_available()
     assert native.native_status().startswith("the build failed") and "error: no" in native.native_status()
     assert not list((tmp_path / "kernels").glob("*.so"))  # nothing partial left behind
+    # the failure is remembered: the next process does not run the compiler again
+    fake.write_text("#!/bin/sh\necho 'fake 1.0'\n[ \"$1\" = --version ] && exit 0\ntouch ran\nexit 1\n")
+    native._library.cache_clear()
+    monkeypatch.chdir(tmp_path)
+    assert not native.native_available() and "earlier build" in native.native_status()
+    assert not (tmp_path / "ran").exists()
 
 
 @needs_native

@@ -2,8 +2,9 @@
 
 Both take the **effective** synapse values ``(nnz,)`` in canonical CSR order (Dale's reparametrisation, if
 any, is applied by the caller under autograd) and a :class:`~cortexnet.sparse._csr_index.CSRIndex`. The
-gradient of the values is formed only at stored synapses (``torch.sparse.sampled_addmm``, chunked over the
-stacked K = T·B rows): no dense ``N x N`` tensor exists at any point.
+gradient of the values is formed only at stored synapses: no dense ``N x N`` tensor exists at any point. The
+products run on the compiled kernels where they are built (:mod:`cortexnet.sparse.native`), else on PyTorch's
+(``addmm`` with CSR panels, ``torch.sparse.sampled_addmm`` over stacked K = T·B rows).
 
 Internally the states are kept feature-major, ``(T, N, B)``: one step is then a sparse-times-dense product
 ``W @ H`` with a row-major dense operand, which is what the sparse kernels are fast at.

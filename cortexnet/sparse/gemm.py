@@ -19,42 +19,35 @@ formulas the float32 path runs. Strided (transposed) views are read in place by 
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from torch import Tensor
+
+from cortexnet.sparse._choice import EnvChoice
 
 #: The choices of ``CORTEXNET_DENSE_GEMM`` / :func:`set_dense_gemm`.
 GEMM_BACKENDS = ("auto", "onednn", "blas")
 #: Multiply-adds from which ``auto`` uses oneDNN (measured crossover on the dev CPU: between 3e5 and 8e6).
 MIN_MACS = 1 << 21
 
-_mode: str | None = None
-
-
-def _check(mode: str, source: str) -> str:
-    if mode not in GEMM_BACKENDS:
-        raise ValueError(f"{source} must be one of {', '.join(GEMM_BACKENDS)}, got {mode!r}")
-    return mode
+_choice = EnvChoice("CORTEXNET_DENSE_GEMM", "the dense GEMM", GEMM_BACKENDS)
 
 
 def dense_gemm() -> str:
     """The dense GEMM choice in force: :func:`set_dense_gemm`'s, else ``$CORTEXNET_DENSE_GEMM``, else auto."""
-    if _mode is not None:
-        return _mode
-    return _check(os.environ.get("CORTEXNET_DENSE_GEMM", "auto"), "CORTEXNET_DENSE_GEMM")
+    return _choice.get()
 
 
 def set_dense_gemm(mode: str | None) -> str | None:
     """Choose the dense GEMM (``auto``, ``onednn``, ``blas``; None: back to the environment's); returns the
     previous setting (None when it came from the environment) so a caller can restore it."""
-    global _mode
-    previous = _mode
-    _mode = None if mode is None else _check(mode, "the dense GEMM")
-    if _mode == "onednn" and not onednn_available():
-        _mode = previous
-        raise ValueError("the dense GEMM 'onednn' is not available in this PyTorch build; use auto or blas")
-    return previous
+
+    def unavailable(choice: str) -> str | None:
+        if choice == "onednn" and not onednn_available():
+            return "the dense GEMM 'onednn' is not available in this PyTorch build; use auto or blas"
+        return None
+
+    return _choice.set(mode, unavailable)
 
 
 @functools.cache

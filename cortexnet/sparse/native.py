@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from cortexnet.sparse._choice import EnvChoice
 
 #: The choices of ``CORTEXNET_CSR_KERNEL`` / :func:`set_csr_kernel`.
 CSR_KERNELS = ("auto", "native", "torch")
@@ -51,33 +54,26 @@ _FLAG_SETS = (
     ["-O3", "-ffp-contract=fast"],
 )
 
-_mode: str | None = None
+_choice = EnvChoice("CORTEXNET_CSR_KERNEL", "the CSR kernel", CSR_KERNELS)
 _status = "not built yet"
-
-
-def _check(mode: str, source: str) -> str:
-    if mode not in CSR_KERNELS:
-        raise ValueError(f"{source} must be one of {', '.join(CSR_KERNELS)}, got {mode!r}")
-    return mode
+_log = logging.getLogger(__name__)
 
 
 def csr_kernel() -> str:
     """The CSR kernel choice in force: :func:`set_csr_kernel`'s, else ``$CORTEXNET_CSR_KERNEL``, else auto."""
-    if _mode is not None:
-        return _mode
-    return _check(os.environ.get("CORTEXNET_CSR_KERNEL", "auto"), "CORTEXNET_CSR_KERNEL")
+    return _choice.get()
 
 
 def set_csr_kernel(mode: str | None) -> str | None:
     """Choose the CSR kernels (``auto``, ``native``, ``torch``; None: back to the environment's); returns the
     previous setting (None when it came from the environment) so a caller can restore it."""
-    global _mode
-    previous = _mode
-    checked = None if mode is None else _check(mode, "the CSR kernel")
-    if checked == "native" and _library() is None:
-        raise ValueError(f"the compiled CSR kernels are not available ({_status}); use auto or torch")
-    _mode = checked
-    return previous
+
+    def unavailable(choice: str) -> str | None:
+        if choice == "native" and _library() is None:
+            return f"the compiled CSR kernels are not available ({_status}); use auto or torch"
+        return None
+
+    return _choice.set(mode, unavailable)
 
 
 def native_status() -> str:
@@ -92,8 +88,20 @@ def native_available() -> bool:
 
 
 def _cache_dir() -> Path:
+    """``$CORTEXNET_CACHE_DIR``/kernels, else ``~/.cache/cortexnet/kernels``; a per-user temporary folder where
+    that cannot be written (read-only home directories on some clusters)."""
     root = os.environ.get("CORTEXNET_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "cortexnet") / "kernels"
+    folder = (Path(root) if root else Path.home() / ".cache" / "cortexnet") / "kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    folder = Path(tempfile.gettempdir()) / f"cortexnet-kernels-{uid}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _cpu_signature() -> str:
@@ -110,9 +118,11 @@ def _cpu_signature() -> str:
 
 def _compile(cxx: str, flags: list[str], target: Path) -> str | None:
     """Compile the source to ``target`` atomically; returns an error message or None."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        return f"cannot write to {target.parent}: {exc}"
     cmd = [cxx, *flags, "-std=gnu++17", "-fPIC", "-shared", "-pthread", "-o", tmp, str(_SOURCE)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -132,6 +142,9 @@ def _compile(cxx: str, flags: list[str], target: Path) -> str | None:
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     global _status
+    if not _SOURCE.is_file():
+        _status = f"the kernel source {_SOURCE} is missing from this installation"
+        return None
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:
         _status = "no C++ compiler found (set CXX)"
@@ -148,10 +161,19 @@ def _library() -> ctypes.CDLL | None:
             b"\0".join(s.encode() for s in (_SOURCE.read_text(), version, _cpu_signature(), " ".join(flags)))
         ).hexdigest()[:16]
         target = _cache_dir() / f"csr_kernels-{key}.so"
+        failed = target.with_suffix(".failed")  # a failed build is not retried by every process
+        if failed.is_file():
+            errors.append(f"{' '.join(flags)}: {failed.read_text().strip()} (earlier build; delete {failed})")
+            continue
         if not target.exists():
+            _log.info("building the compiled CSR kernels (once per CPU kind): %s", target)
             error = _compile(cxx, flags, target)
             if error is not None:
                 errors.append(f"{' '.join(flags)}: {error}")
+                try:
+                    failed.write_text(error + "\n")
+                except OSError:
+                    pass
                 continue
         try:
             lib = ctypes.CDLL(str(target))
