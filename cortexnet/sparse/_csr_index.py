@@ -107,15 +107,11 @@ class Panels:
         """
         key = ("splits", parts)
         if key not in self._cache:
-            per_row = (self.crow[:, 1:] - self.crow[:, :-1]).to("cpu", torch.int64).sum(
-                0
-            ) + 1  # +1: row overhead
-            cum = per_row.cumsum(0)
+            counts = (self.crow[:, 1:] - self.crow[:, :-1]).to("cpu", torch.int64)
+            cum = (counts.sum(0) + 1).cumsum(0)  # synapses per row over all panels, +1 for the row's overhead
             targets = torch.arange(1, parts, dtype=torch.float64) * (float(cum[-1]) / parts)
             inner = torch.searchsorted(cum.to(torch.float64), targets)
-            self._cache[key] = torch.cat([torch.tensor([0]), inner, torch.tensor([self.n_out])]).to(
-                torch.int64
-            )
+            self._cache[key] = torch.cat([torch.tensor([0]), inner, torch.tensor([self.n_out])])
         return self._cache[key]
 
     def bind(self, panel_values: Tensor) -> PanelMatrix:
