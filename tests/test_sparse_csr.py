@@ -276,15 +276,19 @@ def test_auto_prefers_the_leaner_backend_when_the_faster_does_not_fit():
 
 
 @pytest.mark.parametrize("dense_gemm", ["blas", "onednn"])
-def test_crossover_interpolation(dense_gemm):
-    """The table measured with the dense products masked dense will run: oneDNN's, or the BLAS one."""
+def test_crossover_interpolation(dense_gemm, csr_kernel):
+    """The table measured with the kernels both backends will run: csr's compiled kernels, else oneDNN's or
+    the BLAS dense products against PyTorch's sparse ones."""
     from cortexnet.sparse import auto, gemm
 
     if dense_gemm == "onednn" and not gemm.onednn_available():
         pytest.skip("this PyTorch build has no oneDNN matmul")
     saved = gemm.set_dense_gemm(dense_gemm)
     try:
-        table = auto.CPU_CROSSOVER if dense_gemm == "onednn" else auto.CPU_CROSSOVER_BLAS
+        if csr_kernel == "native":
+            table = auto.CPU_CROSSOVER_NATIVE
+        else:
+            table = auto.CPU_CROSSOVER if dense_gemm == "onednn" else auto.CPU_CROSSOVER_BLAS
         (n0, p0), *_, (_, p_last) = table[32]
         assert crossover_density(32, n=n0) == pytest.approx(p0)
         assert crossover_density(32, n=100_000) == pytest.approx(p_last)  # clamped at the largest measured N

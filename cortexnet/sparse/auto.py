@@ -4,18 +4,20 @@ Rules (see benchmarks/README.md for the measurements):
 
 1. Speed: tiny matrices (fewer than ``SMALL_DENSE`` possible synapses) use ``"masked_dense"`` (one GEMM beats
    the sparse kernels' per-call overhead); otherwise ``"csr"`` when the density is below the crossover density
-   for the size, batch and device, ``"masked_dense"`` above it. CPU crossovers (:data:`CPU_CROSSOVER`, and
-   :data:`CPU_CROSSOVER_BLAS` where masked dense's products run on PyTorch's BLAS instead of oneDNN) were
-   measured with ``benchmarks/crossover.py`` on the 2-core EPYC development machine: the training step
+   for the size, batch and device, ``"masked_dense"`` above it. CPU crossovers were measured with
+   ``benchmarks/crossover.py`` on the 2-core EPYC development machines, one table per pair of kernels the two
+   backends will run: :data:`CPU_CROSSOVER_NATIVE` where csr runs on its compiled kernels
+   (:mod:`cortexnet.sparse.native`), else :data:`CPU_CROSSOVER` (PyTorch's sparse kernels against masked
+   dense through oneDNN) or :data:`CPU_CROSSOVER_BLAS` (masked dense on PyTorch's BLAS); the training step
    (forward+backward of the 28-step recurrence and the fused Adam step) of masked dense (the fused
    :class:`~cortexnet.sparse.DenseRecurrence`) against csr, each case in its own process. CUDA
    (:data:`CUDA_CROSSOVER`): dense GEMMs run far closer to peak than cuSPARSE on a GPU, so the crossover is much
    lower — a guess from the literature, **not measured** (no GPU was available when this was written).
 2. Memory: if the faster backend's training state would exceed ``memory_budget`` (default: 4 GiB) and the
    other's is smaller, the other is used. Training state per possible synapse of masked dense: 17 bytes
-   (weight, gradient, Adam's two moments, bool mask); per stored synapse of csr: ~44 bytes (value, gradient,
+   (weight, gradient, Adam's two moments, bool mask); per stored synapse of csr: ~49 bytes (value, gradient,
    Adam's moments, five int32 index arrays, gathered copies in the backward) — so csr is also the leaner one
-   below p ≈ 0.4.
+   below p ≈ 0.35.
 
 A layer builds its weight before it knows the batch or the device. Pass them explicitly
 (``make_sparse_weight("auto", ..., batch_hint=B, device=...)``), or build the model inside
@@ -36,7 +38,7 @@ import torch
 from torch import Tensor
 
 from cortexnet.connectivity import Connectivity
-from cortexnet.sparse import gemm
+from cortexnet.sparse import gemm, native
 from cortexnet.sparse.base import BACKENDS, DaleMode, SparseWeight
 
 #: Measured on CPU with masked dense's products through oneDNN (cortexnet.sparse.gemm, the default where the
@@ -55,6 +57,14 @@ CPU_CROSSOVER_BLAS: dict[int, tuple[tuple[int, float], ...]] = {
     32: ((1000, 0.33), (3000, 0.42), (10000, 0.41)),
     256: ((1000, 0.15), (3000, 0.16)),
 }
+#: csr on its compiled kernels (cortexnet.sparse.native) against masked dense through oneDNN
+#: (benchmarks/results/crossover-20261202T205117Z.json: 2-core AMD EPYC Zen 3, AVX2, torch 2.13). At N = 3000
+#: and 10,000, batch 32, csr was faster at every density tried (up to 0.7; at N = 10,000 it was 6.1 s against
+#: 6.3 s there), so 0.7 is a lower bound. Also used where masked dense runs on BLAS, which is slower still.
+CPU_CROSSOVER_NATIVE: dict[int, tuple[tuple[int, float], ...]] = {
+    32: ((1000, 0.41), (3000, 0.70), (10000, 0.70)),
+    256: ((1000, 0.51), (3000, 0.50)),
+}
 #: CUDA: unmeasured guess (dense GEMMs run far closer to peak than cuSPARSE on a GPU); re-measure with
 #: benchmarks/crossover.py on a GPU.
 CUDA_CROSSOVER: dict[int, tuple[tuple[int, float], ...]] = {32: ((1000, 0.02),), 256: ((1000, 0.01),)}
@@ -63,7 +73,7 @@ SMALL_DENSE = 256 * 256
 #: Bytes per possible synapse of the dense path during training (weight, grad, Adam x2, bool mask).
 DENSE_BYTES_PER_ENTRY = 17
 #: Bytes per stored synapse of the csr path during training (see rule 2).
-CSR_BYTES_PER_SYNAPSE = 44
+CSR_BYTES_PER_SYNAPSE = 49
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 DEFAULT_BATCH_HINT = 32
 
@@ -106,7 +116,9 @@ def crossover_density(batch: int, device: str | torch.device = "cpu", n: int = 1
     (``max(n_out, n_in)``) on ``device``."""
     if torch.device(device).type == "cuda":
         table = CUDA_CROSSOVER
-    else:  # the table measured with the dense products masked dense will use here
+    elif native.uses_native():  # the table measured with the kernels both backends will run here
+        table = CPU_CROSSOVER_NATIVE
+    else:
         table = CPU_CROSSOVER if gemm.onednn_for(n, n, batch) else CPU_CROSSOVER_BLAS
     rows = sorted(table.items())
     per_batch = tuple((b, _interp(points, max(n, 1))) for b, points in rows)
